@@ -1,0 +1,200 @@
+#pragma once
+// Process: run a C++ function in another process and manage it like a thread
+// (Python's multiprocessing.Process).
+//
+//   void worker(int n) { std::printf("Worker: %d\n", n); }
+//   mproc::Process p(worker, 3);
+//   p.start();
+//   p.join();                       // p.exitcode() == 0
+//
+// A Process object is a handle: copies refer to the same process, as Python references do, and
+// destroying the last handle neither kills the child nor makes mproc forget it. When `main`
+// returns, mproc terminates the daemon children that are still running and joins the others
+// (Python's exit-time behaviour), so a program may start children and never join them.
+//
+// Subclassing: derive from Process and override run(); the default name then uses the class
+// name (`Worker-1`), taken from the dynamic type (namespaces and template arguments dropped) or
+// from an override of type_name(). Copying a subclass object through a Process slices it, as
+// any C++ copy does: keep subclass objects by value or by pointer to the subclass.
+//
+// Exit codes (exitcode()), as Python reports them:
+//   nullopt   not started, or still running
+//   0         the target returned (its return value, if any, is discarded)
+//   n         the child called mproc::exit(n) or std::exit(n); the OS keeps the low 8 bits, so
+//             exit(256) gives 0 and exit(-1) gives 255
+//   1         the target threw; "Process <name>:" and "<exception type>: <what()>" went to the
+//             child's stderr first
+//   -N        the child was killed by signal N (terminate() gives -15, kill() -9)
+//
+// Start methods: this version starts children with fork(), so any callable works as a target,
+// capturing lambdas included, and arguments are copied into the child with the address space.
+//
+// Differences from Python, by design:
+//  - Misuse raises mproc::UsageError (Python: AssertionError or ValueError) with Python's message.
+//  - exitcode(), pid() and ident() are std::optional (Python: None).
+//  - join(timeout) takes a std::chrono duration.
+//  - The child's stdin is /dev/null, as in Python. The child never runs the parent's atexit
+//    handlers or static destructors: it ends with _exit() after flushing stdout and stderr.
+#include <chrono>
+#include <concepts>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/authkey.hpp"
+#include "mproc/errors.hpp"
+
+namespace mproc {
+
+namespace detail {
+struct ProcessState;
+struct ProcessAccess;
+}
+
+// Options for a Process, used with designated initializers:
+//   mproc::Process d({.name = "daemon", .daemon = true}, daemon_main);
+struct ProcessOptions {
+    // Empty: the default name, "<TypeName>-<identity>" (Process-1, Process-2:1, Worker-3).
+    std::string name;
+    // Unset: inherited from the creating process (false in the main process).
+    std::optional<bool> daemon;
+};
+
+class Process {
+public:
+    // A process with no target: run() does nothing unless a subclass overrides it.
+    Process();
+    explicit Process(ProcessOptions options);
+
+    // A process that runs target(args...). The callable and the arguments are decay-copied into
+    // the Process, as std::thread does; the target's return value is discarded.
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
+        set_target(bind_target(std::forward<F>(target), std::forward<Args>(args)...));
+    }
+
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    Process(ProcessOptions options, F&& target, Args&&... args) : Process(std::move(options)) {
+        set_target(bind_target(std::forward<F>(target), std::forward<Args>(args)...));
+    }
+
+    Process(const Process&) = default;
+    Process(Process&&) noexcept = default;
+    Process& operator=(const Process&) = default;
+    Process& operator=(Process&&) noexcept = default;
+    virtual ~Process();
+
+    // The child's work. The default calls the target with its arguments.
+    virtual void run();
+
+    // Starts the child. Flushes stdout and stderr first, so that buffered output is not printed
+    // twice. Throws UsageError when started twice, from a process other than the creator, or from
+    // a daemonic process; OSError when the OS refuses to create a process.
+    void start();
+
+    // Waits for the child to end and reaps it. May be called many times.
+    void join();
+    // Waits at most `timeout`; returns either way (check exitcode() or is_alive()).
+    template <class Rep, class Period>
+    void join(std::chrono::duration<Rep, Period> timeout) {
+        join_for(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+    }
+
+    bool is_alive() const;
+
+    void terminate();  // SIGTERM: no exit handlers run in the child; exitcode becomes -15
+    void kill();       // SIGKILL
+    void interrupt();  // SIGINT (Python 3.14)
+
+    // Releases the process's resources (the sentinel). UsageError if the child is still running;
+    // afterwards every other method throws UsageError("process object is closed").
+    void close();
+
+    std::string name() const;
+    void set_name(std::string name);
+    bool daemon() const;
+    void set_daemon(bool daemonic);  // only before start()
+    std::optional<int> pid() const;
+    std::optional<int> ident() const { return pid(); }
+    std::optional<int> exitcode() const;
+    // A file descriptor that becomes readable when the child has ended (a pidfd on Linux).
+    // Owned by the Process: valid until close(). UsageError before start().
+    int sentinel() const;
+    AuthKey authkey() const;
+    void set_authkey(AuthKey key);
+
+    // Python's repr: <Process name='Process-1' pid=1119 parent=1118 stopped exitcode=-SIGTERM>
+    std::string repr() const;
+    friend std::ostream& operator<<(std::ostream& os, const Process& p);
+
+protected:
+    // The class name used in default names and in repr(). The default is the dynamic type's
+    // unqualified name.
+    virtual std::string type_name() const;
+
+private:
+    friend struct detail::ProcessAccess;
+    explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
+
+    template <class F, class... Args>
+    static std::function<void()> bind_target(F&& target, Args&&... args) {
+        return [fn = std::forward<F>(target),
+                tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
+            std::apply([&fn](auto&... a) { static_cast<void>(std::invoke(fn, a...)); }, tup);
+        };
+    }
+    void set_target(std::function<void()> target);
+    void join_for(std::chrono::nanoseconds timeout);
+
+    std::shared_ptr<detail::ProcessState> state_;
+};
+
+// The Process object of the caller: "MainProcess" in the main process.
+Process& current_process();
+
+// The parent of the calling process (name, pid, sentinel; is_alive() and join() work), or
+// nullopt in the main process.
+std::optional<Process> parent_process();
+
+// The live children of the calling process. Like Python, it reaps the ones that have ended.
+std::vector<Process> active_children();
+
+// The number of online CPUs (Python's cpu_count()). The environment variable MPROC_CPU_COUNT
+// overrides it, as PYTHON_CPU_COUNT does in Python 3.13.
+int cpu_count();
+
+// The number of CPUs this process may use: the CPU affinity mask, further limited by a cgroup
+// CPU quota (cpu.max, rounded up). The default size of a Pool. MPROC_CPU_COUNT overrides it.
+int process_cpu_count();
+
+// Ends the calling process with exit code `code`. In a child started by mproc it unwinds the
+// child's stack to the bootstrap (destructors run, as Python's sys.exit raises SystemExit), which
+// then runs the exit sequence and _exit(code). In the main process it calls std::exit(code).
+// The unwinding uses an object that is not a std::exception; a `catch (...)` that does not
+// rethrow stops it.
+[[noreturn]] void exit(int code = 0);
+
+// What mproc::exit throws in a child (Python's SystemExit). Deliberately not a std::exception, so
+// that `catch (const std::exception&)` lets it through to the bootstrap.
+class SystemExit {
+public:
+    explicit SystemExit(int code) noexcept : code_(code) {}
+    int code() const noexcept { return code_; }
+
+private:
+    int code_;
+};
+
+// The door for start methods that re-execute the program; call it first in main. Under fork it
+// only records argv and installs mproc's exit-time handling early. Prints nothing.
+void init(int argc, char** argv);
+
+}  // namespace mproc

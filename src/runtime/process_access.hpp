@@ -1,0 +1,20 @@
+#pragma once
+// The library's own way into Process handles (their state, and handles made from a state).
+#include <memory>
+
+#include "mproc/process.hpp"
+#include "runtime/process_state.hpp"
+
+namespace mproc::detail {
+
+struct ProcessAccess {
+    static Process make(std::shared_ptr<ProcessState> state) noexcept { return Process(std::move(state)); }
+    static const std::shared_ptr<ProcessState>& state(const Process& p) noexcept { return p.state_; }
+};
+
+// "Worker" for ns::Worker<int>: the unqualified class name, as Python's type(self).__name__.
+std::string unqualified_type_name(const std::type_info& type);
+// The demangled name of a type.
+std::string demangled_name(const std::type_info& type);
+
+}  // namespace mproc::detail

@@ -1,0 +1,414 @@
+#include "runtime/runtime.hpp"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <thread>
+#include <typeinfo>
+
+#include "launch/launcher.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "runtime/process_access.hpp"
+
+namespace mproc::detail {
+
+// ---------------------------------------------------------------------------------------------
+// ProcessState
+
+ProcessState::~ProcessState() {
+    if (pidfd >= 0) ::close(pidfd);
+}
+
+int exitcode_from_wait_status(int status) noexcept {
+    if (WIFEXITED(status)) return WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) return -WTERMSIG(status);
+    return 255;
+}
+
+std::optional<int> ProcessState::poll() {
+    std::lock_guard lock(mutex);
+    if (exitcode || role != ProcessRole::child || pid == 0) return exitcode;
+    int status = 0;
+    pid_t r;
+    do {
+        r = ::waitpid(pid, &status, WNOHANG);
+    } while (r < 0 && errno == EINTR);
+    if (r == pid) {
+        exitcode = exitcode_from_wait_status(status);
+    } else if (r < 0) {
+        throw OSError("waitpid for process " + std::to_string(pid) +
+                          " (was it reaped elsewhere, or is SIGCHLD ignored?)",
+                      errno);
+    }
+    return exitcode;
+}
+
+namespace {
+
+// Waits until `fd` is readable or the deadline passes; retries EINTR with the time left.
+// Returns true when readable.
+bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout) {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    for (;;) {
+        pollfd p{fd, POLLIN, 0};
+        timespec ts{};
+        timespec* tsp = nullptr;
+        if (timeout) {
+            auto left = deadline - clock::now();
+            if (left < clock::duration::zero()) left = clock::duration::zero();
+            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+            ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+            ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+            tsp = &ts;
+        }
+        int r = ::ppoll(&p, 1, tsp, nullptr);
+        if (r > 0) return true;
+        if (r == 0) return false;
+        if (errno != EINTR) throw OSError("ppoll on a process sentinel", errno);
+    }
+}
+
+}  // namespace
+
+std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> timeout) {
+    {
+        std::lock_guard lock(mutex);
+        if (exitcode) return exitcode;
+    }
+    // Wait on the pidfd without holding the mutex, so that other threads may poll meanwhile;
+    // once it is readable the child is a zombie and poll() reaps it at once.
+    if (pidfd >= 0 && !wait_readable(pidfd, timeout)) return poll();
+    if (pidfd < 0 && role == ProcessRole::child && pid != 0) {
+        std::lock_guard lock(mutex);
+        if (exitcode) return exitcode;
+        int status = 0;
+        pid_t r;
+        do {
+            r = ::waitpid(pid, &status, 0);
+        } while (r < 0 && errno == EINTR);
+        if (r < 0) throw OSError("waitpid for process " + std::to_string(pid), errno);
+        exitcode = exitcode_from_wait_status(status);
+        return exitcode;
+    }
+    return poll();
+}
+
+void ProcessState::send_signal(int signal_number) {
+    std::lock_guard lock(mutex);
+    if (exitcode || pidfd < 0) return;  // already reaped: the pid may belong to someone else now
+    if (::syscall(SYS_pidfd_send_signal, pidfd, signal_number, nullptr, 0) < 0 && errno != ESRCH)
+        throw OSError("pidfd_send_signal to process " + std::to_string(pid), errno);
+}
+
+std::string ProcessState::display_name() const {
+    if (!name.empty()) return name;
+    std::string text = type_name.empty() ? "Process" : type_name;
+    char sep = '-';
+    for (int n : identity) {
+        text += sep;
+        text += std::to_string(n);
+        sep = ':';
+    }
+    return text;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Type names
+
+std::string demangled_name(const std::type_info& type) {
+    int status = 0;
+    char* text = abi::__cxa_demangle(type.name(), nullptr, nullptr, &status);
+    std::string result = (status == 0 && text != nullptr) ? text : type.name();
+    std::free(text);
+    return result;
+}
+
+std::string unqualified_type_name(const std::type_info& type) {
+    std::string full = demangled_name(type);
+    // Drop template arguments, then every enclosing scope ("ns::", "main()::", "(anonymous
+    // namespace)::").
+    auto angle = full.find('<');
+    if (angle != std::string::npos) full.resize(angle);
+    auto scope = full.rfind("::");
+    return scope == std::string::npos ? full : full.substr(scope + 2);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runtime
+
+namespace {
+
+void exit_handler_of_main() {
+    Runtime& rt = Runtime::get();
+    // A process created by a raw fork() of the user's inherits this handler; it is not ours.
+    if (rt.current_state()->pid != ::getpid()) return;
+    try {
+        rt.run_exit_sequence();
+    } catch (...) {
+        // Nothing may escape an atexit handler; the exit sequence logs its own failures.
+    }
+    std::fflush(nullptr);
+}
+
+std::shared_ptr<ProcessState> make_main_state() {
+    auto state = std::make_shared<ProcessState>();
+    state->role = ProcessRole::main;
+    state->name = "MainProcess";
+    state->type_name = "_MainProcess";
+    state->pid = ::getpid();
+    state->started = true;
+    return state;
+}
+
+Runtime* the_runtime = nullptr;
+
+void lock_for_fork() { the_runtime->mutex_for_fork().lock(); }
+void unlock_after_fork() { the_runtime->mutex_for_fork().unlock(); }
+
+thread_local bool is_child_bootstrap_thread = false;
+
+}  // namespace
+
+Runtime& Runtime::get() {
+    static Runtime* runtime = [] {
+        auto* rt = new Runtime();  // never destroyed: see the header
+        the_runtime = rt;
+        ::pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
+        std::atexit(exit_handler_of_main);
+        return rt;
+    }();
+    return *runtime;
+}
+
+Runtime::Runtime() : current_(make_main_state()), current_handle_(ProcessAccess::make(current_)) {}
+
+std::vector<int> Runtime::next_identity() {
+    std::lock_guard lock(mutex_);
+    std::vector<int> identity = current_->identity;
+    identity.push_back(++counter_);
+    return identity;
+}
+
+void Runtime::add_child(std::shared_ptr<ProcessState> child) {
+    std::lock_guard lock(mutex_);
+    children_.push_back(std::move(child));
+}
+
+void Runtime::forget_child(const ProcessState* child) {
+    std::lock_guard lock(mutex_);
+    std::erase_if(children_, [child](const auto& c) { return c.get() == child; });
+}
+
+std::vector<std::shared_ptr<ProcessState>> Runtime::live_children() {
+    std::vector<std::shared_ptr<ProcessState>> children;
+    {
+        std::lock_guard lock(mutex_);
+        children = children_;
+    }
+    std::vector<std::shared_ptr<ProcessState>> live;
+    for (auto& child : children) {
+        if (child->poll()) {
+            forget_child(child.get());
+        } else {
+            live.push_back(child);
+        }
+    }
+    return live;
+}
+
+void Runtime::at_exit(ExitPhase phase, std::function<void()> task) {
+    std::lock_guard lock(mutex_);
+    (phase == ExitPhase::before_children ? before_children_tasks_ : after_children_tasks_)
+        .push_back(std::move(task));
+}
+
+void Runtime::become_child(std::shared_ptr<ProcessState> self, const std::string& parent_name, int parent_pid) {
+    // Only the forking thread exists here, and the atfork handler released the mutex.
+    self->pid = ::getpid();
+    self->started = true;
+    current_ = self;
+    current_handle_ = ProcessAccess::make(std::move(self));
+    parent_.reset();
+    parent_name_ = parent_name;
+    parent_pid_ = parent_pid;
+    children_.clear();
+    counter_ = 0;
+    exiting_ = false;
+    before_children_tasks_.clear();
+    after_children_tasks_.clear();
+}
+
+std::optional<Process> Runtime::parent_process() {
+    std::lock_guard lock(mutex_);
+    if (current_->role == ProcessRole::main) return std::nullopt;
+    if (!parent_) {
+        auto state = std::make_shared<ProcessState>();
+        state->role = ProcessRole::parent_view;
+        state->name = parent_name_;
+        state->type_name = "_ParentProcess";
+        state->pid = parent_pid_;
+        state->started = true;
+        // A pidfd opened while the parent is still our parent refers to it; if we were
+        // reparented meanwhile, the parent has ended and there is nothing to watch.
+        int fd = open_pidfd(parent_pid_);
+        if (fd >= 0 && ::getppid() != parent_pid_) {
+            ::close(fd);
+            fd = -1;
+        }
+        state->pidfd = fd;
+        parent_ = std::move(state);
+    }
+    return ProcessAccess::make(parent_);
+}
+
+AuthKey Runtime::authkey() {
+    std::lock_guard lock(mutex_);
+    if (!current_->authkey) current_->authkey = AuthKey::random(32);
+    return *current_->authkey;
+}
+
+void Runtime::run_exit_sequence() {
+    std::vector<std::function<void()>> before, after;
+    {
+        std::lock_guard lock(mutex_);
+        if (exiting_) return;
+        exiting_ = true;
+        before.swap(before_children_tasks_);
+        after.swap(after_children_tasks_);
+    }
+    Logger& log = get_logger();
+    auto run_tasks = [&log](std::vector<std::function<void()>>& tasks) {
+        for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {
+            try {
+                (*it)();
+            } catch (const std::exception& e) {
+                log.error("exit-time task failed: {}", e.what());
+            }
+        }
+    };
+
+    log.info("process shutting down");
+    log.debug("running all \"atexit\" finalizers with priority >= 0");
+    run_tasks(before);
+
+    for (auto& child : live_children()) {
+        if (child->daemon) {
+            log.info("calling terminate() for daemon {}", child->display_name());
+            child->send_signal(SIGTERM);
+        }
+    }
+    for (auto& child : live_children()) {
+        log.info("calling join() for process {}", child->display_name());
+        child->wait(std::nullopt);
+        forget_child(child.get());
+    }
+
+    log.debug("running the remaining \"atexit\" finalizers");
+    run_tasks(after);
+}
+
+bool Runtime::in_child_bootstrap_thread() const { return is_child_bootstrap_thread; }
+void Runtime::mark_child_bootstrap_thread() { is_child_bootstrap_thread = true; }
+
+// ---------------------------------------------------------------------------------------------
+// The child's life
+
+namespace {
+
+bool child_finishing = false;
+
+void flush_std_streams() noexcept {
+    try {
+        std::cout.flush();
+        std::cerr.flush();
+        std::clog.flush();
+    } catch (...) {
+    }
+    std::fflush(nullptr);
+}
+
+void report_uncaught(const std::string& process_name, const std::exception_ptr& failure) {
+    std::string text = "Process " + process_name + ":\n";
+    try {
+        std::rethrow_exception(failure);
+    } catch (const std::exception& e) {
+        text += demangled_name(typeid(e)) + ": " + e.what() + "\n";
+    } catch (...) {
+        const std::type_info* type = abi::__cxa_current_exception_type();
+        text += (type ? demangled_name(*type) : std::string("unknown exception")) + "\n";
+    }
+    std::fflush(stderr);
+    std::fwrite(text.data(), 1, text.size(), stderr);
+}
+
+[[noreturn]] void finish_child(int code, const std::exception_ptr& failure) {
+    child_finishing = true;
+    Runtime& rt = Runtime::get();
+    try {
+        rt.run_exit_sequence();
+    } catch (const std::exception& e) {
+        get_logger().error("exit sequence failed: {}", e.what());
+    } catch (...) {
+    }
+    if (failure) report_uncaught(rt.current_process().name(), failure);
+    get_logger().info("process exiting with exitcode {}", code);
+    flush_std_streams();
+    ::_exit(code);
+}
+
+// std::exit() in a child lands here first (it was registered last): finish as the child,
+// never running the parent's atexit handlers and static destructors.
+void child_exit_hook(int status, void*) {
+    if (child_finishing || Runtime::get().current_state()->pid != ::getpid()) return;
+    finish_child(status, nullptr);
+}
+
+void redirect_stdin_to_devnull() {
+    int fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return;
+    if (fd != STDIN_FILENO) {
+        ::dup2(fd, STDIN_FILENO);
+        ::close(fd);
+    }
+    std::clearerr(stdin);
+}
+
+}  // namespace
+
+void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state, const std::string& parent_name,
+                     int parent_pid) {
+    Runtime& rt = Runtime::get();
+    rt.become_child(state, parent_name, parent_pid);
+    rt.mark_child_bootstrap_thread();
+    child_finishing = false;
+    redirect_stdin_to_devnull();
+    ::on_exit(child_exit_hook, nullptr);
+
+    int code = 0;
+    std::exception_ptr failure;
+    try {
+        get_logger().info("child process calling self.run()");
+        self.run();
+    } catch (const SystemExit& request) {
+        code = request.code();
+    } catch (...) {
+        failure = std::current_exception();
+        code = 1;
+    }
+    finish_child(code, failure);
+}
+
+}  // namespace mproc::detail
