@@ -61,9 +61,9 @@ struct ProcessAccess;
 //   mproc::Process d({.name = "daemon", .daemon = true}, daemon_main);
 struct ProcessOptions {
     // Empty: the default name, "<TypeName>-<identity>" (Process-1, Process-2:1, Worker-3).
-    std::string name;
+    std::string name{};
     // Unset: inherited from the creating process (false in the main process).
-    std::optional<bool> daemon;
+    std::optional<bool> daemon{};
 };
 
 class Process {

@@ -1,7 +1,7 @@
 #pragma once
-// Helpers for mproc's tests: counting open descriptors, finding zombies, running code in a
-// separate throwaway process so that a test can observe a whole program's exit.
-#include <functional>
+// Helpers for mproc's tests: counting descriptors and zombies, capturing what children write,
+// and running the scenario program (tests/helpers/scenarios.cpp) as a whole program.
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -16,15 +16,37 @@ std::vector<int> zombie_children();
 // True when `pid` no longer exists or is a zombie.
 bool process_gone(int pid);
 
-struct RunResult {
-    int exit_status = -1;   // exit code, or -signal
-    std::string out;        // everything written to stdout
-    std::string err;        // everything written to stderr
+// Redirects this process's stderr (fd 2) into a pipe while alive, so that children started
+// meanwhile write there too; text() collects what was written once the writers are done.
+class CapturedStderr {
+public:
+    CapturedStderr();
+    ~CapturedStderr();
+    CapturedStderr(const CapturedStderr&) = delete;
+    CapturedStderr& operator=(const CapturedStderr&) = delete;
+    // Restores fd 2 and returns everything written (children must have ended).
+    std::string text();
+
+private:
+    int saved_ = -1;
+    int read_end_ = -1;
+    bool restored_ = false;
+    std::string collected_;
 };
 
-// Forks a plain (non-mproc) child whose stdout and stderr are pipes, runs `body` in it and ends
-// it with std::exit(body's return value), so that the child goes through the same exit path as a
-// real program's main. Waits for it and returns what it wrote.
-RunResult run_as_program(const std::function<int()>& body);
+struct ProgramResult {
+    int exit_status = -1;  // exit code, or -signal
+    std::string out;
+    std::string err;
+    std::vector<std::string> out_lines() const;
+    std::vector<std::string> err_lines() const;
+};
+
+// Runs the scenario program with `args` (stdin /dev/null, stdout and stderr on pipes) and
+// waits for it; kills it after `timeout`.
+ProgramResult run_scenario(const std::vector<std::string>& args,
+                           std::chrono::seconds timeout = std::chrono::seconds(30));
+
+std::vector<std::string> split_lines(const std::string& text);
 
 }  // namespace mproc::testing

@@ -1,0 +1,109 @@
+// Faults a Process must survive: crashing children, signal storms during waits, and leaks over
+// many starts (spec/faults.md rows 3, 14, 16).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <thread>
+
+#include "helpers/test_helpers.hpp"
+#include "mproc/process.hpp"
+
+using namespace std::chrono_literals;
+
+TEST(ProcessFaults, CrashingChildrenLeaveTheParentUnharmed) {
+    int segv_target_value = 0;
+    mproc::Process segv([&segv_target_value] {
+        volatile int* null_pointer = nullptr;
+        segv_target_value = *null_pointer;
+    });
+    mproc::Process aborts([] { std::abort(); });
+    mproc::Process fpe([] { std::raise(SIGFPE); });
+    for (auto* p : {&segv, &aborts, &fpe}) p->start();
+    for (auto* p : {&segv, &aborts, &fpe}) p->join();
+    EXPECT_EQ(segv.exitcode(), -SIGSEGV);
+    EXPECT_EQ(aborts.exitcode(), -SIGABRT);
+    EXPECT_EQ(fpe.exitcode(), -SIGFPE);
+    // The parent goes on starting processes.
+    mproc::Process after([] {});
+    after.start();
+    after.join();
+    EXPECT_EQ(after.exitcode(), 0);
+}
+
+TEST(ProcessFaults, ThousandStartsLeaveNoDescriptorOrZombie) {
+    const int fds_before = mproc::testing::count_open_fds();
+    for (int i = 0; i < 1000; ++i) {
+        mproc::Process p([] {});
+        p.start();
+        p.join();
+        ASSERT_EQ(p.exitcode(), 0) << "iteration " << i;
+    }
+    EXPECT_EQ(mproc::testing::count_open_fds(), fds_before);
+    EXPECT_TRUE(mproc::testing::zombie_children().empty());
+    EXPECT_TRUE(mproc::active_children().empty());
+    // No other child is left to reap.
+    int status = 0;
+    EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1);
+    EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(ProcessFaults, ClosedProcessesReleaseTheirSentinel) {
+    const int fds_before = mproc::testing::count_open_fds();
+    mproc::Process p([] {});
+    p.start();
+    EXPECT_EQ(mproc::testing::count_open_fds(), fds_before + 1);  // the pidfd
+    p.join();
+    p.close();
+    EXPECT_EQ(mproc::testing::count_open_fds(), fds_before);
+}
+
+namespace {
+volatile sig_atomic_t alarms = 0;
+void count_alarm(int) { alarms = alarms + 1; }
+}  // namespace
+
+TEST(ProcessFaults, JoinSurvivesAnEintrStorm) {
+    struct sigaction action {};
+    action.sa_handler = count_alarm;  // no SA_RESTART: every alarm interrupts the wait
+    sigemptyset(&action.sa_mask);
+    struct sigaction previous {};
+    ASSERT_EQ(::sigaction(SIGALRM, &action, &previous), 0);
+    itimerval every_ms{{0, 1000}, {0, 1000}};
+    ASSERT_EQ(::setitimer(ITIMER_REAL, &every_ms, nullptr), 0);
+
+    mproc::Process p([] { std::this_thread::sleep_for(300ms); });
+    p.start();
+    auto begin = std::chrono::steady_clock::now();
+    p.join(100ms);  // a timed join keeps its deadline across interruptions
+    auto timed = std::chrono::steady_clock::now() - begin;
+    EXPECT_TRUE(p.is_alive());
+    p.join();
+    auto total = std::chrono::steady_clock::now() - begin;
+
+    itimerval off{};
+    ::setitimer(ITIMER_REAL, &off, nullptr);
+    ::sigaction(SIGALRM, &previous, nullptr);
+
+    EXPECT_GE(timed, 100ms);
+    EXPECT_LT(timed, 5s);
+    EXPECT_GE(total, 250ms);
+    EXPECT_EQ(p.exitcode(), 0);
+    EXPECT_GT(alarms, 10) << "the storm did not happen";
+}
+
+TEST(ProcessFaults, ChildKilledWhileParentWaits) {
+    mproc::Process p([] { std::this_thread::sleep_for(30s); });
+    p.start();
+    std::thread killer([pid = *p.pid()] {
+        std::this_thread::sleep_for(50ms);
+        ::kill(pid, SIGKILL);
+    });
+    p.join();
+    killer.join();
+    EXPECT_EQ(p.exitcode(), -SIGKILL);
+}
