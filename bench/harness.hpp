@@ -1,0 +1,91 @@
+#pragma once
+// The harness behind mproc_bench: a registry of figures, each measured for mproc and for the raw
+// system primitive it stands on, in the same process and interleaved round by round, so that the
+// noise of a shared machine hits every implementation alike. A figure's value is the median over
+// rounds of the per-iteration cost of one batch.
+//
+// Why not Google Benchmark (installed): its results are per-benchmark statistics in its own
+// console/JSON schema, with no notion of "the same figure, two implementations, interleaved"; the
+// project's format is one JSON line per (figure, implementation), shared with the Python script
+// and the report. Medians of timed batches are simple enough to write here.
+//
+// Adding a figure, in any .cpp file of the program:
+//
+//   static const bench::Register pipe_ping_pong{{
+//       .name = "pipe.ping_pong.int",
+//       .unit = bench::micros_per("round_trip"),
+//       .description = "send/recv of an int and back, two processes",
+//       .impls = {
+//           {"mproc", [](std::size_t n) { /* set up */ auto t = bench::time_loop(n, op); /* tear down */ return t; }},
+//           {"raw", bench::each([] { /* one iteration */ })},
+//       },
+//   }};
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace bench {
+
+using Seconds = std::chrono::duration<double>;
+
+// Runs the measured operation `iterations` times and returns the time that took. Setup and
+// teardown a batch needs (a child to poll, a pipe to write to) stay outside the returned time.
+using BatchFn = std::function<Seconds(std::size_t iterations)>;
+
+struct Impl {
+    std::string name;  // "mproc", "raw"; the report knows these two (and "python")
+    BatchFn run;
+};
+
+struct Unit {
+    std::string name;  // as printed: "us/process", "msg/s", "MB/s"
+    std::function<double(double seconds_per_iteration)> from_seconds_per_iteration;
+};
+
+Unit micros_per(std::string_view what);                  // "us/<what>"
+Unit nanos_per(std::string_view what);                   // "ns/<what>"
+Unit per_second(std::string_view what);                  // "<what>/s": one <what> per iteration
+Unit megabytes_per_second(double bytes_per_iteration);   // "MB/s", 10^6 bytes
+
+struct Figure {
+    std::string name;  // dotted, area first, so a prefix selects an area: "process.", "queue."
+    Unit unit;
+    std::string description;
+    std::vector<Impl> impls;
+};
+
+// Registers a figure during static initialization; one object per figure.
+struct Register {
+    explicit Register(Figure figure);
+};
+
+// Keeps the compiler from dropping a computation whose result is otherwise unused.
+template <class T>
+inline void keep(const T& value) {
+    asm volatile("" : : "r,m"(value) : "memory");
+}
+
+template <class Op>
+Seconds time_loop(std::size_t iterations, Op&& op) {
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < iterations; ++i) op();
+    return std::chrono::steady_clock::now() - start;
+}
+
+// A batch that is nothing but the repeated operation.
+template <class Op>
+BatchFn each(Op op) {
+    return [op](std::size_t iterations) mutable { return time_loop(iterations, op); };
+}
+
+// A failed check inside a measured operation: a figure whose operation does not do what it
+// claims is not reported at all.
+void require(bool condition, std::string_view what);
+
+// Parses the command line, runs the selected figures and prints them; returns the exit status.
+int run_cli(int argc, char** argv);
+
+}  // namespace bench
