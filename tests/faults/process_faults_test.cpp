@@ -9,6 +9,7 @@
 #include <chrono>
 #include <csignal>
 #include <thread>
+#include <vector>
 
 #include "helpers/test_helpers.hpp"
 #include "mproc/process.hpp"
@@ -50,6 +51,17 @@ TEST(ProcessFaults, ThousandStartsLeaveNoDescriptorOrZombie) {
     int status = 0;
     EXPECT_EQ(::waitpid(-1, &status, WNOHANG), -1);
     EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(ProcessFaults, StartedChildrenCostNoThread) {
+    auto threads = [] { return mproc::testing::count_entries("/proc/self/task"); };
+    const int before = threads();
+    std::vector<mproc::Process> sleepers;
+    for (int i = 0; i < 5; ++i) sleepers.emplace_back([] { std::this_thread::sleep_for(30s); }).start();
+    EXPECT_EQ(threads(), before) << "starting children created threads";
+    for (auto& p : sleepers) p.kill();
+    for (auto& p : sleepers) p.join();
+    EXPECT_EQ(threads(), before);
 }
 
 TEST(ProcessFaults, ClosedProcessesReleaseTheirSentinel) {

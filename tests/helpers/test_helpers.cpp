@@ -18,15 +18,19 @@ extern char** environ;
 
 namespace mproc::testing {
 
-int count_open_fds() {
+int count_entries(const char* directory) {
     int n = 0;
-    DIR* dir = ::opendir("/proc/self/fd");
-    if (dir == nullptr) throw std::runtime_error("cannot open /proc/self/fd");
+    DIR* dir = ::opendir(directory);
+    if (dir == nullptr) throw std::runtime_error(std::string("cannot open ") + directory);
     while (dirent* e = ::readdir(dir)) {
         if (e->d_name[0] != '.') ++n;
     }
     ::closedir(dir);
-    return n - 1;  // the directory stream's own descriptor
+    return n;
+}
+
+int count_open_fds() {
+    return count_entries("/proc/self/fd") - 1;  // the directory stream's own descriptor
 }
 
 namespace {

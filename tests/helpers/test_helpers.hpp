@@ -10,6 +10,9 @@ namespace mproc::testing {
 // The number of entries in /proc/self/fd.
 int count_open_fds();
 
+// The number of entries in a directory such as /proc/self/task (this process's threads).
+int count_entries(const char* directory);
+
 // The pids of this process's children that are zombies (exited, not reaped).
 std::vector<int> zombie_children();
 
