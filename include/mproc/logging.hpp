@@ -62,6 +62,7 @@ public:
 
     // Attaches the "[LEVEL/ProcessName] message" handler on stderr (once; later calls do nothing).
     void add_stderr_handler();
+    bool has_stderr_handler() const;
     void add_handler(Handler handler);
     void clear_handlers();
 

@@ -2,6 +2,7 @@
 // mproc: Python's multiprocessing for C++20. One include for the whole library.
 #include "mproc/authkey.hpp"
 #include "mproc/codec.hpp"
+#include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"

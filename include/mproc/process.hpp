@@ -26,8 +26,13 @@
 //             child's stderr first
 //   -N        the child was killed by signal N (terminate() gives -15, kill() -9)
 //
-// Start methods: this version starts children with fork(), so any callable works as a target,
-// capturing lambdas included, and arguments are copied into the child with the address space.
+// Start methods (see context.hpp): under fork the child is a copy of the parent, so any callable
+// works as a target, capturing lambdas included. Under spawn and forkserver only a reference to
+// code can travel: the target must be a function (free or static member) or a captureless lambda,
+// and every argument must be Encodable (codec.hpp); a Process subclass travels when it is
+// registered with MPROC_REGISTER_PROCESS (its members through a cereal-style serialize()).
+// Anything else is a UsageError from start() before a process is created, or a compile-time error
+// through a context whose start method is known at compile time (mproc::spawn_context).
 //
 // Differences from Python, by design:
 //  - Misuse raises mproc::UsageError (Python: AssertionError or ValueError) with Python's message.
@@ -48,6 +53,7 @@
 #include <vector>
 
 #include "mproc/authkey.hpp"
+#include "mproc/detail/target.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {
@@ -57,6 +63,13 @@ struct ProcessState;
 struct ProcessAccess;
 }
 
+// How a child process comes to exist (Python's start methods; context.hpp chooses the default).
+enum class StartMethod {
+    fork,        // a copy of the parent (fork(2))
+    spawn,       // a fresh execution of the same program, which becomes the child in mproc::init
+    forkserver,  // forked by a single-threaded server process started on first use
+};
+
 // Options for a Process, used with designated initializers:
 //   mproc::Process d({.name = "daemon", .daemon = true}, daemon_main);
 struct ProcessOptions {
@@ -64,6 +77,12 @@ struct ProcessOptions {
     std::string name{};
     // Unset: inherited from the creating process (false in the main process).
     std::optional<bool> daemon{};
+    // Unset: the default start method when start() is called (context.hpp).
+    std::optional<StartMethod> start_method{};
+    // Kill the child (SIGKILL) when its parent dies, even by SIGKILL, so that it is never left
+    // orphaned. Unset: on for daemon processes, off for the others. Linux ties this to the thread
+    // that called start(): a child started from a thread that ends first is killed then too.
+    std::optional<bool> die_with_parent{};
 };
 
 class Process {
@@ -77,13 +96,13 @@ public:
     template <class F, class... Args>
         requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
     explicit Process(F&& target, Args&&... args) : Process(ProcessOptions{}) {
-        set_target(bind_target(std::forward<F>(target), std::forward<Args>(args)...));
+        set_target(detail::make_target(std::forward<F>(target), std::forward<Args>(args)...));
     }
 
     template <class F, class... Args>
         requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
     Process(ProcessOptions options, F&& target, Args&&... args) : Process(std::move(options)) {
-        set_target(bind_target(std::forward<F>(target), std::forward<Args>(args)...));
+        set_target(detail::make_target(std::forward<F>(target), std::forward<Args>(args)...));
     }
 
     Process(const Process&) = default;
@@ -122,6 +141,8 @@ public:
     void set_name(std::string name);
     bool daemon() const;
     void set_daemon(bool daemonic);  // only before start()
+    // The start method this process uses (or will use: the default when none was chosen).
+    StartMethod start_method() const;
     std::optional<int> pid() const;
     std::optional<int> ident() const { return pid(); }
     std::optional<int> exitcode() const;
@@ -144,14 +165,7 @@ private:
     friend struct detail::ProcessAccess;
     explicit Process(std::shared_ptr<detail::ProcessState> state) noexcept;
 
-    template <class F, class... Args>
-    static std::function<void()> bind_target(F&& target, Args&&... args) {
-        return [fn = std::forward<F>(target),
-                tup = std::make_tuple(std::forward<Args>(args)...)]() mutable {
-            std::apply([&fn](auto&... a) { static_cast<void>(std::invoke(fn, a...)); }, tup);
-        };
-    }
-    void set_target(std::function<void()> target);
+    void set_target(std::shared_ptr<detail::Target> target);
     void join_for(std::chrono::nanoseconds timeout);
 
     std::shared_ptr<detail::ProcessState> state_;
@@ -193,8 +207,13 @@ private:
     int code_;
 };
 
-// The door for start methods that re-execute the program; call it first in main. Under fork it
-// only records argv and installs mproc's exit-time handling early. Prints nothing.
+// The door for the start methods that execute the program anew (spawn, and the forkserver's
+// server): call it first in main, before anything else runs (Python's `if __name__ ==
+// "__main__"` guard). In a process that mproc started this way it never returns: the process
+// becomes the child (or the fork server) and ends when that work is done. Otherwise it records
+// argv, installs mproc's exit-time handling, and returns at once. It prints nothing.
 void init(int argc, char** argv);
 
 }  // namespace mproc
+
+#include "mproc/detail/process_registry.hpp"

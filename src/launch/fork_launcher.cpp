@@ -4,7 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
+#include <csignal>
 
 #include "launch/launcher.hpp"
 #include "mproc/errors.hpp"
@@ -17,16 +17,16 @@ namespace {
 
 class ForkLauncher final : public Launcher {
 public:
-    const char* method() const noexcept override { return "fork"; }
+    StartMethod method() const noexcept override { return StartMethod::fork; }
 
-    LaunchedChild launch(const std::function<void()>& child_main) override {
+    LaunchedChild launch(const LaunchRequest& request) override {
         // fork() through libc, not clone3(CLONE_PIDFD): libc's fork runs the atfork handlers
         // that keep malloc and stdio usable in the child. The pidfd is opened right after; the
         // child cannot have been reaped in between because only this process may reap it.
         pid_t pid = ::fork();
         if (pid < 0) throw OSError("fork", errno);
         if (pid == 0) {
-            child_main();
+            request.fork_child_main();
             ::_exit(70);  // unreachable: the bootstrap always ends with _exit
         }
         int pidfd = open_pidfd(pid);
@@ -38,7 +38,7 @@ public:
             }
             throw OSError("pidfd_open (Linux 5.3 or later is required)", err);
         }
-        return {pid, pidfd};
+        return {pid, pidfd, -1};
     }
 };
 

@@ -1,26 +1,61 @@
 #pragma once
 // A strategy per start method (Python's Popen classes): how a child process comes to exist.
 // The launcher only creates the process; what runs in it is the runtime's child bootstrap.
+#include <cstddef>
 #include <functional>
+#include <vector>
+
+#include "mproc/process.hpp"
 
 namespace mproc::detail {
 
+struct LaunchRequest {
+    // fork: runs in the child and never returns.
+    std::function<void()> fork_child_main;
+    // spawn, forkserver: the encoded start request the child decodes (child_request.hpp).
+    std::vector<std::byte> encoded_child;
+};
+
 struct LaunchedChild {
     int pid = 0;
-    int pidfd = -1;  // owned by the caller
+    int pidfd = -1;      // owned by the caller: signals, and the sentinel of direct children
+    int status_fd = -1;  // forkserver children: where the server writes the exit code (the sentinel)
 };
 
 class Launcher {
 public:
     virtual ~Launcher() = default;
-    virtual const char* method() const noexcept = 0;
-    // Creates the child, in which `child_main` runs and never returns.
-    virtual LaunchedChild launch(const std::function<void()>& child_main) = 0;
+    virtual StartMethod method() const noexcept = 0;
+    virtual LaunchedChild launch(const LaunchRequest& request) = 0;
 };
 
-Launcher& fork_launcher();
+Launcher& launcher_for(StartMethod method);
+
+// In a freshly forked child: forget launcher state that belongs to the parent (the parent's fork
+// server and its channel).
+void reset_launchers_after_fork() noexcept;
 
 // pidfd_open(2): a descriptor that becomes readable when `pid` ends; -1 with errno on failure.
 int open_pidfd(int pid) noexcept;
+
+// The program to execute for spawn and the fork server: the running binary.
+const char* program_path() noexcept;
+
+// Environment variables through which a re-executed program learns what it is.
+inline constexpr const char* kSpawnFdVariable = "MPROC_SPAWN_FD";
+inline constexpr const char* kForkServerFdVariable = "MPROC_FORKSERVER_FD";
+// The descriptor number the channel gets in a re-executed program.
+inline constexpr int kChannelFd = 3;
+
+// Starts `program` anew with the channel end `channel` as descriptor kChannelFd, the variable
+// `variable`=kChannelFd added to the environment, every other descriptor above 2 closed, default
+// signal dispositions and an empty signal mask. Returns the pid.
+int spawn_program(int channel, const char* variable);
+
+// Reads from `fd` until end of file.
+std::vector<std::byte> read_to_end(int fd);
+
+// Writes all of `bytes` to the socket `fd` (MSG_NOSIGNAL). False when the peer has gone.
+bool send_all(int fd, const std::byte* bytes, std::size_t size);
 
 }  // namespace mproc::detail

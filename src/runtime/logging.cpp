@@ -66,6 +66,11 @@ void Logger::add_stderr_handler() {
     handlers().stderr_attached = true;
 }
 
+bool Logger::has_stderr_handler() const {
+    std::lock_guard lock(handlers().mutex);
+    return handlers().stderr_attached;
+}
+
 void Logger::add_handler(Handler handler) {
     std::lock_guard lock(handlers().mutex);
     handlers().custom.push_back(std::move(handler));

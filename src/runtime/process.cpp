@@ -10,7 +10,9 @@
 #include <iostream>
 #include <ostream>
 
+#include "launch/child_request.hpp"
 #include "launch/launcher.hpp"
+#include "mproc/context.hpp"
 #include "runtime/process_access.hpp"
 #include "runtime/runtime.hpp"
 
@@ -82,16 +84,18 @@ Process::Process(ProcessOptions options) : state_(std::make_shared<detail::Proce
     state_->name = std::move(options.name);
     state_->daemon = options.daemon.value_or(rt.current_state()->daemon);
     state_->parent_pid = ::getpid();
+    state_->method = options.start_method;
+    state_->die_with_parent_option = options.die_with_parent;
 }
 
 Process::Process(std::shared_ptr<detail::ProcessState> state) noexcept : state_(std::move(state)) {}
 
 Process::~Process() = default;
 
-void Process::set_target(std::function<void()> target) { state_->target = std::move(target); }
+void Process::set_target(std::shared_ptr<detail::Target> target) { state_->target = std::move(target); }
 
 void Process::run() {
-    if (state_->target) state_->target();
+    if (state_->target) state_->target->invoke();
 }
 
 namespace {
@@ -107,26 +111,52 @@ void Process::start() {
         throw UsageError("can only start a process object created by current process");
     Runtime& rt = Runtime::get();
     if (rt.current_state()->daemon) throw UsageError("daemonic processes are not allowed to have children");
+    if (rt.bootstrapping())
+        throw UsageError(
+            "An attempt has been made to start a new process before the current process has finished its "
+            "bootstrapping phase: this program was started by mproc's spawn or forkserver start method, and "
+            "mproc::init(argc, argv) must be the first statement of main");
     rt.live_children();  // reap children that ended unjoined, as Python's _cleanup()
 
+    const StartMethod method = state_->method ? *state_->method : detail::default_start_method();
+    state_->method = method;
+    state_->die_with_parent = state_->die_with_parent_option.value_or(state_->daemon);
     state_->type_name = type_name();
     if (state_->name.empty()) state_->name = state_->display_name();
     if (!state_->authkey) state_->authkey = rt.authkey();
     const std::string parent_name = rt.current_process().name();
     const int parent_pid = ::getpid();
 
-    // Whatever the parent has buffered would otherwise be written again by the child.
+    detail::LaunchRequest request;
+    if (method == StartMethod::fork) {
+        request.fork_child_main = [&] {
+            detail::ChildOrigin origin{parent_name, parent_pid, parent_pid, -1};
+            detail::child_bootstrap(*this, state_, origin);
+        };
+    } else {
+        if (!rt.initialized())
+            throw UsageError(std::string("the ") + std::string(to_string(method)) +
+                             " start method executes this program anew: call mproc::init(argc, argv) first in main");
+        // Everything that must travel is encoded before any process exists: what cannot travel
+        // is an error here, not in the child.
+        request.encoded_child = detail::encode_child_request(*this, *state_, parent_name);
+    }
+
+    // Whatever the parent has buffered would otherwise be written again by a forked child.
     flush_std_streams();
-    auto child_main = [&] { detail::child_bootstrap(*this, state_, parent_name, parent_pid); };
-    detail::LaunchedChild child = detail::fork_launcher().launch(child_main);
+    detail::LaunchedChild child = detail::launcher_for(method).launch(request);
     {
         std::lock_guard lock(state_->mutex);
         state_->pid = child.pid;
         state_->pidfd = child.pidfd;
+        state_->status_fd = child.status_fd;
+        state_->reaped_elsewhere = child.status_fd >= 0;
         state_->started = true;
     }
     rt.add_child(state_);
 }
+
+StartMethod Process::start_method() const { return state_->method ? *state_->method : detail::default_start_method(); }
 
 void Process::join() { join_for(std::chrono::nanoseconds::max()); }
 
@@ -223,8 +253,8 @@ std::optional<int> Process::exitcode() const {
 
 int Process::sentinel() const {
     check_open(*state_);
-    if (!state_->started || state_->pidfd < 0) throw UsageError("process not started");
-    return state_->pidfd;
+    if (!state_->started || state_->sentinel_fd() < 0) throw UsageError("process not started");
+    return state_->sentinel_fd();
 }
 
 AuthKey Process::authkey() const {
@@ -287,6 +317,27 @@ void exit(int code) {
     std::exit(code);
 }
 
-void init(int /*argc*/, char** /*argv*/) { Runtime::get(); }
+void init(int argc, char** argv) {
+    Runtime& rt = Runtime::get();
+    rt.set_argv(argc, argv);
+    if (const char* fd = std::getenv(detail::kSpawnFdVariable)) {
+        const int channel = std::atoi(fd);
+        ::unsetenv(detail::kSpawnFdVariable);
+        std::vector<std::byte> request;
+        try {
+            request = detail::read_to_end(channel);
+        } catch (const std::exception& e) {
+            std::fprintf(stderr, "mproc: a spawned child could not read its start request: %s\n", e.what());
+            ::_exit(1);
+        }
+        ::close(channel);
+        detail::run_child_request(request, ::getppid(), -1);
+    }
+    if (const char* fd = std::getenv(detail::kForkServerFdVariable)) {
+        const int channel = std::atoi(fd);
+        ::unsetenv(detail::kForkServerFdVariable);
+        detail::run_forkserver(channel);
+    }
+}
 
 }  // namespace mproc

@@ -10,6 +10,7 @@ namespace mproc::detail {
 struct ProcessAccess {
     static Process make(std::shared_ptr<ProcessState> state) noexcept { return Process(std::move(state)); }
     static const std::shared_ptr<ProcessState>& state(const Process& p) noexcept { return p.state_; }
+    static void replace_state(Process& p, std::shared_ptr<ProcessState> state) noexcept { p.state_ = std::move(state); }
 };
 
 // "Worker" for ns::Worker<int>: the unqualified class name, as Python's type(self).__name__.

@@ -8,6 +8,8 @@
 #include <vector>
 
 #include "mproc/authkey.hpp"
+#include "mproc/detail/target.hpp"
+#include "mproc/process.hpp"
 
 namespace mproc::detail {
 
@@ -27,14 +29,19 @@ struct ProcessState {
     bool daemon = false;
     int parent_pid = 0;         // pid of the creating process
     std::optional<AuthKey> authkey;
-    std::function<void()> target;
+    std::shared_ptr<Target> target;
+    std::optional<StartMethod> method;  // unset: the default, fixed by start()
+    std::optional<bool> die_with_parent_option;
+    bool die_with_parent = false;       // fixed by start()
 
     // Life cycle. `mutex` orders reaping with polling, so that a status is collected once.
     std::mutex mutex;
     bool started = false;
     bool closed = false;
     int pid = 0;
-    int pidfd = -1;  // the sentinel: readable once the process has ended
+    int pidfd = -1;      // readable once the process has ended; signals go through it
+    int status_fd = -1;  // forkserver children: the server writes the exit code here
+    bool reaped_elsewhere = false;  // forkserver children: the server reaps, not this process
     std::optional<int> exitcode;
 
     ~ProcessState();
@@ -45,7 +52,15 @@ struct ProcessState {
     std::optional<int> wait(std::optional<std::chrono::nanoseconds> timeout);
     void send_signal(int signal_number);
     std::string display_name() const;
+    // The descriptor that becomes readable when the process has ended (Process::sentinel()).
+    int sentinel_fd() const noexcept { return reaped_elsewhere ? status_fd : pidfd; }
+
+private:
+    std::optional<int> poll_locked();
 };
+
+// The exit code reported when it could not be learnt (a forkserver child whose server died).
+inline constexpr int kExitcodeUnknown = 255;
 
 // Python's exit code from a waitpid status: the exit status, or -N for signal N.
 int exitcode_from_wait_status(int status) noexcept;

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@ namespace mproc::detail {
 
 ProcessState::~ProcessState() {
     if (pidfd >= 0) ::close(pidfd);
+    if (status_fd >= 0) ::close(status_fd);
 }
 
 int exitcode_from_wait_status(int status) noexcept {
@@ -39,7 +41,33 @@ int exitcode_from_wait_status(int status) noexcept {
 
 std::optional<int> ProcessState::poll() {
     std::lock_guard lock(mutex);
+    return poll_locked();
+}
+
+std::optional<int> ProcessState::poll_locked() {
     if (exitcode || role != ProcessRole::child || pid == 0) return exitcode;
+    if (reaped_elsewhere) {
+        if (status_fd < 0) {
+            // The fork server died before reporting: the process's own end is all there is.
+            pollfd p{pidfd, POLLIN, 0};
+            if (pidfd < 0 || ::poll(&p, 1, 0) > 0) exitcode = kExitcodeUnknown;
+            return exitcode;
+        }
+        std::int32_t code = 0;
+        ssize_t n;
+        do {
+            n = ::read(status_fd, &code, sizeof code);
+        } while (n < 0 && errno == EINTR);
+        if (n == static_cast<ssize_t>(sizeof code)) {
+            exitcode = code;
+        } else if (n == 0 || (n > 0 && n < static_cast<ssize_t>(sizeof code))) {
+            get_logger().warning("the exit code of process {} was lost: the fork server ended first", pid);
+            ::close(status_fd);
+            status_fd = -1;
+            return poll_locked();
+        }
+        return exitcode;
+    }
     int status = 0;
     pid_t r;
     do {
@@ -84,26 +112,26 @@ bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout) {
 }  // namespace
 
 std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> timeout) {
-    {
+    using clock = std::chrono::steady_clock;
+    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    for (;;) {
+        int fd;
+        {
+            std::lock_guard lock(mutex);
+            if (exitcode) return exitcode;
+            fd = sentinel_fd();
+        }
+        if (fd < 0) return poll();
+        // Wait without holding the mutex, so that other threads may poll meanwhile; once the
+        // sentinel is readable, poll() collects the exit code at once.
+        std::optional<std::chrono::nanoseconds> left;
+        if (timeout) left = std::max(clock::duration::zero(), deadline - clock::now());
+        if (!wait_readable(fd, left)) return poll();
+        if (auto code = poll()) return code;
+        // A forkserver child whose server died: its sentinel changed; wait on the new one.
         std::lock_guard lock(mutex);
-        if (exitcode) return exitcode;
+        if (sentinel_fd() == fd) return exitcode;
     }
-    // Wait on the pidfd without holding the mutex, so that other threads may poll meanwhile;
-    // once it is readable the child is a zombie and poll() reaps it at once.
-    if (pidfd >= 0 && !wait_readable(pidfd, timeout)) return poll();
-    if (pidfd < 0 && role == ProcessRole::child && pid != 0) {
-        std::lock_guard lock(mutex);
-        if (exitcode) return exitcode;
-        int status = 0;
-        pid_t r;
-        do {
-            r = ::waitpid(pid, &status, 0);
-        } while (r < 0 && errno == EINTR);
-        if (r < 0) throw OSError("waitpid for process " + std::to_string(pid), errno);
-        exitcode = exitcode_from_wait_status(status);
-        return exitcode;
-    }
-    return poll();
 }
 
 void ProcessState::send_signal(int signal_number) {
@@ -193,7 +221,25 @@ Runtime& Runtime::get() {
     return *runtime;
 }
 
-Runtime::Runtime() : current_(make_main_state()), current_handle_(ProcessAccess::make(current_)) {}
+Runtime::Runtime() : current_(make_main_state()), current_handle_(ProcessAccess::make(current_)) {
+    bootstrapping_ = std::getenv(kSpawnFdVariable) != nullptr || std::getenv(kForkServerFdVariable) != nullptr;
+}
+
+void Runtime::set_argv(int argc, char** argv) {
+    std::lock_guard lock(mutex_);
+    argv_.assign(argv, argv + argc);
+    initialized_ = true;
+    bootstrapping_ = false;
+}
+
+std::vector<char*> Runtime::argv_for_children() {
+    std::lock_guard lock(mutex_);
+    if (argv_.empty()) argv_.emplace_back("mproc");
+    std::vector<char*> result;
+    for (auto& a : argv_) result.push_back(a.data());
+    result.push_back(nullptr);
+    return result;
+}
 
 std::vector<int> Runtime::next_identity() {
     std::lock_guard lock(mutex_);
@@ -235,15 +281,17 @@ void Runtime::at_exit(ExitPhase phase, std::function<void()> task) {
         .push_back(std::move(task));
 }
 
-void Runtime::become_child(std::shared_ptr<ProcessState> self, const std::string& parent_name, int parent_pid) {
+void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin& origin) {
     // Only the forking thread exists here, and the atfork handler released the mutex.
     self->pid = ::getpid();
     self->started = true;
     current_ = self;
     current_handle_ = ProcessAccess::make(std::move(self));
     parent_.reset();
-    parent_name_ = parent_name;
-    parent_pid_ = parent_pid;
+    parent_name_ = origin.parent_name;
+    parent_pid_ = origin.parent_pid;
+    parent_pidfd_ = origin.parent_pidfd;
+    reset_launchers_after_fork();
     children_.clear();
     counter_ = 0;
     exiting_ = false;
@@ -261,12 +309,18 @@ std::optional<Process> Runtime::parent_process() {
         state->type_name = "_ParentProcess";
         state->pid = parent_pid_;
         state->started = true;
-        // A pidfd opened while the parent is still our parent refers to it; if we were
-        // reparented meanwhile, the parent has ended and there is nothing to watch.
-        int fd = open_pidfd(parent_pid_);
-        if (fd >= 0 && ::getppid() != parent_pid_) {
-            ::close(fd);
-            fd = -1;
+        int fd = -1;
+        if (parent_pidfd_ >= 0) {
+            fd = parent_pidfd_;  // handed over by the fork server
+            parent_pidfd_ = -1;
+        } else {
+            // A pidfd opened while the parent is still our parent refers to it; if we were
+            // reparented meanwhile, the parent has ended and there is nothing to watch.
+            fd = open_pidfd(parent_pid_);
+            if (fd >= 0 && ::getppid() != parent_pid_) {
+                ::close(fd);
+                fd = -1;
+            }
         }
         state->pidfd = fd;
         parent_ = std::move(state);
@@ -388,10 +442,15 @@ void redirect_stdin_to_devnull() {
 
 }  // namespace
 
-void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state, const std::string& parent_name,
-                     int parent_pid) {
+void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state, const ChildOrigin& origin) {
+    if (state->die_with_parent) {
+        // Set, then check that the creator is still there: had it died before the prctl, no
+        // signal would ever come.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != origin.os_parent_pid) ::_exit(128 + SIGKILL);
+    }
     Runtime& rt = Runtime::get();
-    rt.become_child(state, parent_name, parent_pid);
+    rt.become_child(state, origin);
     rt.mark_child_bootstrap_thread();
     child_finishing = false;
     redirect_stdin_to_devnull();

@@ -19,6 +19,15 @@
 
 namespace mproc::detail {
 
+// Where a child comes from: its logical parent, and the process that created it (the parent
+// under fork and spawn, the fork server under forkserver).
+struct ChildOrigin {
+    std::string parent_name;
+    int parent_pid = 0;
+    int os_parent_pid = 0;
+    int parent_pidfd = -1;  // a pidfd of the logical parent, when one was handed over
+};
+
 // When an exit-time task runs relative to the handling of the remaining children (Python's
 // finalizers with exitpriority >= 0 run before, the others after).
 enum class ExitPhase { before_children, after_children };
@@ -42,9 +51,9 @@ public:
     // Registers work for the exit sequence of this process (not inherited by children).
     void at_exit(ExitPhase phase, std::function<void()> task);
 
-    // In a freshly forked child: make `self` the current process; forget the parent's children,
-    // counters and exit tasks; remember the parent.
-    void become_child(std::shared_ptr<ProcessState> self, const std::string& parent_name, int parent_pid);
+    // In a new child: make `self` the current process; forget the parent's children, counters,
+    // exit tasks and launchers; remember the parent.
+    void become_child(std::shared_ptr<ProcessState> self, const ChildOrigin& origin);
 
     // Python's util._exit_function: log, run exit tasks, terminate daemonic children, join the
     // others. Runs at most once per process.
@@ -58,6 +67,17 @@ public:
 
     std::mutex& mutex_for_fork() { return mutex_; }
 
+    // argv as given to mproc::init, for the programs spawn executes ({"mproc"} without init).
+    void set_argv(int argc, char** argv);
+    std::vector<char*> argv_for_children();
+    bool initialized() const noexcept { return initialized_; }
+    // True in a program that mproc executed as a child or fork server while mproc::init has not
+    // run yet: starting processes then would recurse.
+    bool bootstrapping() const noexcept { return bootstrapping_; }
+
+    // The default start method (context.cpp keeps the choice; the runtime only stores it).
+    std::optional<StartMethod> chosen_start_method;
+
 private:
     Runtime();
 
@@ -67,6 +87,10 @@ private:
     std::shared_ptr<ProcessState> parent_;
     std::string parent_name_;
     int parent_pid_ = 0;
+    int parent_pidfd_ = -1;
+    std::vector<std::string> argv_;
+    bool initialized_ = false;
+    bool bootstrapping_ = false;
     std::vector<std::shared_ptr<ProcessState>> children_;
     int counter_ = 0;
     bool exiting_ = false;
@@ -74,8 +98,11 @@ private:
     std::vector<std::function<void()>> after_children_tasks_;
 };
 
-// The child's life after fork: become the current process, run, exit. Never returns.
+// The default start method, fixed on first use from set_start_method, MPROC_START_METHOD, or fork.
+StartMethod default_start_method();
+
+// The child's life once it exists: become the current process, run, exit. Never returns.
 [[noreturn]] void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state,
-                                  const std::string& parent_name, int parent_pid);
+                                  const ChildOrigin& origin);
 
 }  // namespace mproc::detail

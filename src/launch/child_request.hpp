@@ -1,0 +1,57 @@
+#pragma once
+// The start request of a spawn or forkserver child: who it is (Python's preparation data) and
+// what it runs. Encoded with the codec in the parent, decoded by the child itself.
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "mproc/detail/code_ref.hpp"
+#include "mproc/process.hpp"
+#include "runtime/process_state.hpp"
+
+namespace mproc::detail {
+
+struct ChildRequest {
+    // Who the child is.
+    std::string name;
+    std::string type_name;
+    std::vector<int> identity;
+    bool daemon = false;
+    std::vector<std::byte> authkey;
+    int start_method = 0;
+    bool die_with_parent = false;
+    std::string parent_name;
+    int parent_pid = 0;
+    int log_level = 0;
+    bool log_to_stderr = false;
+    // What it runs: a registered subclass (its factory and members), and/or a portable call.
+    std::optional<CodeRef> subclass_factory;
+    std::vector<std::byte> subclass_state;
+    std::vector<std::byte> target;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(name, type_name, identity, daemon, authkey, start_method, die_with_parent, parent_name, parent_pid,
+           log_level, log_to_stderr, subclass_factory, subclass_state, target);
+    }
+};
+
+// The request for starting `self` (whose state is `state`). Throws UsageError, naming what cannot
+// travel, when the target, an argument or the subclass cannot.
+std::vector<std::byte> encode_child_request(const Process& self, const ProcessState& state,
+                                            const std::string& parent_name);
+
+// Checks that `self` can travel, without building the request.
+void check_travels(const Process& self, const ProcessState& state);
+
+// In a spawn or forkserver child: become the child the request describes and run it.
+// `os_parent_pid` is the process that created this one (the parent, or the fork server);
+// `parent_pidfd`, when not -1, refers to the logical parent. Never returns.
+[[noreturn]] void run_child_request(std::span<const std::byte> request, int os_parent_pid, int parent_pidfd);
+
+// The fork server's loop (forkserver.cpp), on the channel descriptor. Never returns.
+[[noreturn]] void run_forkserver(int channel);
+
+}  // namespace mproc::detail

@@ -1,0 +1,153 @@
+// The spawn start method: the running binary is executed anew with a socket on descriptor 3;
+// mproc::init() in the new program reads its start request from it and becomes the child.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <string>
+
+#include "launch/launcher.hpp"
+#include "mproc/errors.hpp"
+#include "runtime/runtime.hpp"
+
+extern char** environ;
+
+namespace mproc::detail {
+
+Launcher& fork_launcher();
+Launcher& forkserver_launcher();
+void reset_forkserver_after_fork() noexcept;
+
+const char* program_path() noexcept { return "/proc/self/exe"; }
+
+std::vector<std::byte> read_to_end(int fd) {
+    std::vector<std::byte> bytes;
+    std::size_t used = 0;
+    for (;;) {
+        if (bytes.size() - used < 65536) bytes.resize(used + 65536);
+        ssize_t n = ::read(fd, bytes.data() + used, bytes.size() - used);
+        if (n > 0) {
+            used += static_cast<std::size_t>(n);
+        } else if (n == 0) {
+            break;
+        } else if (errno != EINTR) {
+            throw OSError("reading the start request", errno);
+        }
+    }
+    bytes.resize(used);
+    return bytes;
+}
+
+bool send_all(int fd, const std::byte* bytes, std::size_t size) {
+    while (size > 0) {
+        ssize_t n = ::send(fd, bytes, size, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EPIPE || errno == ECONNRESET) return false;
+            throw OSError("sending a start request", errno);
+        }
+        bytes += n;
+        size -= static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+int spawn_program(int channel, const char* variable) {
+    // The channel must not already be descriptor 3, where dup2 would keep its close-on-exec flag.
+    int moved = -1;
+    if (channel == kChannelFd) {
+        moved = ::fcntl(channel, F_DUPFD_CLOEXEC, kChannelFd + 1);
+        if (moved < 0) throw OSError("fcntl(F_DUPFD_CLOEXEC)", errno);
+        channel = moved;
+    }
+
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, channel, kChannelFd);
+    posix_spawn_file_actions_addclosefrom_np(&actions, kChannelFd + 1);
+
+    posix_spawnattr_t attributes;
+    posix_spawnattr_init(&attributes);
+    sigset_t none, all;
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_setsigmask(&attributes, &none);
+    posix_spawnattr_setsigdefault(&attributes, &all);
+    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+
+    std::vector<std::string> environment_storage;
+    std::vector<char*> environment;
+    const std::string prefix = std::string(variable) + "=";
+    for (char** e = environ; e && *e; ++e) {
+        if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) environment.push_back(*e);
+    }
+    environment_storage.push_back(prefix + std::to_string(kChannelFd));
+    environment.push_back(environment_storage.back().data());
+    environment.push_back(nullptr);
+
+    std::vector<char*> argv = Runtime::get().argv_for_children();
+
+    pid_t pid = 0;
+    int rc = ::posix_spawn(&pid, program_path(), &actions, &attributes, argv.data(), environment.data());
+    posix_spawn_file_actions_destroy(&actions);
+    posix_spawnattr_destroy(&attributes);
+    if (moved >= 0) ::close(moved);
+    if (rc != 0) throw OSError("posix_spawn of " + std::string(program_path()), rc);
+    return pid;
+}
+
+namespace {
+
+class SpawnLauncher final : public Launcher {
+public:
+    StartMethod method() const noexcept override { return StartMethod::spawn; }
+
+    LaunchedChild launch(const LaunchRequest& request) override {
+        int sv[2];
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
+        int pid = 0;
+        try {
+            pid = spawn_program(sv[1], kSpawnFdVariable);
+        } catch (...) {
+            ::close(sv[0]);
+            ::close(sv[1]);
+            throw;
+        }
+        ::close(sv[1]);
+        int pidfd = open_pidfd(pid);
+        if (pidfd < 0) {
+            int err = errno;
+            ::close(sv[0]);
+            ::kill(pid, SIGKILL);
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+            throw OSError("pidfd_open (Linux 5.3 or later is required)", err);
+        }
+        // A child that dies before reading its request shows in its exit code; the parent must
+        // not fail start() for it, nor block: a closed peer ends the write.
+        send_all(sv[0], request.encoded_child.data(), request.encoded_child.size());
+        ::close(sv[0]);
+        return {pid, pidfd, -1};
+    }
+};
+
+}  // namespace
+
+Launcher& launcher_for(StartMethod method) {
+    static auto* spawn = new SpawnLauncher;  // never destroyed: usable during exit
+    switch (method) {
+        case StartMethod::fork: return fork_launcher();
+        case StartMethod::spawn: return *spawn;
+        case StartMethod::forkserver: return forkserver_launcher();
+    }
+    return fork_launcher();
+}
+
+void reset_launchers_after_fork() noexcept { reset_forkserver_after_fork(); }
+
+}  // namespace mproc::detail
