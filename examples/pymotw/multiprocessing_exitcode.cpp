@@ -1,11 +1,8 @@
 // Shows: the exit code a parent sees for each way a child can end.
 #include <chrono>
 #include <cstdio>
-#include <functional>
 #include <stdexcept>
-#include <string>
 #include <thread>
-#include <utility>
 #include <vector>
 
 #include <mproc/process.hpp>
@@ -31,20 +28,24 @@ void terminated() {
     std::this_thread::sleep_for(3s);
 }
 
+// Starts a process named after its target. The targets are plain functions, so that they can
+// travel to children under every start method.
+template <class Target>
+mproc::Process start_process_for(const char* name, Target target) {
+    std::printf("Starting process for %s\n", name);
+    mproc::Process j({.name = name}, target);
+    j.start();
+    return j;
+}
+
 int main(int argc, char** argv) {
     mproc::init(argc, argv);
-    const std::vector<std::pair<std::string, std::function<void()>>> targets = {
-        {"exit_error", exit_error}, {"exit_ok", exit_ok}, {"return_value", return_value},
-        {"raises", raises},         {"terminated", terminated},
-    };
-
     std::vector<mproc::Process> jobs;
-    for (const auto& [name, target] : targets) {
-        std::printf("Starting process for %s\n", name.c_str());
-        mproc::Process j({.name = name}, target);
-        jobs.push_back(j);
-        j.start();
-    }
+    jobs.push_back(start_process_for("exit_error", exit_error));
+    jobs.push_back(start_process_for("exit_ok", exit_ok));
+    jobs.push_back(start_process_for("return_value", return_value));
+    jobs.push_back(start_process_for("raises", raises));
+    jobs.push_back(start_process_for("terminated", terminated));
 
     jobs.back().terminate();
 

@@ -10,6 +10,9 @@ public:
         std::printf("In %s\n", name().c_str());
     }
 };
+// Lets Worker objects travel to children under the spawn and forkserver start methods
+// (MPROC_START_METHOD); fork needs no registration.
+MPROC_REGISTER_PROCESS(Worker);
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);

@@ -106,6 +106,7 @@ void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int 
     log.set_level(static_cast<LogLevel>(request.log_level));
     if (request.log_to_stderr) log.add_stderr_handler();
 
+    if (os_parent_pid == kCreatorIsParent) os_parent_pid = request.parent_pid;
     ChildOrigin origin{request.parent_name, request.parent_pid, os_parent_pid, parent_pidfd};
     Runtime::get().become_child(state, origin);
 

@@ -49,6 +49,7 @@ void check_travels(const Process& self, const ProcessState& state);
 // In a spawn or forkserver child: become the child the request describes and run it.
 // `os_parent_pid` is the process that created this one (the parent, or the fork server);
 // `parent_pidfd`, when not -1, refers to the logical parent. Never returns.
+inline constexpr int kCreatorIsParent = 0;  // os_parent_pid: the logical parent created this process
 [[noreturn]] void run_child_request(std::span<const std::byte> request, int os_parent_pid, int parent_pidfd);
 
 // The fork server's loop (forkserver.cpp), on the channel descriptor. Never returns.

@@ -145,6 +145,11 @@ public:
         new (&mutex_) std::mutex();
     }
 
+    int pid() noexcept {
+        std::lock_guard lock(mutex_);
+        return server_pid_;
+    }
+
     void shutdown() noexcept {
         std::lock_guard lock(mutex_);
         stop_server();
@@ -250,6 +255,10 @@ Launcher& forkserver_launcher() {
         return the_forkserver_launcher;
     }();
     return *launcher;
+}
+
+int forkserver_pid() noexcept {
+    return the_forkserver_launcher != nullptr ? the_forkserver_launcher->pid() : 0;
 }
 
 void reset_forkserver_after_fork() noexcept {

@@ -35,6 +35,9 @@ Launcher& launcher_for(StartMethod method);
 // server and its channel).
 void reset_launchers_after_fork() noexcept;
 
+// The pid of this process's fork server, or 0 when none runs (for tests of a dying server).
+int forkserver_pid() noexcept;
+
 // pidfd_open(2): a descriptor that becomes readable when `pid` ends; -1 with errno on failure.
 int open_pidfd(int pid) noexcept;
 

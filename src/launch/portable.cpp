@@ -7,6 +7,7 @@
 #include "mproc/detail/process_registry.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/process.hpp"
+#include "runtime/fork_aware_mutex.hpp"
 #include "runtime/process_access.hpp"
 
 namespace mproc::detail {
@@ -32,7 +33,7 @@ void run_portable_call(Decoder& in) {
 
 namespace {
 struct Registry {
-    std::mutex mutex;
+    ForkAwareMutex mutex;
     std::map<std::type_index, ProcessTypeEntry> entries;
 };
 Registry& registry() {

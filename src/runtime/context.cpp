@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <mutex>
 
+#include "runtime/fork_aware_mutex.hpp"
 #include "runtime/runtime.hpp"
 
 namespace mproc {
@@ -25,7 +26,7 @@ StartMethod parse_start_method(std::string_view name) {
 
 namespace {
 
-std::mutex choice_mutex;  // guards Runtime::chosen_start_method
+detail::ForkAwareMutex choice_mutex;  // guards Runtime::chosen_start_method
 
 StartMethod fix_default_locked() {
     auto& chosen = detail::Runtime::get().chosen_start_method;
@@ -58,6 +59,7 @@ const Context& context_of(StartMethod method) {
 
 namespace detail {
 StartMethod default_start_method() {
+    Runtime::get();  // created before the lock: creating it registers a fork-aware mutex
     std::lock_guard lock(choice_mutex);
     return fix_default_locked();
 }
@@ -69,8 +71,8 @@ const Context& get_context(std::string_view method) {
 }
 
 void set_start_method(std::optional<std::string_view> method, bool force) {
-    std::lock_guard lock(choice_mutex);
     auto& chosen = detail::Runtime::get().chosen_start_method;
+    std::lock_guard lock(choice_mutex);
     if (chosen && !force) throw UsageError("context has already been set");
     if (!method) {
         if (!force) throw UsageError("set_start_method(nullopt) needs force=true");
@@ -81,8 +83,8 @@ void set_start_method(std::optional<std::string_view> method, bool force) {
 }
 
 std::optional<std::string> get_start_method(bool allow_none) {
-    std::lock_guard lock(choice_mutex);
     auto& chosen = detail::Runtime::get().chosen_start_method;
+    std::lock_guard lock(choice_mutex);
     if (!chosen && allow_none) return std::nullopt;
     return std::string(to_string(fix_default_locked()));
 }

@@ -8,23 +8,21 @@
 #include <vector>
 
 #include "mproc/process.hpp"
+#include "runtime/fork_aware_mutex.hpp"
 
 namespace mproc {
 
 namespace {
 
 struct Handlers {
-    std::mutex mutex;  // reset in a forked child by the atfork handlers below
+    detail::ForkAwareMutex mutex;
     bool stderr_attached = false;
     std::vector<Logger::Handler> custom;
 };
 
 Handlers& handlers() {
     static Handlers* h = [] {
-        auto* created = new Handlers();  // never destroyed: children and exit handlers log late
-        ::pthread_atfork([] { handlers().mutex.lock(); }, [] { handlers().mutex.unlock(); },
-                         [] { handlers().mutex.unlock(); });
-        return created;
+        return new Handlers();  // never destroyed: children and exit handlers log late
     }();
     return *h;
 }

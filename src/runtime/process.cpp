@@ -331,7 +331,9 @@ void init(int argc, char** argv) {
             ::_exit(1);
         }
         ::close(channel);
-        detail::run_child_request(request, ::getppid(), -1);
+        // The creator is the parent itself; not getppid(), which is someone else if the parent
+        // already died.
+        detail::run_child_request(request, detail::kCreatorIsParent, -1);
     }
     if (const char* fd = std::getenv(detail::kForkServerFdVariable)) {
         const int channel = std::atoi(fd);

@@ -53,7 +53,8 @@ struct ProcessState {
     void send_signal(int signal_number);
     std::string display_name() const;
     // The descriptor that becomes readable when the process has ended (Process::sentinel()).
-    int sentinel_fd() const noexcept { return reaped_elsewhere ? status_fd : pidfd; }
+    // A forkserver child whose server died falls back to its pidfd (see poll()).
+    int sentinel_fd() const noexcept { return reaped_elsewhere && status_fd >= 0 ? status_fd : pidfd; }
 
 private:
     std::optional<int> poll_locked();

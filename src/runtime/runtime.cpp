@@ -201,11 +201,6 @@ std::shared_ptr<ProcessState> make_main_state() {
     return state;
 }
 
-Runtime* the_runtime = nullptr;
-
-void lock_for_fork() { the_runtime->mutex_for_fork().lock(); }
-void unlock_after_fork() { the_runtime->mutex_for_fork().unlock(); }
-
 thread_local bool is_child_bootstrap_thread = false;
 
 }  // namespace
@@ -213,8 +208,6 @@ thread_local bool is_child_bootstrap_thread = false;
 Runtime& Runtime::get() {
     static Runtime* runtime = [] {
         auto* rt = new Runtime();  // never destroyed: see the header
-        the_runtime = rt;
-        ::pthread_atfork(lock_for_fork, unlock_after_fork, unlock_after_fork);
         std::atexit(exit_handler_of_main);
         return rt;
     }();
@@ -282,7 +275,7 @@ void Runtime::at_exit(ExitPhase phase, std::function<void()> task) {
 }
 
 void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin& origin) {
-    // Only the forking thread exists here, and the atfork handler released the mutex.
+    // Only this thread exists here; fork-aware mutexes are free.
     self->pid = ::getpid();
     self->started = true;
     current_ = self;

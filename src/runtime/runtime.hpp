@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "mproc/process.hpp"
+#include "runtime/fork_aware_mutex.hpp"
 #include "runtime/process_state.hpp"
 
 namespace mproc::detail {
@@ -65,7 +66,6 @@ public:
 
     AuthKey authkey();
 
-    std::mutex& mutex_for_fork() { return mutex_; }
 
     // argv as given to mproc::init, for the programs spawn executes ({"mproc"} without init).
     void set_argv(int argc, char** argv);
@@ -81,7 +81,7 @@ public:
 private:
     Runtime();
 
-    std::mutex mutex_;  // guards the members below; reset in a forked child
+    ForkAwareMutex mutex_;  // guards the members below
     std::shared_ptr<ProcessState> current_;
     Process current_handle_;
     std::shared_ptr<ProcessState> parent_;

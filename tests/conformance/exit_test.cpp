@@ -8,18 +8,32 @@
 #include <thread>
 
 #include "helpers/test_helpers.hpp"
+#include "mproc/context.hpp"
 
-using mproc::testing::run_scenario;
 using namespace std::chrono_literals;
 
 namespace {
+
+// Every scenario runs under each start method, chosen through MPROC_START_METHOD.
+class Exit : public ::testing::TestWithParam<mproc::StartMethod> {
+protected:
+    mproc::testing::ProgramResult run_scenario(const std::vector<std::string>& args) {
+        return mproc::testing::run_scenario(args, {"MPROC_START_METHOD=" + std::string(mproc::to_string(GetParam()))});
+    }
+};
+
 int count(const std::vector<std::string>& lines, const std::string& line) {
     return static_cast<int>(std::count(lines.begin(), lines.end(), line));
 }
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
 }  // namespace
 
-TEST(Exit, BufferedOutputAppearsExactlyOnce) {
+INSTANTIATE_TEST_SUITE_P(StartMethods, Exit,
+                         ::testing::Values(mproc::StartMethod::fork, mproc::StartMethod::spawn,
+                                           mproc::StartMethod::forkserver),
+                         [](const auto& info) { return std::string(mproc::to_string(info.param)); });
+
+TEST_P(Exit, BufferedOutputAppearsExactlyOnce) {
     auto r = run_scenario({"unflushed_output"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     auto lines = r.out_lines();
@@ -30,7 +44,7 @@ TEST(Exit, BufferedOutputAppearsExactlyOnce) {
     EXPECT_EQ(r.err, "");
 }
 
-TEST(Exit, MainJoinsNonDaemonChildren) {
+TEST_P(Exit, MainJoinsNonDaemonChildren) {
     auto r = run_scenario({"exit_joins_non_daemon"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     auto lines = r.out_lines();
@@ -41,7 +55,7 @@ TEST(Exit, MainJoinsNonDaemonChildren) {
     EXPECT_TRUE(starts_with(lines[2], "static destructor in ")) << lines[2];
 }
 
-TEST(Exit, MainTerminatesDaemonChildren) {
+TEST_P(Exit, MainTerminatesDaemonChildren) {
     auto begin = std::chrono::steady_clock::now();
     auto r = run_scenario({"exit_terminates_daemon"});
     auto took = std::chrono::steady_clock::now() - begin;
@@ -55,7 +69,7 @@ TEST(Exit, MainTerminatesDaemonChildren) {
     EXPECT_TRUE(mproc::testing::process_gone(daemon_pid));
 }
 
-TEST(Exit, ChildNeverRunsParentExitHandlers) {
+TEST_P(Exit, ChildNeverRunsParentExitHandlers) {
     auto r = run_scenario({"child_skips_parent_exit_handlers"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     auto lines = r.out_lines();
@@ -69,7 +83,7 @@ TEST(Exit, ChildNeverRunsParentExitHandlers) {
     EXPECT_EQ(lines.size(), 4u) << r.out;
 }
 
-TEST(Exit, LifeCycleLogLines) {
+TEST_P(Exit, LifeCycleLogLines) {
     auto r = run_scenario({"exit_log_sequence"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     auto lines = r.err_lines();
@@ -99,7 +113,7 @@ TEST(Exit, LifeCycleLogLines) {
     EXPECT_EQ(count(r.out_lines(), "grandchild Process-1:1"), 1) << r.out;
 }
 
-TEST(Exit, StdExitInChildRunsTheChildExitSequence) {
+TEST_P(Exit, StdExitInChildRunsTheChildExitSequence) {
     auto r = run_scenario({"std_exit_in_child_logs"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     EXPECT_EQ(count(r.out_lines(), "exitcode 3"), 1) << r.out;
@@ -112,7 +126,7 @@ TEST(Exit, StdExitInChildRunsTheChildExitSequence) {
     EXPECT_EQ(r.err_lines(), expected) << r.err;
 }
 
-TEST(Exit, UncaughtExceptionsAreReportedOnStderr) {
+TEST_P(Exit, UncaughtExceptionsAreReportedOnStderr) {
     auto r = run_scenario({"uncaught_exception"});
     ASSERT_EQ(r.exit_status, 0) << r.err;
     EXPECT_EQ(count(r.out_lines(), "exitcodes 1 1"), 1) << r.out;

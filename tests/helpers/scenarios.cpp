@@ -86,7 +86,10 @@ int child_skips_parent_exit_handlers() {
 int exit_log_sequence() {
     mproc::log_to_stderr(mproc::logging::DEBUG);
     mproc::Process p([] {
-        mproc::Process grandchild([] { std::printf("grandchild %s\n", mproc::current_process().name().c_str()); });
+        mproc::Process grandchild([] {
+            std::this_thread::sleep_for(200ms);  // still running when its parent's exit sequence looks
+            std::printf("grandchild %s\n", mproc::current_process().name().c_str());
+        });
         grandchild.start();
     });
     p.start();
@@ -118,6 +121,21 @@ int uncaught_exception() {
     return 0;
 }
 
+// Starts children that must not outlive this program even if it is killed with SIGKILL: two
+// daemons (on by default for them) and a non-daemon that asks for it. Prints their pids, then
+// waits to be killed.
+int orphans() {
+    auto sleeper = [] { std::this_thread::sleep_for(60s); };
+    mproc::Process d1({.daemon = true}, sleeper);
+    mproc::Process d2({.daemon = true}, sleeper);
+    mproc::Process n({.die_with_parent = true}, sleeper);
+    for (auto* p : {&d1, &d2, &n}) p->start();
+    std::printf("pids %d %d %d\n", *d1.pid(), *d2.pid(), *n.pid());
+    std::fflush(stdout);
+    std::this_thread::sleep_for(60s);
+    return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -130,6 +148,7 @@ int main(int argc, char** argv) {
         {"exit_log_sequence", exit_log_sequence},
         {"std_exit_in_child_logs", std_exit_in_child_logs},
         {"uncaught_exception", uncaught_exception},
+        {"orphans", orphans},
     };
     if (argc < 2 || !scenarios.count(argv[1])) {
         std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);

@@ -120,7 +120,17 @@ std::vector<std::string> split_lines(const std::string& text) {
 std::vector<std::string> ProgramResult::out_lines() const { return split_lines(out); }
 std::vector<std::string> ProgramResult::err_lines() const { return split_lines(err); }
 
-ProgramResult run_scenario(const std::vector<std::string>& args, std::chrono::seconds timeout) {
+const char* scenario_program() { return MPROC_SCENARIO_PROGRAM; }
+
+ProgramResult run_scenario(const std::vector<std::string>& args, const std::vector<std::string>& environment,
+                           std::chrono::seconds timeout) {
+    std::vector<std::string> argv{MPROC_SCENARIO_PROGRAM};
+    argv.insert(argv.end(), args.begin(), args.end());
+    return run_program(argv, environment, timeout);
+}
+
+ProgramResult run_program(const std::vector<std::string>& args, const std::vector<std::string>& environment,
+                          std::chrono::seconds timeout) {
     int out_pipe[2], err_pipe[2];
     if (::pipe2(out_pipe, O_CLOEXEC) < 0 || ::pipe2(err_pipe, O_CLOEXEC) < 0)
         throw std::runtime_error("pipe2 failed");
@@ -130,14 +140,24 @@ ProgramResult run_scenario(const std::vector<std::string>& args, std::chrono::se
     posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
     posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
 
-    std::vector<std::string> argv_storage{MPROC_SCENARIO_PROGRAM};
-    argv_storage.insert(argv_storage.end(), args.begin(), args.end());
+    std::vector<std::string> argv_storage = args;
     std::vector<char*> argv;
     for (auto& a : argv_storage) argv.push_back(a.data());
     argv.push_back(nullptr);
 
+    std::vector<std::string> env_storage;
+    for (char** e = environ; e && *e; ++e) env_storage.emplace_back(*e);
+    for (const auto& extra : environment) {
+        const std::string name = extra.substr(0, extra.find('=') + 1);
+        std::erase_if(env_storage, [&name](const std::string& e) { return e.rfind(name, 0) == 0; });
+        env_storage.push_back(extra);
+    }
+    std::vector<char*> envp;
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
+
     pid_t pid = 0;
-    int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+    int rc = ::posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     ::close(out_pipe[1]);
     ::close(err_pipe[1]);

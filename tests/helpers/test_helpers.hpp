@@ -46,9 +46,18 @@ struct ProgramResult {
 };
 
 // Runs the scenario program with `args` (stdin /dev/null, stdout and stderr on pipes) and
-// waits for it; kills it after `timeout`.
+// waits for it; kills it after `timeout`. `environment` entries ("NAME=value") are added to the
+// program's environment.
 ProgramResult run_scenario(const std::vector<std::string>& args,
+                           const std::vector<std::string>& environment = {},
                            std::chrono::seconds timeout = std::chrono::seconds(30));
+
+// Runs any program (argv[0] is its path) the way run_scenario does.
+ProgramResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& environment = {},
+                          std::chrono::seconds timeout = std::chrono::seconds(30));
+
+// The path of the scenario program.
+const char* scenario_program();
 
 std::vector<std::string> split_lines(const std::string& text);
 
