@@ -1,5 +1,6 @@
 // Figures for mproc::Process, against fork/waitpid written directly.
 #include <signal.h>
+#include <spawn.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,7 +8,10 @@
 #include <cerrno>
 
 #include "harness.hpp"
+#include "mproc/context.hpp"
 #include "mproc/process.hpp"
+
+extern char** environ;
 
 namespace {
 
@@ -20,6 +24,8 @@ int wait_for_exit(pid_t pid, int options) {
     bench::require(got >= 0, "waitpid failed");
     return got == 0 ? -1 : status;
 }
+
+void noop() {}
 
 [[noreturn]] void block_until_killed() {
     for (;;) ::pause();
@@ -36,6 +42,59 @@ const bench::Register start_join{{
              child.join();
              bench::require(child.exitcode() == 0, "the child's exit code is not 0");
          })},
+        {"raw", bench::each([] {
+             const pid_t pid = ::fork();
+             if (pid == 0) ::_exit(0);
+             bench::require(pid > 0, "fork failed");
+             const int status = wait_for_exit(pid, 0);
+             bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's exit status is not 0");
+         })},
+    },
+}};
+
+// Spawn: the program executed anew; raw is posix_spawn of the same binary, which exits at once.
+const bench::Register start_join_spawn{{
+    .name = "process.start_join.spawn",
+    .unit = bench::micros_per("process"),
+    .description = "start + join of a no-op child under spawn; raw: posix_spawn of this binary, which exits at "
+                   "once, and waitpid",
+    .impls = {
+        {"mproc", bench::each([] {
+             auto child = mproc::spawn_context.Process(noop);
+             child.start();
+             child.join();
+             bench::require(child.exitcode() == 0, "the child's exit code is not 0");
+         })},
+        {"raw", bench::each([] {
+             char program[] = "/proc/self/exe";
+             char exit_at_once[] = "--exit-at-once";
+             char* argv[] = {program, exit_at_once, nullptr};
+             pid_t pid = 0;
+             bench::require(::posix_spawn(&pid, program, nullptr, nullptr, argv, environ) == 0, "posix_spawn failed");
+             const int status = wait_for_exit(pid, 0);
+             bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's exit status is not 0");
+         })},
+    },
+}};
+
+// Forkserver: a request to the server, which forks; raw is a fork of this process.
+const bench::Register start_join_forkserver{{
+    .name = "process.start_join.forkserver",
+    .unit = bench::micros_per("process"),
+    .description = "start + join of a no-op child under forkserver (server already running); raw: fork, _exit(0) "
+                   "in the child, waitpid",
+    .impls = {
+        {"mproc", [](std::size_t iterations) {
+             auto warm_up = mproc::forkserver_context.Process(noop);  // the server starts once, outside the timing
+             warm_up.start();
+             warm_up.join();
+             return bench::time_loop(iterations, [] {
+                 auto child = mproc::forkserver_context.Process(noop);
+                 child.start();
+                 child.join();
+                 bench::require(child.exitcode() == 0, "the child's exit code is not 0");
+             });
+         }},
         {"raw", bench::each([] {
              const pid_t pid = ::fork();
              if (pid == 0) ::_exit(0);

@@ -60,6 +60,30 @@ def start_join_fork(iterations):
     return time_loop(iterations, start_join)
 
 
+def start_join_with(context, iterations):
+    def start_join():
+        child = context.Process(target=noop)
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"the child's exit code is {child.exitcode}, not 0")
+
+    return time_loop(iterations, start_join)
+
+
+@figure("process.start_join.spawn", "us/process", "Process(target=noop): start() + join(), spawn context")
+def start_join_spawn(iterations):
+    return start_join_with(multiprocessing.get_context("spawn"), iterations)
+
+
+@figure("process.start_join.forkserver", "us/process",
+        "Process(target=noop): start() + join(), forkserver context (server already running)")
+def start_join_forkserver(iterations):
+    context = multiprocessing.get_context("forkserver")
+    start_join_with(context, 1)  # the server starts once, outside the timing
+    return start_join_with(context, iterations)
+
+
 @figure("process.is_alive", "ns/call", "is_alive() on a running child, fork context")
 def is_alive(iterations):
     child = FORK.Process(target=block_until_killed)
