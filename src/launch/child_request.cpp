@@ -6,6 +6,7 @@
 #include <memory>
 #include <typeinfo>
 
+#include "launch/descriptor_transfer.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "runtime/process_access.hpp"
@@ -43,17 +44,9 @@ const ProcessTypeEntry* subclass_entry(const Process& self) {
 
 }  // namespace
 
-void check_travels(const Process& self, const ProcessState& state) {
-    subclass_entry(self);
-    if (state.target && !state.target->portable()) {
-        std::vector<std::byte> scratch;
-        Encoder out(scratch);
-        state.target->encode_portable(out);  // throws the UsageError that names the reason
-    }
-}
-
 std::vector<std::byte> encode_child_request(const Process& self, const ProcessState& state,
-                                            const std::string& parent_name) {
+                                            const std::string& parent_name, std::vector<int>& descriptors) {
+    OutgoingDescriptors collecting(descriptors);
     ChildRequest request;
     request.name = state.display_name();
     request.type_name = state.type_name;
@@ -78,18 +71,24 @@ std::vector<std::byte> encode_child_request(const Process& self, const ProcessSt
         Encoder out(request.target);
         state.target->encode_portable(out);
     }
+    request.descriptor_count = static_cast<int>(descriptors.size());
     return dumps(request);
 }
 
-void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int parent_pidfd) {
+void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int parent_pidfd,
+                       std::vector<int> descriptors) {
     ChildRequest request;
     try {
         request = loads<ChildRequest>(bytes);
+        if (request.descriptor_count != static_cast<int>(descriptors.size()))
+            throw DecodeError("the request announces " + std::to_string(request.descriptor_count) +
+                              " descriptors and " + std::to_string(descriptors.size()) + " came with it");
     } catch (const std::exception& e) {
         std::fprintf(stderr, "mproc: a child could not decode its start request: %s\n", e.what());
         std::fflush(stderr);
         ::_exit(1);
     }
+    set_incoming_descriptors(std::move(descriptors));
 
     auto state = std::make_shared<ProcessState>();
     state->name = request.name;

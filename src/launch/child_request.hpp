@@ -30,27 +30,29 @@ struct ChildRequest {
     std::optional<CodeRef> subclass_factory;
     std::vector<std::byte> subclass_state;
     std::vector<std::byte> target;
+    // How many descriptors travel with the request (detail/descriptors.hpp).
+    int descriptor_count = 0;
 
     template <class Archive>
     void serialize(Archive& ar) {
         ar(name, type_name, identity, daemon, authkey, start_method, die_with_parent, parent_name, parent_pid,
-           log_level, log_to_stderr, subclass_factory, subclass_state, target);
+           log_level, log_to_stderr, subclass_factory, subclass_state, target, descriptor_count);
     }
 };
 
-// The request for starting `self` (whose state is `state`). Throws UsageError, naming what cannot
-// travel, when the target, an argument or the subclass cannot.
+// The request for starting `self` (whose state is `state`); the descriptors that must travel with
+// it are added to `descriptors`. Throws UsageError, naming what cannot travel, when the target, an
+// argument or the subclass cannot.
 std::vector<std::byte> encode_child_request(const Process& self, const ProcessState& state,
-                                            const std::string& parent_name);
-
-// Checks that `self` can travel, without building the request.
-void check_travels(const Process& self, const ProcessState& state);
+                                            const std::string& parent_name, std::vector<int>& descriptors);
 
 // In a spawn or forkserver child: become the child the request describes and run it.
 // `os_parent_pid` is the process that created this one (the parent, or the fork server);
 // `parent_pidfd`, when not -1, refers to the logical parent. Never returns.
 inline constexpr int kCreatorIsParent = 0;  // os_parent_pid: the logical parent created this process
-[[noreturn]] void run_child_request(std::span<const std::byte> request, int os_parent_pid, int parent_pidfd);
+// `descriptors` are those that came with the request, in order.
+[[noreturn]] void run_child_request(std::span<const std::byte> request, int os_parent_pid, int parent_pidfd,
+                                    std::vector<int> descriptors);
 
 // The fork server's loop (forkserver.cpp), on the channel descriptor. Never returns.
 [[noreturn]] void run_forkserver(int channel);

@@ -17,12 +17,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <map>
+#include <vector>
 #include <mutex>
 
+#include "launch/channel.hpp"
 #include "launch/child_request.hpp"
 #include "launch/launcher.hpp"
 #include "mproc/errors.hpp"
@@ -39,70 +42,16 @@ void close_if_open(int& fd) noexcept {
     fd = -1;
 }
 
-// Sends `data` with `fds` attached to its first byte.
-bool send_with_fds(int socket, const void* data, std::size_t size, const int* fds, int fd_count) {
-    iovec iov{const_cast<void*>(data), size};
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    if (fd_count > 0) {
-        msg.msg_control = control;
-        msg.msg_controllen = CMSG_SPACE(sizeof(int) * fd_count);
-        cmsghdr* c = CMSG_FIRSTHDR(&msg);
-        c->cmsg_level = SOL_SOCKET;
-        c->cmsg_type = SCM_RIGHTS;
-        c->cmsg_len = CMSG_LEN(sizeof(int) * fd_count);
-        std::memcpy(CMSG_DATA(c), fds, sizeof(int) * fd_count);
-    }
-    for (;;) {
-        ssize_t n = ::sendmsg(socket, &msg, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) return false;
-        auto sent = static_cast<std::size_t>(n);
-        if (sent == size) return true;
-        return send_all(socket, static_cast<const std::byte*>(data) + sent, size - sent);
-    }
-}
+// The header of a request; the descriptors attached to it are the status pipe's write end, the
+// parent's pidfd when has_parent_pidfd, then the request's own descriptors.
+struct RequestHeader {
+    std::uint64_t length = 0;
+    std::uint32_t descriptor_count = 0;
+    std::uint32_t has_parent_pidfd = 0;
+};
 
-// Receives exactly `size` bytes, collecting up to `max_fds` descriptors that come with them.
-// Returns false on end of file before the first byte; throws on a short read or an error.
-bool receive_with_fds(int socket, void* data, std::size_t size, int* fds, int max_fds, int& fd_count) {
-    fd_count = 0;
-    std::size_t got = 0;
-    while (got < size) {
-        iovec iov{static_cast<char*>(data) + got, size - got};
-        alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)] = {};
-        msghdr msg{};
-        msg.msg_iov = &iov;
-        msg.msg_iovlen = 1;
-        msg.msg_control = control;
-        msg.msg_controllen = sizeof control;
-        ssize_t n = ::recvmsg(socket, &msg, MSG_CMSG_CLOEXEC);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw OSError("forkserver channel", errno);
-        }
-        for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-            if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-            int count = static_cast<int>((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-            const int* received = reinterpret_cast<const int*>(CMSG_DATA(c));
-            for (int i = 0; i < count; ++i) {
-                if (fd_count < max_fds) {
-                    fds[fd_count++] = received[i];
-                } else {
-                    ::close(received[i]);
-                }
-            }
-        }
-        if (msg.msg_flags & MSG_CTRUNC) throw ProcessError("forkserver channel: descriptors were truncated");
-        if (n == 0) {
-            if (got == 0) return false;
-            throw ProcessError("forkserver channel: end of file inside a message");
-        }
-        got += static_cast<std::size_t>(n);
-    }
-    return true;
+void close_all(const std::vector<int>& fds) noexcept {
+    for (int fd : fds) ::close(fd);
 }
 
 bool read_exact(int fd, void* data, std::size_t size) {
@@ -200,10 +149,22 @@ private:
     bool try_launch(const LaunchRequest& request, LaunchedChild& child) {
         int status[2];
         if (::pipe2(status, O_CLOEXEC) < 0) throw OSError("pipe2", errno);
-        const std::uint64_t length = request.encoded_child.size();
-        const int fds[2] = {status[1], self_pidfd_};
-        bool sent = send_with_fds(channel_, &length, sizeof length, fds, self_pidfd_ >= 0 ? 2 : 1) &&
-                    send_all(channel_, request.encoded_child.data(), request.encoded_child.size());
+        RequestHeader header;
+        header.length = request.encoded_child.size();
+        header.descriptor_count = static_cast<std::uint32_t>(request.descriptors.size());
+        header.has_parent_pidfd = self_pidfd_ >= 0 ? 1 : 0;
+        std::vector<int> fds = {status[1]};
+        if (self_pidfd_ >= 0) fds.push_back(self_pidfd_);
+        fds.insert(fds.end(), request.descriptors.begin(), request.descriptors.end());
+        bool sent = false;
+        try {
+            sent = send_with_descriptors(channel_, &header, sizeof header, fds) &&
+                   send_all(channel_, request.encoded_child.data(), request.encoded_child.size());
+        } catch (...) {
+            ::close(status[0]);
+            ::close(status[1]);
+            throw;
+        }
         ::close(status[1]);
         if (!sent) {
             ::close(status[0]);
@@ -215,25 +176,21 @@ private:
             ready = ::poll(&p, 1, kAnswerTimeoutMs);
         } while (ready < 0 && errno == EINTR);
         std::int32_t pid = 0;
-        int pidfd = -1, count = 0;
+        std::vector<int> answer_fds;
         bool answered = false;
         try {
-            answered = ready > 0 && receive_with_fds(channel_, &pid, sizeof pid, &pidfd, 1, count);
+            answered = ready > 0 && receive_with_descriptors(channel_, &pid, sizeof pid, answer_fds);
         } catch (const ProcessError&) {
             answered = false;
         }
-        if (!answered) {
+        if (!answered || pid <= 0 || answer_fds.size() != 1) {
             ::close(status[0]);
-            if (count > 0) ::close(pidfd);
+            close_all(answer_fds);
+            if (answered && pid <= 0) throw OSError("fork in the fork server", -pid);
             return false;
         }
-        if (pid <= 0) {
-            ::close(status[0]);
-            if (count > 0) ::close(pidfd);
-            throw OSError("fork in the fork server", -pid);
-        }
         ::fcntl(status[0], F_SETFL, O_NONBLOCK);
-        child = {pid, count > 0 ? pidfd : -1, status[0]};
+        child = {pid, answer_fds[0], status[0]};
         return true;
     }
 
@@ -307,35 +264,46 @@ void run_forkserver(int channel) {
         }
         if (!(p[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
 
-        std::uint64_t length = 0;
-        int fds[2] = {-1, -1};
-        int count = 0;
+        RequestHeader header;
+        std::vector<int> fds;
         bool more = false;
         try {
-            more = receive_with_fds(channel, &length, sizeof length, fds, 2, count);
+            more = receive_with_descriptors(channel, &header, sizeof header, fds);
         } catch (const std::exception&) {
             more = false;
         }
         if (!more) break;  // the parent has gone, or asked us to stop
-        std::vector<std::byte> body(length);
-        if (!read_exact(channel, body.data(), body.size()) || count < 1) break;
+        const std::size_t expected = 1 + header.has_parent_pidfd + header.descriptor_count;
+        std::vector<std::byte> body;
+        bool complete = fds.size() == expected;
+        if (complete) {
+            body.resize(header.length);
+            complete = read_exact(channel, body.data(), body.size());
+        }
+        if (!complete) {  // only the parent can write here: a malformed request means it is broken
+            close_all(fds);
+            break;
+        }
         const int status_write = fds[0];
-        const int parent_pidfd = count > 1 ? fds[1] : -1;
+        const int parent_pidfd = header.has_parent_pidfd ? fds[1] : -1;
+        std::vector<int> request_fds(fds.begin() + 1 + header.has_parent_pidfd, fds.end());
 
         const int server_pid = ::getpid();
         pid_t pid = ::fork();
         if (pid == 0) {
             ::sigprocmask(SIG_SETMASK, &previous_mask, nullptr);
-            // Keep only stdio and the parent's pidfd: siblings' status pipes and the channel are
-            // the server's.
-            int keep = parent_pidfd;
-            if (keep >= 0 && keep != kChannelFd) {
-                ::dup2(keep, kChannelFd);
-                keep = kChannelFd;
+            // Keep stdio, the parent's pidfd and the request's descriptors; the channel and the
+            // siblings' status pipes are the server's.
+            std::vector<int> keep = request_fds;
+            if (parent_pidfd >= 0) keep.push_back(parent_pidfd);
+            std::sort(keep.begin(), keep.end());
+            unsigned next = 3;
+            for (int fd : keep) {
+                if (static_cast<unsigned>(fd) > next) ::syscall(SYS_close_range, next, fd - 1, 0);
+                next = static_cast<unsigned>(fd) + 1;
             }
-            ::syscall(SYS_close_range, keep >= 0 ? keep + 1 : 3, ~0U, 0);
-            if (keep < 0) ::syscall(SYS_close_range, 3, ~0U, 0);
-            run_child_request(body, server_pid, keep);
+            ::syscall(SYS_close_range, next, ~0U, 0);
+            run_child_request(body, server_pid, parent_pidfd, std::move(request_fds));
         }
         std::int32_t answer = pid > 0 ? pid : -errno;
         int child_pidfd = pid > 0 ? open_pidfd(pid) : -1;
@@ -345,7 +313,15 @@ void run_forkserver(int channel) {
             ::close(status_write);
         }
         if (parent_pidfd >= 0) ::close(parent_pidfd);
-        bool answered = send_with_fds(channel, &answer, sizeof answer, &child_pidfd, child_pidfd >= 0 ? 1 : 0);
+        close_all(request_fds);
+        std::vector<int> answer_fds;
+        if (child_pidfd >= 0) answer_fds.push_back(child_pidfd);
+        bool answered = false;
+        try {
+            answered = send_with_descriptors(channel, &answer, sizeof answer, answer_fds);
+        } catch (const std::exception&) {
+            answered = false;
+        }
         if (child_pidfd >= 0) ::close(child_pidfd);
         if (!answered) break;
         report_ended_children();

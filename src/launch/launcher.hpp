@@ -12,8 +12,10 @@ namespace mproc::detail {
 struct LaunchRequest {
     // fork: runs in the child and never returns.
     std::function<void()> fork_child_main;
-    // spawn, forkserver: the encoded start request the child decodes (child_request.hpp).
+    // spawn, forkserver: the encoded start request the child decodes (child_request.hpp), and the
+    // descriptors that travel with it (detail/descriptors.hpp).
     std::vector<std::byte> encoded_child;
+    std::vector<int> descriptors;
 };
 
 struct LaunchedChild {

@@ -11,6 +11,7 @@
 #include <cstring>
 #include <string>
 
+#include "launch/channel.hpp"
 #include "launch/launcher.hpp"
 #include "mproc/errors.hpp"
 #include "runtime/runtime.hpp"
@@ -130,7 +131,7 @@ public:
         }
         // A child that dies before reading its request shows in its exit code; the parent must
         // not fail start() for it, nor block: a closed peer ends the write.
-        send_all(sv[0], request.encoded_child.data(), request.encoded_child.size());
+        send_with_descriptors(sv[0], request.encoded_child.data(), request.encoded_child.size(), request.descriptors);
         ::close(sv[0]);
         return {pid, pidfd, -1};
     }

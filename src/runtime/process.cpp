@@ -10,6 +10,7 @@
 #include <iostream>
 #include <ostream>
 
+#include "launch/channel.hpp"
 #include "launch/child_request.hpp"
 #include "launch/launcher.hpp"
 #include "mproc/context.hpp"
@@ -139,7 +140,7 @@ void Process::start() {
                              " start method executes this program anew: call mproc::init(argc, argv) first in main");
         // Everything that must travel is encoded before any process exists: what cannot travel
         // is an error here, not in the child.
-        request.encoded_child = detail::encode_child_request(*this, *state_, parent_name);
+        request.encoded_child = detail::encode_child_request(*this, *state_, parent_name, request.descriptors);
     }
 
     // Whatever the parent has buffered would otherwise be written again by a forked child.
@@ -324,8 +325,9 @@ void init(int argc, char** argv) {
         const int channel = std::atoi(fd);
         ::unsetenv(detail::kSpawnFdVariable);
         std::vector<std::byte> request;
+        std::vector<int> descriptors;
         try {
-            request = detail::read_to_end(channel);
+            request = detail::receive_to_end(channel, descriptors);
         } catch (const std::exception& e) {
             std::fprintf(stderr, "mproc: a spawned child could not read its start request: %s\n", e.what());
             ::_exit(1);
@@ -333,7 +335,7 @@ void init(int argc, char** argv) {
         ::close(channel);
         // The creator is the parent itself; not getppid(), which is someone else if the parent
         // already died.
-        detail::run_child_request(request, detail::kCreatorIsParent, -1);
+        detail::run_child_request(request, detail::kCreatorIsParent, -1, std::move(descriptors));
     }
     if (const char* fd = std::getenv(detail::kForkServerFdVariable)) {
         const int channel = std::atoi(fd);

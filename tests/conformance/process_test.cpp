@@ -18,6 +18,7 @@
 
 #include "helpers/test_helpers.hpp"
 #include "mproc/context.hpp"
+#include "mproc/detail/descriptors.hpp"
 #include "mproc/process.hpp"
 
 using namespace std::chrono_literals;
@@ -71,6 +72,22 @@ struct Worker : mproc::Process {
     }
 };
 MPROC_REGISTER_PROCESS(Worker);
+
+// An object that owns a descriptor, as a Connection or a Lock does: under fork it is inherited,
+// under spawn and forkserver its descriptor travels with the start request.
+struct WriteEnd {
+    int fd = -1;
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(mproc::detail::DescriptorRef{fd, "a WriteEnd"});
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        mproc::detail::DescriptorRef ref;
+        ar(ref);
+        fd = ref.fd;
+    }
+};
 
 struct Unregistered : mproc::Process {
     void run() override {}
@@ -464,4 +481,36 @@ TEST_P(ProcessConformance, WhatCannotTravelIsRefusedBeforeAnyProcessStarts) {
     EXPECT_TRUE(mproc::active_children().empty());
     EXPECT_TRUE(mproc::testing::zombie_children().empty());
     EXPECT_LE(mproc::testing::count_open_fds(), fds_before + 4);  // a started fork server and its pidfds
+}
+
+TEST_P(ProcessConformance, DescriptorsTravelAsArguments) {
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    mproc::Process writer(
+        [](WriteEnd end, WriteEnd second) {
+            bool ok = ::write(end.fd, "via ", 4) == 4 && ::write(second.fd, "descriptor", 10) == 10;
+            mproc::exit(ok ? 0 : 1);
+        },
+        WriteEnd{fds[1]}, WriteEnd{fds[1]});
+    writer.start();
+    ::close(fds[1]);
+    writer.join();
+    EXPECT_EQ(writer.exitcode(), 0);
+    std::string text(32, '\0');
+    ssize_t n = ::read(fds[0], text.data(), text.size());
+    ::close(fds[0]);
+    ASSERT_GT(n, 0);
+    text.resize(static_cast<std::size_t>(n));
+    EXPECT_EQ(text, "via descriptor");
+}
+
+TEST(Descriptors, EncodingOneOutsideAChildStartIsRefused) {
+    try {
+        (void)mproc::dumps(WriteEnd{1});
+        ADD_FAILURE() << "a descriptor was encoded outside a start request";
+    } catch (const mproc::UsageError& e) {
+        EXPECT_NE(std::string(e.what()).find("a WriteEnd can only be shared with a child process through inheritance"),
+                  std::string::npos)
+            << e.what();
+    }
 }

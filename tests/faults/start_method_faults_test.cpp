@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,12 +36,12 @@ extern char** environ;
 
 namespace {
 
-// Starts a program with fd 3 reading from a pipe fed with `input`, the given extra environment,
-// and stdout/stderr captured; waits for it.
+// Starts a program with fd 3 a socket fed with `input` (as the spawn channel is), the given extra
+// environment, and stdout/stderr captured; waits for it.
 mproc::testing::ProgramResult run_with_channel(const char* program, const std::vector<std::byte>& input,
                                                const std::string& variable) {
     int channel[2], out[2], err[2];
-    EXPECT_EQ(::pipe2(channel, O_CLOEXEC), 0);
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, channel), 0);
     EXPECT_EQ(::pipe2(out, O_CLOEXEC), 0);
     EXPECT_EQ(::pipe2(err, O_CLOEXEC), 0);
     posix_spawn_file_actions_t actions;
@@ -62,7 +63,7 @@ mproc::testing::ProgramResult run_with_channel(const char* program, const std::v
     ::close(channel[0]);
     ::close(out[1]);
     ::close(err[1]);
-    (void)!::write(channel[1], input.data(), input.size());
+    (void)!::send(channel[1], input.data(), input.size(), MSG_NOSIGNAL);  // the child may stop reading early
     ::close(channel[1]);
     mproc::testing::ProgramResult result;
     char buf[4096];
