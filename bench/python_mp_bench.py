@@ -12,6 +12,7 @@ import argparse
 import json
 import math
 import multiprocessing
+import os
 import signal
 import statistics
 import sys
@@ -22,11 +23,13 @@ FORK = multiprocessing.get_context("fork")
 FIGURES = []
 
 
-def figure(name, unit, description):
-    """Registers a batch function: batch(iterations) -> seconds the measured part took."""
+def figure(name, unit, description, bytes_per_iteration=None):
+    """Registers a batch function: batch(iterations) -> seconds the measured part took. Figures in
+    MB/s say how many bytes one iteration moves."""
 
     def register(batch):
-        FIGURES.append({"name": name, "unit": unit, "description": description, "batch": batch})
+        FIGURES.append({"name": name, "unit": unit, "description": description, "batch": batch,
+                        "bytes_per_iteration": bytes_per_iteration})
         return batch
 
     return register
@@ -99,13 +102,240 @@ def is_alive(iterations):
     return took
 
 
-def to_unit(unit, seconds_per_iteration):
+MEBIBYTE = 1 << 20
+
+
+def _pingpong_child(conn, iterations):
+    for _ in range(iterations):
+        conn.send(conn.recv() + 1)
+
+
+@figure("pipe.pingpong", "us/round_trip", "send(int) to a child and recv() its reply through a duplex Pipe(), fork context")
+def pipe_pingpong(iterations):
+    parent_end, child_end = FORK.Pipe()
+    child = FORK.Process(target=_pingpong_child, args=(child_end, iterations))
+    child.start()
+    value = 0
+
+    def round_trip():
+        nonlocal value
+        parent_end.send(value)
+        reply = parent_end.recv()
+        if reply != value + 1:
+            raise RuntimeError("wrong reply")
+        value = reply
+
+    took = time_loop(iterations, round_trip)
+    child.join()
+    return took
+
+
+def _throughput_child(conn, iterations):
+    received = 0
+    for _ in range(iterations):
+        received += len(conn.recv_bytes())
+    conn.send(received)
+
+
+@figure("pipe.throughput.1mib", "MB/s", "send_bytes of 1 MiB messages to a child that recv_bytes them, duplex Pipe(), fork context",
+        bytes_per_iteration=MEBIBYTE)
+def pipe_throughput_1mib(iterations):
+    parent_end, child_end = FORK.Pipe()
+    child = FORK.Process(target=_throughput_child, args=(child_end, iterations))
+    child.start()
+    message = bytes(MEBIBYTE)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        parent_end.send_bytes(message)
+    if parent_end.recv() != iterations * MEBIBYTE:
+        raise RuntimeError("bytes lost")
+    took = time.perf_counter() - start
+    child.join()
+    return took
+
+
+@figure("lock.uncontended", "ns/op", "Lock(): acquire() + release(), one process")
+def lock_uncontended(iterations):
+    lock = FORK.Lock()
+    acquire, release = lock.acquire, lock.release
+
+    def op():
+        acquire()
+        release()
+
+    return time_loop(iterations, op)
+
+
+def _two_processes(iterations, op):
+    """Each of two processes runs op() for half of `iterations`; the time from the start line until
+    both are done (the child is started before it). As in mproc_bench, the two are pinned to two
+    different CPUs, so that they run at the same time and really contend."""
+    half = iterations // 2
+    go = FORK.Event()
+    saved = os.sched_getaffinity(0)
+    cpus = sorted(saved)[:2]
+
+    def work(count, cpu):
+        if len(cpus) == 2:
+            os.sched_setaffinity(0, {cpu})
+        go.wait()
+        for _ in range(count):
+            op()
+
+    child = FORK.Process(target=work, args=(half, cpus[-1]))
+    child.start()
+    if len(cpus) == 2:
+        os.sched_setaffinity(0, {cpus[0]})
+    try:
+        start = time.perf_counter()
+        go.set()
+        for _ in range(iterations - half):
+            op()
+        child.join()
+        took = time.perf_counter() - start
+    finally:
+        os.sched_setaffinity(0, saved)
+    if child.exitcode != 0:
+        raise RuntimeError(f"the child's exit code is {child.exitcode}")
+    return took
+
+
+@figure("lock.contended", "op/s", "2 processes, each: lock.acquire(), counter.value += 1 (RawValue('l')), "
+        "lock.release(), fork context")
+def lock_contended(iterations):
+    lock = FORK.Lock()
+    counter = FORK.RawValue("l", 0)
+
+    def op():
+        lock.acquire()
+        counter.value += 1
+        lock.release()
+
+    took = _two_processes(iterations, op)
+    if counter.value != iterations:
+        raise RuntimeError("lost increments")
+    return took
+
+
+@figure("value.locked_increment", "op/s", "2 processes, each: with v.get_lock(): v.value += 1 on Value('l'), "
+        "fork context")
+def value_locked_increment(iterations):
+    v = FORK.Value("l", 0)
+
+    def op():
+        with v.get_lock():
+            v.value += 1
+
+    took = _two_processes(iterations, op)
+    if v.value != iterations:
+        raise RuntimeError("lost increments")
+    return took
+
+
+def _event_child(ping, pong, iterations):
+    for _ in range(iterations):
+        ping.wait()
+        ping.clear()
+        pong.set()
+
+
+@figure("event.pingpong", "us/round_trip", "two processes, two Events: set(ping), wait(pong), clear(pong) against "
+        "wait(ping), clear(ping), set(pong), fork context")
+def event_pingpong(iterations):
+    ping, pong = FORK.Event(), FORK.Event()
+    child = FORK.Process(target=_event_child, args=(ping, pong, iterations))
+    child.start()
+
+    def round_trip():
+        ping.set()
+        pong.wait()
+        pong.clear()
+
+    took = time_loop(iterations, round_trip)
+    child.join()
+    return took
+
+
+def square(x):
+    return x * x
+
+
+def burn(seed):
+    # The arithmetic of mproc's pool.cpu figures, in Python: far slower per task, so the number to
+    # compare is the speedup from 1 to 2 workers, not the time.
+    x = seed + 1
+    for _ in range(200_000):
+        x = (x * 6364136223846793005 + 1442695040888963407) & 0xFFFFFFFFFFFFFFFF
+    return x >> 1
+
+
+POOLS = {}
+
+
+def pool_of(processes):
+    if processes not in POOLS:
+        POOLS[processes] = FORK.Pool(processes)
+    return POOLS[processes]
+
+
+@figure("pool.map.chunk1", "task/s", "Pool(2).map(square, n items, chunksize=1)")
+def pool_map_chunk1(iterations):
+    pool = pool_of(2)
+    start = time.perf_counter()
+    result = pool.map(square, range(iterations), chunksize=1)
+    took = time.perf_counter() - start
+    if len(result) != iterations:
+        raise RuntimeError("wrong results")
+    return took
+
+
+@figure("pool.map.default", "task/s", "Pool(2).map(square, 100k items), default chunksize")
+def pool_map_default(iterations):
+    pool = pool_of(2)
+    items = max(iterations, 100_000)
+    start = time.perf_counter()
+    result = pool.map(square, range(items))
+    took = time.perf_counter() - start
+    if len(result) != items:
+        raise RuntimeError("wrong results")
+    return took * iterations / items
+
+
+@figure("pool.apply_async.rt", "us/call", "Pool(2).apply_async(square, (7,)).get()")
+def pool_apply_rt(iterations):
+    pool = pool_of(2)
+
+    def call():
+        if pool.apply_async(square, (7,)).get() != 49:
+            raise RuntimeError("wrong result")
+
+    return time_loop(iterations, call)
+
+
+def burn_batch(processes, iterations):
+    pool = pool_of(processes)
+    return time_loop(iterations, lambda: pool.map(burn, range(8), chunksize=1))
+
+
+@figure("pool.cpu.workers1", "us/batch", "8 CPU-bound tasks on a Pool(1) (Python's own, slower, arithmetic)")
+def pool_cpu_1(iterations):
+    return burn_batch(1, iterations)
+
+
+@figure("pool.cpu.workers2", "us/batch", "8 CPU-bound tasks on a Pool(2) (Python's own, slower, arithmetic)")
+def pool_cpu_2(iterations):
+    return burn_batch(2, iterations)
+
+
+def to_unit(unit, seconds_per_iteration, bytes_per_iteration=None):
     if unit.startswith("us/"):
         return seconds_per_iteration * 1e6
     if unit.startswith("ns/"):
         return seconds_per_iteration * 1e9
     if unit.startswith("ms/"):
         return seconds_per_iteration * 1e3
+    if unit == "MB/s":
+        return bytes_per_iteration / seconds_per_iteration / 1e6
     if unit.endswith("/s"):
         return 1 / seconds_per_iteration
     raise ValueError(f"no conversion for unit {unit!r}")
@@ -136,7 +366,7 @@ def measure(fig, rounds, min_time, fixed_iterations):
         iterations = calibrate(fig["batch"], min_time)
     values = []
     for _ in range(rounds):
-        value = to_unit(fig["unit"], fig["batch"](iterations) / iterations)
+        value = to_unit(fig["unit"], fig["batch"](iterations) / iterations, fig["bytes_per_iteration"])
         if not math.isfinite(value):
             raise RuntimeError("a batch took no measurable time; raise --min-time or --iterations")
         values.append(value)

@@ -32,6 +32,8 @@
 #include <vector>
 
 #include "mproc/process.hpp"
+#include "mproc/sharedctypes.hpp"
+#include "mproc/synchronize.hpp"
 
 namespace mproc {
 
@@ -59,6 +61,37 @@ public:
     mproc::Process Process(ProcessOptions options, F&& target, Args&&... args) const {
         options.start_method = method_;
         return mproc::Process(std::move(options), std::forward<F>(target), std::forward<Args>(args)...);
+    }
+
+    // Python's ctx.Lock(), ctx.Event(), ctx.Value(...): the objects of synchronize.hpp and
+    // sharedctypes.hpp. They are the same under every start method (their memory reaches
+    // children of every kind), so these only mirror Python's API.
+    mproc::Lock Lock() const { return mproc::Lock(); }
+    mproc::RLock RLock() const { return mproc::RLock(); }
+    mproc::Condition Condition() const { return mproc::Condition(); }
+    mproc::Condition Condition(const mproc::Lock& lock) const { return mproc::Condition(lock); }
+    mproc::Condition Condition(const mproc::RLock& lock) const { return mproc::Condition(lock); }
+    mproc::Semaphore Semaphore(int value = 1) const { return mproc::Semaphore(value); }
+    mproc::BoundedSemaphore BoundedSemaphore(int value = 1) const { return mproc::BoundedSemaphore(value); }
+    mproc::Event Event() const { return mproc::Event(); }
+    mproc::Barrier Barrier(int parties, BarrierOptions options = {}) const {
+        return mproc::Barrier(parties, std::move(options));
+    }
+    template <class T>
+    mproc::Value<T> Value(const T& initial = T{}) const {
+        return mproc::Value<T>(initial);
+    }
+    template <class T>
+    mproc::RawValue<T> RawValue(const T& initial = T{}) const {
+        return mproc::RawValue<T>(initial);
+    }
+    template <class T>
+    mproc::Array<T> Array(std::size_t size) const {
+        return mproc::Array<T>(size);
+    }
+    template <class T>
+    mproc::RawArray<T> RawArray(std::size_t size) const {
+        return mproc::RawArray<T>(size);
     }
 
 private:

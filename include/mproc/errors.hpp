@@ -8,14 +8,31 @@
 //       │                       what() names the rule, in Python's words where Python has them
 //       ├── OSError             a system call failed; code() is the errno as a std::error_code
 //       ├── DecodeError         bytes that do not decode to the requested type (truncated, corrupt)
-//       └── TimeoutError        a wait with a deadline ran out (Python: multiprocessing.TimeoutError)
+//       ├── TimeoutError        a wait with a deadline ran out (Python: multiprocessing.TimeoutError)
+//       ├── EOFError            a connection's peer closed it and no message is left to read
+//       │                       (Python: EOFError from Connection.recv)
+//       ├── ProtocolError       a peer's bytes break the message framing: a frame cut short by end of
+//       │                       file, a negative length, a length over the limit (Python: OSError)
+//       ├── AuthenticationError the authkey challenge failed, in either direction
+//       │                       (Python: multiprocessing.AuthenticationError)
+//       ├── BufferTooShort      recv_bytes_into's buffer cannot hold the message; message() has all of it
+//       │                       (Python: multiprocessing.BufferTooShort)
+//       ├── OwnerDiedError      a lock was acquired whose previous owner died holding it; the caller
+//       │                       holds the lock now (not in Python, where the lock stays locked)
+//       └── BrokenBarrierError  a Barrier was aborted, reset, timed out or lost a party
+//                               (Python: threading.BrokenBarrierError)
 //
 // An uncaught exception in a child process ends it with exit code 1 after its type and message are
 // written to the child's stderr; a child's exit request (mproc::exit) is not an exception of this
 // hierarchy and should not be caught (see process.hpp).
+#include <cstddef>
+#include <memory>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <system_error>
+#include <utility>
+#include <vector>
 
 namespace mproc {
 
@@ -45,6 +62,95 @@ public:
 };
 
 class TimeoutError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+// The peer closed the connection (or its write side) at a message boundary: there is nothing left
+// to receive. The connection stays open, as in Python, because its write side may still work.
+class EOFError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+// Bytes from a peer that cannot be a message: the connection is out of step with its peer, so it
+// has been closed by the time this is thrown. Distinct from EOFError (a clean end) and from
+// DecodeError (a whole message whose contents are not a value of the requested type).
+class ProtocolError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+// The authkey challenge failed: the peer's digest was wrong ("digest received was wrong"), ours
+// was rejected ("digest sent was rejected"), or the peer's handshake messages were malformed or
+// asked for a digest that is not allowed. The connection has been closed.
+class AuthenticationError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+// recv_bytes_into: the message is longer than the space the buffer has after the offset. The
+// whole message was received (the connection stays usable) and is kept here, as Python keeps it
+// in args[0]. Copying the exception shares the message rather than copying it.
+class BufferTooShort : public ProcessError {
+public:
+    explicit BufferTooShort(std::vector<std::byte> message)
+        : ProcessError("buffer too short for a message of " + std::to_string(message.size()) + " bytes"),
+          message_(std::make_shared<const std::vector<std::byte>>(std::move(message))) {}
+
+    std::span<const std::byte> message() const noexcept { return *message_; }
+
+private:
+    std::shared_ptr<const std::vector<std::byte>> message_;
+};
+
+namespace detail {
+class HeldLock;
+}
+
+// An acquisition (lock(), try_lock(), try_lock_for(), acquire(), or an operation that takes a lock
+// internally, such as Value::load()) got a Lock or RLock whose previous owner died holding it: a
+// process killed, or a thread that ended, in its critical section. The data the lock protects may
+// be half-updated. Exactly one acquirer is told: this one.
+//
+// The caller holds the lock when this is thrown, and the exception owns that hold: unless the
+// handler calls keep_lock(), the lock is released when the exception is destroyed, at the end of
+// the handler that caught it. So a std::scoped_lock or std::unique_lock whose constructor threw
+// (its destructor never runs) does not leave the lock held, and the handler can repair the data
+// before anyone else sees it:
+//
+//   try {
+//       std::scoped_lock guard(lock);
+//       update(shared);
+//   } catch (const mproc::OwnerDiedError& e) {
+//       repair(shared);  // still under the lock
+//   }                    // released here
+//
+// Python-style code that goes on into its critical section calls keep_lock() and releases the lock
+// itself. Releasing the lock (release(), unlock()) from the handler's thread also ends the
+// exception's hold. The hold belongs to the thread that acquired: an exception destroyed in
+// another thread (through std::exception_ptr) cannot release it.
+//
+// Condition::wait() is the exception to "the exception owns the hold": it re-acquires the lock
+// that its caller held before waiting, so the caller's guard owns it and holds_lock() is false.
+class OwnerDiedError : public ProcessError {
+public:
+    OwnerDiedError(const std::string& what, std::shared_ptr<detail::HeldLock> held);
+
+    // True while this exception (or a copy) still holds the lock.
+    bool holds_lock() const noexcept;
+    // Releases the lock now (from the thread that acquired it).
+    void release() const;
+    // Hands the hold over to the caller, who releases the lock later like any acquisition.
+    void keep_lock() const noexcept;
+
+private:
+    std::shared_ptr<detail::HeldLock> held_;
+};
+
+// Barrier::wait() cannot complete: the barrier was aborted or reset, a party's wait timed out,
+// the action threw, or a party died while waiting. Python: threading.BrokenBarrierError.
+class BrokenBarrierError : public ProcessError {
 public:
     using ProcessError::ProcessError;
 };

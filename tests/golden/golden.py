@@ -15,6 +15,7 @@ import difflib
 import os
 import re
 import signal
+import string
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -157,6 +158,31 @@ def one_of(*sequences: list[str]):
     return check
 
 
+def groups(*parts: list[str]):
+    """Consecutive groups of lines, for examples whose processes race within known windows: the
+    lines of each group take the next len(group) positions, in any order among themselves. A group
+    of one line is EXACT at its position."""
+    expected_flat = [ln for group in parts for ln in group]
+
+    def check(lines: list[str], ctx: dict) -> list[str]:
+        errors = []
+        if len(lines) != len(expected_flat):
+            errors.append(f"{len(lines)} lines, expected {len(expected_flat)}")
+        position = 0
+        for group in parts:
+            got = lines[position:position + len(group)]
+            if sorted(got) != sorted(group):
+                span = f"line {position + 1}" if len(group) == 1 else f"lines {position + 1}-{position + len(group)}"
+                rule = "" if len(group) == 1 else " (in any order)"
+                errors.append(f"{span} should be {group}{rule}, got {got}")
+            position += len(group)
+        if not errors:
+            return []
+        return [f"{ctx['what']} does not match the expected groups of lines:\n" + "\n".join(errors) + "\n"
+                + show_diff(expected_flat, lines, ctx["what"])]
+    return check
+
+
 _PLACEHOLDER = re.compile(r"<([A-Z][A-Z0-9]*)>")
 
 
@@ -241,6 +267,9 @@ class Example:
     merged: Optional[Callable] = None
     # Checks after the binary ended: (run, ctx) -> errors; ctx holds the bindings of templates.
     after: list = field(default_factory=list)
+    # The working directory the example needs (example 25 reads its input files there), in place
+    # of the harness's.
+    cwd: Optional[str] = None
 
 
 def _self_pid(ctx: dict) -> dict:
@@ -321,6 +350,151 @@ def _only_logs(block: list[str]) -> list[str]:
     return [ln for ln in block if ln.startswith("[")]
 
 
+EVENT_STARTING = [
+    "main: waiting before calling Event.set()",
+    "wait_for_event: starting",
+    "wait_for_event_timeout: starting",
+]
+EVENT_TIMED_OUT = ["wait_for_event_timeout: e.is_set()-> False"]
+EVENT_SET = ["main: event is set", "wait_for_event: e.is_set()-> True"]
+
+LOCK_LINES = ["Lock acquired via with", "Lock acquired directly"]
+
+CONDITION_SEQUENCE = [
+    "Starting stage_2[1]",
+    "Starting stage_2[2]",
+    "Starting s1",
+    "s1 done and ready for stage 2",
+]
+CONDITION_RUNNING = ["stage_2[1] running", "stage_2[2] running"]
+
+# Pools (examples 22, 23, 25): worker names depend on the start method the test runs under, and
+# pool sizes on cpu_count.
+POOL_WORKER_PREFIX = {"fork": "ForkPoolWorker", "spawn": "SpawnPoolWorker", "forkserver": "ForkServerPoolWorker"}
+
+
+def start_method(ctx: dict) -> str:
+    """The start method of the run: the self-test's choice, else MPROC_START_METHOD, else fork."""
+    return ctx.get("start_method") or os.environ.get("MPROC_START_METHOD") or "fork"
+
+
+def cpu_count(ctx: dict) -> int:
+    """cpu_count() as mproc computes it: MPROC_CPU_COUNT, else the online CPUs (§2.8: not nproc,
+    which honours the affinity mask)."""
+    if "cpu_count" in ctx:
+        return ctx["cpu_count"]
+    forced = os.environ.get("MPROC_CPU_COUNT")
+    return int(forced) if forced else os.sysconf("SC_NPROCESSORS_ONLN")
+
+
+POOL_INPUT = "Input   : [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"
+POOL_BUILTIN = re.compile(r"Built-in: <map object at 0x[0-9a-f]+>\Z")
+POOL_OUTPUT = "Pool    : [0, 2, 4, 6, 8, 10, 12, 14, 16, 18]"
+
+
+def pool_starting(replacements: int):
+    """Examples 22 and 23: `Input` EXACT; `Built-in` with <HEX>; K lines `Starting <prefix>-1` …
+    `Starting <prefix>-K` in any order, each once, P ≤ K ≤ P + replacements; `Pool` EXACT."""
+    def check(lines: list[str], ctx: dict) -> list[str]:
+        p, prefix = 2 * cpu_count(ctx), POOL_WORKER_PREFIX.get(start_method(ctx), "?")
+        if len(lines) < 3:
+            return [f"{ctx['what']} has {len(lines)} lines, expected at least 3:\n" + "\n".join("  " + ln for ln in lines)]
+        errors = []
+        first, builtin, *starting, last = lines
+        if first != POOL_INPUT:
+            errors.append(f"line 1 should be {POOL_INPUT!r}, got {first!r}")
+        if not POOL_BUILTIN.match(builtin):
+            errors.append(f"line 2 should match 'Built-in: <map object at <HEX>>', got {builtin!r}")
+        if last != POOL_OUTPUT:
+            errors.append(f"the last line should be {POOL_OUTPUT!r}, got {last!r}")
+        k = len(starting)
+        if not p <= k <= p + replacements:
+            allowed = f"{p}" if replacements == 0 else f"{p} to {p + replacements}"
+            errors.append(f"{k} worker lines between line 2 and the last, expected {allowed} (P = {p})")
+        expected = [f"Starting {prefix}-{i}" for i in range(1, k + 1)]
+        if sorted(starting) != sorted(expected):
+            errors.append(f"the worker lines are not 'Starting {prefix}-1' … 'Starting {prefix}-{k}' in any order "
+                          f"(start method {start_method(ctx)}):\n" + show_diff(sorted(expected), sorted(starting), "worker lines, sorted"))
+        if errors:
+            return [f"{ctx['what']} does not match the pool rule:\n" + "\n".join(errors)]
+        return []
+    return check
+
+
+# Example 25: the reference counts come from the fixture files themselves, computed here with the
+# rules of spec/pymotw.md §5 (Python's own string functions, nothing of mproc or the port).
+WORDCOUNT_FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "wordcount_fixtures")
+WORDCOUNT_STOP_WORDS = frozenset("a an and are as be by for if in is it of or py rst that the to with".split())
+_PUNCTUATION_TO_SPACE = str.maketrans(string.punctuation, " " * len(string.punctuation))
+
+
+def reference_words(path: str) -> list[str]:
+    """The counted words of one file, in reading order."""
+    words = []
+    with open(path, encoding="ascii") as f:
+        for line in f:
+            if line.lstrip().startswith(".."):
+                continue
+            for token in line.translate(_PUNCTUATION_TO_SPACE).split():
+                token = token.lower()
+                if token.isalpha() and token not in WORDCOUNT_STOP_WORDS:
+                    words.append(token)
+    return words
+
+
+def wordcount_files(directory: str) -> list[str]:
+    """The port's inputs when run without arguments: the directory's *.rst files, by name."""
+    return sorted(n for n in os.listdir(directory)
+                  if n.endswith(".rst") and not n.startswith(".") and os.path.isfile(os.path.join(directory, n)))
+
+
+def wordcount_reference(directory: str) -> list[tuple[str, int]]:
+    """Every word with its count, in the port's order: counts descending; among equal counts the
+    word whose first appearance came later first (a stable sort by count, then reversed)."""
+    counts: dict[str, int] = {}  # insertion order = order of first appearance
+    for name in wordcount_files(directory):
+        for word in reference_words(os.path.join(directory, name)):
+            counts[word] = counts.get(word, 0) + 1
+    table = sorted(counts.items(), key=lambda item: item[1])
+    table.reverse()
+    return table
+
+
+def wordcount_expected_table(directory: str) -> list[str]:
+    top20 = wordcount_reference(directory)[:20]
+    width = max((len(word) for word, _ in top20), default=0) + 1
+    return ["", "TOP 20 WORDS BY FREQUENCY", ""] + [f"{word:<{width}}: {count:5}" for word, count in top20]
+
+
+def wordcount_lines(lines: list[str], ctx: dict) -> list[str]:
+    """Example 25: one `<prefix>-<k> reading <file>` line per input file in any order (1 ≤ k ≤
+    cpu_count), then the header and the top-20 table EXACT against the reference."""
+    directory = ctx.get("cwd") or WORDCOUNT_FIXTURES
+    files = wordcount_files(directory)
+    prefix, cpus = POOL_WORKER_PREFIX.get(start_method(ctx), "?"), cpu_count(ctx)
+    errors = []
+    reading, table = lines[:len(files)], lines[len(files):]
+    pattern = re.compile(rf"{re.escape(prefix)}-(\d+) reading (.+)\Z")
+    read = []
+    for ln in reading:
+        m = pattern.match(ln)
+        if not m:
+            errors.append(f"{ln!r} is not a line '{prefix}-<k> reading <file>' (start method {start_method(ctx)})")
+        elif not 1 <= int(m.group(1)) <= cpus:
+            errors.append(f"{ln!r}: worker number {m.group(1)} is outside 1..{cpus} (cpu_count)")
+        else:
+            read.append(m.group(2))
+    if not errors and sorted(read) != files:
+        errors.append(f"the files read are {sorted(read)}, expected each of {files} once")
+    expected = wordcount_expected_table(directory)
+    if table != expected:
+        errors.append(f"after the {len(files)} 'reading' lines, the table differs from the reference counts (EXACT):\n"
+                      + show_diff(expected, table, ctx["what"] + " after the reading lines"))
+    if errors:
+        return [f"{ctx['what']} does not match the word-count rule:\n" + "\n".join(errors)]
+    return []
+
+
 EXAMPLES: dict[str, Example] = {
     # 1. Five children print `Worker`; identical lines, so EXACT.
     "multiprocessing_simple": Example(stdout=exact(["Worker"] * 5)),
@@ -378,6 +552,21 @@ EXAMPLES: dict[str, Example] = {
     ),
     # 12. Default names from the subclass's name, in any order.
     "multiprocessing_subclass": Example(stdout=any_order([f"In Worker-{i}" for i in range(1, 6)])),
+    # 15. The three "starting" lines race; the timed-out waiter reports alone at ~2 s; the set
+    #     and the woken waiter race at ~3 s.
+    "multiprocessing_event": Example(stdout=groups(EVENT_STARTING, EVENT_TIMED_OUT, EVENT_SET)),
+    # 16. The two children race for the lock; each line exactly once.
+    "multiprocessing_lock": Example(stdout=any_order(LOCK_LINES)),
+    # 17. The 1 s sleeps order the first four lines; the two woken stage-2 processes race.
+    "multiprocessing_condition": Example(stdout=groups(*[[ln] for ln in CONDITION_SEQUENCE], CONDITION_RUNNING)),
+    # 22. Each worker's `Starting` line comes out when it exits, during join(): between the
+    #     Built-in and Pool lines, P of them, any order.
+    "multiprocessing_pool": Example(stdout=pool_starting(replacements=0)),
+    # 23. As 22; each of the 10 one-item tasks may retire a worker after its second, so up to 5
+    #     replacement workers print their own line.
+    "multiprocessing_pool_maxtasksperchild": Example(stdout=pool_starting(replacements=5)),
+    # 25. Run in the fixture directory: which worker reads which file varies, the table does not.
+    "multiprocessing_wordcount": Example(stdout=wordcount_lines, cwd=WORDCOUNT_FIXTURES),
 }
 
 
@@ -431,12 +620,13 @@ def _show_run(run: Run) -> str:
 
 def test_binary(name: str, binary: str, cwd: str, timeout: float) -> int:
     example = EXAMPLES[name]
+    cwd = example.cwd or cwd
     failures = []
     runs = [False] + ([True] if example.merged else [])
     for merged in runs:
         label = "run with stdout and stderr merged on one pipe" if merged else "run with separate stdout and stderr pipes"
         run = run_binary(binary, cwd, timeout, merged=merged)
-        ctx = {"pid": run.pid, "timeout": timeout}
+        ctx = {"pid": run.pid, "timeout": timeout, "cwd": cwd}
         errors = check_run(example, run, ctx)
         if not merged:
             for after in example.after:
@@ -462,6 +652,24 @@ def test_binary(name: str, binary: str, cwd: str, timeout: float) -> int:
 # Self-test: the rules must accept the expected output and reject broken variants of it
 # --------------------------------------------------------------------------------------------
 
+def _pool_good_lines(replacements: int, method: Optional[str] = None) -> list[str]:
+    """A correct run of example 22 (replacements = 0) or 23, workers listed out of order."""
+    ctx = {"start_method": method} if method else {}
+    prefix, k = POOL_WORKER_PREFIX[start_method(ctx)], 2 * cpu_count(ctx) + replacements
+    order = [2, 1] + list(range(k, 2, -1)) if k >= 2 else [1]
+    return ([POOL_INPUT, "Built-in: <map object at 0x7f3a5c2e9fd0>"]
+            + [f"Starting {prefix}-{i}" for i in order] + [POOL_OUTPUT])
+
+
+def _wordcount_good_lines(method: Optional[str] = None) -> list[str]:
+    """A correct run of example 25: the files read in reverse order, by workers 1, 2, …"""
+    ctx = {"start_method": method} if method else {}
+    prefix, cpus = POOL_WORKER_PREFIX[start_method(ctx)], cpu_count(ctx)
+    files = wordcount_files(WORDCOUNT_FIXTURES)
+    return ([f"{prefix}-{1 + i % cpus} reading {name}" for i, name in enumerate(reversed(files))]
+            + wordcount_expected_table(WORDCOUNT_FIXTURES))
+
+
 def _good_runs(name: str, pid: int) -> list[Run]:
     """A correct separate-pipe run (and a merged run when checked) for each example."""
     j = lambda lines: "".join(ln + "\n" for ln in lines)  # noqa: E731
@@ -484,6 +692,13 @@ def _good_runs(name: str, pid: int) -> list[Run]:
         "multiprocessing_log_to_stderr": (["Doing some work"], _only_logs(LOG_TO_STDERR_MERGED), LOG_TO_STDERR_MERGED),
         "multiprocessing_get_logger": (["Doing some work"], _only_logs(GET_LOGGER_MERGED), GET_LOGGER_MERGED),
         "multiprocessing_subclass": ([f"In Worker-{i}" for i in (2, 1, 3, 5, 4)], [], None),
+        "multiprocessing_event": ([EVENT_STARTING[1], EVENT_STARTING[2], EVENT_STARTING[0]] + EVENT_TIMED_OUT
+                                  + [EVENT_SET[1], EVENT_SET[0]], [], None),
+        "multiprocessing_lock": ([LOCK_LINES[1], LOCK_LINES[0]], [], None),
+        "multiprocessing_condition": (CONDITION_SEQUENCE + [CONDITION_RUNNING[1], CONDITION_RUNNING[0]], [], None),
+        "multiprocessing_pool": (_pool_good_lines(0), [], None),
+        "multiprocessing_pool_maxtasksperchild": (_pool_good_lines(3), [], None),
+        "multiprocessing_wordcount": (_wordcount_good_lines(), [], None),
     }[name]
     runs = [Run(rc=0, out=j(out), err=j(err), pid=pid)]
     if merged is not None:
@@ -539,8 +754,60 @@ def _mutations(run: Run, name: str) -> list[tuple[str, Run]]:
         m.append(("other child reports", with_(err=run.err + "Process exit_error:\nSystemExit: 1\n")))
     if name in ("multiprocessing_log_to_stderr", "multiprocessing_get_logger") and run.err is None:
         m.append(("work printed last", with_(out=j([ln for ln in lines if not ln.startswith("Doing")] + ["Doing some work"]))))
+    if name == "multiprocessing_event":
+        m.append(("timed-out line before a starting line", with_(out=j(lines[:2] + [lines[3], lines[2]] + lines[4:]))))
+        m.append(("event set before the timeout", with_(out=j(lines[:3] + [lines[4], lines[3]] + lines[5:]))))
+        m.append(("woken waiter sees False", with_(out=run.out.replace("e.is_set()-> True", "e.is_set()-> False"))))
+        m.append(("timed-out waiter sees True", with_(out=run.out.replace("e.is_set()-> False", "e.is_set()-> True"))))
+    if name == "multiprocessing_lock":
+        m.append(("one worker never got the lock", with_(out=j([lines[0], lines[0]]))))
+    if name == "multiprocessing_condition":
+        m.append(("s1 started first", with_(out=j([lines[2], lines[0], lines[1]] + lines[3:]))))
+        m.append(("stage 2 ran before stage 1 was done", with_(out=j(lines[:3] + [lines[4], lines[3]] + lines[5:]))))
     if name == "multiprocessing_get_logger" and run.err is not None:
         m.append(("debug line present", with_(err=run.err + '[DEBUG/MainProcess] running the remaining "atexit" finalizers\n')))
+    if name in ("multiprocessing_pool", "multiprocessing_pool_maxtasksperchild"):
+        builtin, starting, last = lines[1], lines[2:-1], lines[-1]
+        prefix = starting[0].split()[1].rsplit("-", 1)[0]
+        other = next(p for p in POOL_WORKER_PREFIX.values() if p != prefix)
+        renumber = lambda f: [f"Starting {prefix}-{f(int(ln.rsplit('-', 1)[1]))}" for ln in starting]  # noqa: E731
+        m.append(("a worker line lost", with_(out=j(lines[:2] + starting[1:] + [last]))))
+        m.append(("a worker line doubled", with_(out=j(lines[:2] + starting + starting[:1] + [last]))))
+        m.append(("workers numbered 1, 3, 5, …", with_(out=j(lines[:2] + renumber(lambda i: 2 * i - 1) + [last]))))
+        m.append(("workers numbered from 0", with_(out=j(lines[:2] + renumber(lambda i: i - 1) + [last]))))
+        m.append(("another start method's prefix", with_(out=run.out.replace(prefix + "-", other + "-"))))
+        m.append(("a worker line after the Pool line", with_(out=j(lines[:2] + starting[1:] + [last, starting[0]]))))
+        m.append(("a worker line before the Built-in line", with_(out=j(lines[:1] + starting[:1] + [builtin] + starting[1:] + [last]))))
+        m.append(("address not in hex", with_(out=run.out.replace(builtin, "Built-in: <map object at 139878>"))))
+        m.append(("address in upper case", with_(out=run.out.replace(builtin, builtin.split("0x")[0] + "0x" + builtin.split("0x")[1].upper()))))
+        m.append(("a result changed", with_(out=run.out.replace("16, 18]", "16, 19]"))))
+        m.append(("Input line misaligned", with_(out=run.out.replace("Input   :", "Input :"))))
+    if name == "multiprocessing_pool":
+        m.append(("one worker too many", with_(out=j(lines[:-1] + [f"Starting {lines[2].split()[1].rsplit('-', 1)[0]}-{len(lines) - 2}"] + lines[-1:]))))
+    if name == "multiprocessing_pool_maxtasksperchild":
+        m.append(("six replacements", with_(out=j(_pool_good_lines(6)))))
+        m.append(("fewer workers than P", with_(out=j(_pool_good_lines(-1)))))
+    if name == "multiprocessing_wordcount":
+        files = len(wordcount_files(WORDCOUNT_FIXTURES))
+        reading, table = lines[:files], lines[files:]
+        prefix = reading[0].rsplit("-", 1)[0]
+        other = next(p for p in POOL_WORKER_PREFIX.values() if p != prefix)
+        rows = table[3:]
+        tie = next(i for i in range(len(rows) - 1) if rows[i].split(":")[1] == rows[i + 1].split(":")[1])
+        swapped = rows[:tie] + [rows[tie + 1], rows[tie]] + rows[tie + 2:]
+        word, count = rows[0].split(":")
+        m.append(("a file read twice", with_(out=j(reading[:-1] + reading[:1] + table))))
+        m.append(("a file not read", with_(out=j(reading[1:] + table))))
+        m.append(("a reading line after the table", with_(out=j(reading[1:] + table + reading[:1]))))
+        m.append(("worker number 0", with_(out=j([reading[0].rsplit("-", 1)[0] + "-0 " + reading[0].split(" ", 1)[1]] + reading[1:] + table))))
+        m.append(("worker number above cpu_count", with_(out=j([f"{prefix}-{cpu_count({}) + 1} " + reading[0].split(" ", 1)[1]] + reading[1:] + table))))
+        m.append(("another start method's prefix", with_(out=run.out.replace(prefix + "-", other + "-"))))
+        m.append(("tie order reversed", with_(out=j(reading + table[:3] + swapped))))
+        m.append(("a count off by one", with_(out=j(reading + table[:3] + [f"{word}: {int(count) + 1:5}"] + rows[1:]))))
+        m.append(("padding one wider", with_(out=j(reading + table[:3] + [r.replace(":", " :", 1) for r in rows]))))
+        m.append(("blank line before the header lost", with_(out=j(reading + table[1:]))))
+        m.append(("only 19 words", with_(out=j(reading + table[:-1]))))
+        m.append(("a 21st word", with_(out=j(lines + [rows[-1]]))))
     return m
 
 
@@ -567,12 +834,43 @@ def self_test() -> int:
         ("multiprocessing_terminate", term.replace(started, started.replace("started> True", "stopped exitcode=-SIGTERM> True")), ""),
         ("multiprocessing_exitcode", "".join(ln + "\n" for ln in EXITCODE_STDOUT),
          "Process raises:\nTraceback (most recent call last):\n  raises()\nRuntimeError: There was an error!\n"),
+        ("multiprocessing_event", "".join(ln + "\n" for ln in EVENT_STARTING + EVENT_TIMED_OUT + EVENT_SET), ""),
+        ("multiprocessing_lock", "".join(ln + "\n" for ln in LOCK_LINES), ""),
+        ("multiprocessing_condition", "".join(ln + "\n" for ln in CONDITION_SEQUENCE + CONDITION_RUNNING), ""),
     ]
     for name, out, err in allowed:
         errs = check_run(EXAMPLES[name], Run(rc=0, out=out, err=err, pid=pid), {"pid": pid})
         good = _good_runs(name, pid)[0]
         if errs or (out, err) == (good.out, good.err):
             problems.append(f"{name}: an allowed variant was rejected (or not built):\n" + "\n".join(errs))
+    # The pool rules follow the start method of the run: each accepts its own worker names only.
+    for method in POOL_WORKER_PREFIX:
+        for name, out in (("multiprocessing_pool", _pool_good_lines(0, method)),
+                          ("multiprocessing_pool_maxtasksperchild", _pool_good_lines(2, method)),
+                          ("multiprocessing_wordcount", _wordcount_good_lines(method))):
+            run = Run(rc=0, out="".join(ln + "\n" for ln in out), err="", pid=pid)
+            for checked_as in POOL_WORKER_PREFIX:
+                errs = check_run(EXAMPLES[name], run, {"pid": pid, "start_method": checked_as})
+                if checked_as == method and errs:
+                    problems.append(f"{name}: a correct {method} run was rejected:\n" + "\n".join(errs))
+                if checked_as != method and not errs:
+                    problems.append(f"{name}: {method} worker names were accepted under {checked_as}")
+    # The word-count fixtures make the top 20 unambiguous, and the reference applies the rules.
+    table = wordcount_reference(WORDCOUNT_FIXTURES)
+    if len(table) < 21 or table[19][1] == table[20][1]:
+        problems.append("wordcount_fixtures: need 21 words or more and no tie between the 20th and 21st counts")
+    # Worked out by hand from the fixtures: `words` first appears after `pool`, so it is listed first.
+    if table[:5] != [("worker", 19), ("process", 13), ("queue", 10), ("words", 8), ("pool", 8)]:
+        problems.append(f"wordcount_reference() on the fixtures does not start as counted by hand: {table[:5]}")
+    sample = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"golden-selftest-{pid}.rst")
+    try:
+        with open(sample, "w", encoding="ascii") as f:
+            f.write("  .. skipped:: words\n...skipped too\nEnd_of_header Worker-1 python3 0x1f The a.b\n\tAND tab ..x\nlast")
+        words = reference_words(sample)
+    finally:
+        os.remove(sample)
+    if words != ["end", "header", "worker", "b", "tab", "x", "last"]:
+        problems.append(f"reference_words() does not apply the word-count rules: {words}")
     # The leftover-process rules: this process is alive and in its own process group.
     if process_gone(pid, os.getpgrp()):
         problems.append("process_gone() says a live process is gone")

@@ -1,0 +1,775 @@
+#pragma once
+// Pool: a fixed set of worker processes that run tasks (Python's multiprocessing.pool.Pool).
+//
+//   int square(int x) { return x * x; }
+//   mproc::Pool pool({.processes = 4});
+//   std::vector<int> squares = pool.map(square, std::views::iota(0, 1000));
+//   mproc::AsyncResult<int> r = pool.apply_async(square, 12);
+//   int v = r.get(std::chrono::seconds(1));
+//
+// A pool that never hangs, where Python's can:
+//  - A worker that dies while running a task (SIGKILL, a crash, an exit) fails that task with
+//    WorkerLostError, which carries the worker's exit code; the tasks it had not started go to the
+//    other workers, a replacement worker is started, and the pool goes on.
+//  - `task_timeout` kills and replaces a worker whose task runs too long; the task fails with
+//    TimeoutError.
+//  - terminate() fails every unfinished task (ProcessError "pool terminated") instead of leaving
+//    its result unready forever.
+//  - imap/imap_unordered take their input lazily, with a bounded number of tasks in flight, so an
+//    endless input runs in bounded memory.
+//
+// What a task is: the function must be able to travel to a worker whatever the start method,
+// because workers exist before the task does: a function (free or static member) or a lambda
+// without captures, with Encodable arguments and an Encodable result (codec.hpp). Anything else
+// is a compile-time error. A void function's result is mproc::None.
+//
+// One thread in the parent (the dispatcher) feeds the workers and collects results over one
+// socketpair per worker; callbacks run on it, so they must be quick. An exception from a callback
+// is logged and does not stop the pool. A task's exception reaches get() as TaskError, carrying the
+// original type name and message.
+//
+// Lifetime: the destructor does what Python's `with Pool() as p:` does on exit, terminate(): call
+// close() and join() first to let queued work finish.
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <ranges>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include "mproc/codec.hpp"
+#include "mproc/context.hpp"
+#include "mproc/detail/target.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/process.hpp"
+
+namespace mproc {
+
+// The result of a function that returns nothing.
+using None = std::monostate;
+
+// A worker died while running the task.
+class WorkerLostError : public ProcessError {
+public:
+    WorkerLostError(const std::string& message, int pid, int exitcode)
+        : ProcessError(message), pid_(pid), exitcode_(exitcode) {}
+    int pid() const noexcept { return pid_; }
+    // The worker's exit code: the code it passed to exit, or -N for signal N.
+    int exitcode() const noexcept { return exitcode_; }
+
+private:
+    int pid_;
+    int exitcode_;
+};
+
+// A task threw: the exception's type name and message, as the worker saw them.
+class TaskError : public ProcessError {
+public:
+    TaskError(std::string type_name, std::string message)
+        : ProcessError(type_name + ": " + message), type_name_(std::move(type_name)), message_(std::move(message)) {}
+    const std::string& type_name() const noexcept { return type_name_; }
+    const std::string& message() const noexcept { return message_; }
+
+private:
+    std::string type_name_;
+    std::string message_;
+};
+
+// A call to run once in every worker when it starts (Python's initializer + initargs):
+//   mproc::Pool pool({.initializer = start_process});
+//   mproc::Pool pool({.initializer = {setup, std::string("config.toml"), 3}});
+class Initializer {
+public:
+    Initializer() = default;
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    Initializer(F&& function, Args&&... args)  // NOLINT: implicit, for `.initializer = f`
+        : target_(detail::make_target(std::forward<F>(function), std::forward<Args>(args)...)) {
+        using Fn = std::decay_t<F>;
+        static_assert(detail::is_function_pointer<Fn> || detail::is_stateless_callable<Fn>,
+                      "a Pool initializer must be a function or a lambda without captures: it runs in workers "
+                      "that may be started anew");
+        static_assert((Encodable<std::decay_t<Args>> && ...), "a Pool initializer's arguments must be Encodable");
+    }
+    explicit operator bool() const noexcept { return target_ != nullptr; }
+    const std::shared_ptr<detail::Target>& target() const noexcept { return target_; }
+
+private:
+    std::shared_ptr<detail::Target> target_;
+};
+
+struct PoolOptions {
+    // Unset: process_cpu_count(). ProcessError "Number of processes must be at least 1" below 1.
+    std::optional<int> processes{};
+    Initializer initializer{};
+    // A worker exits after this many tasks (chunks) and is replaced. Unset: never.
+    std::optional<int> maxtasksperchild{};
+    // The start method of the workers. Unset: the default (context.hpp).
+    std::optional<StartMethod> context{};
+    // A task running longer is failed with TimeoutError and its worker killed and replaced.
+    std::optional<std::chrono::milliseconds> task_timeout{};
+};
+
+// Called as work completes: (tasks done, tasks in all); from the dispatcher thread.
+using ProgressCallback = std::function<void(std::size_t done, std::size_t total)>;
+
+template <class R>
+struct MapOptions {
+    // Items per task. Unset: Python's rule, ceil(len / (4 × processes)).
+    std::optional<std::size_t> chunksize{};
+    ProgressCallback on_progress{};
+    // map_async: called with the results, or with the error, on the dispatcher thread.
+    std::function<void(const std::vector<R>&)> callback{};
+    std::function<void(const std::exception_ptr&)> error_callback{};
+};
+
+template <class R>
+struct ApplyOptions {
+    std::function<void(const R&)> callback{};
+    std::function<void(const std::exception_ptr&)> error_callback{};
+};
+
+namespace detail {
+
+template <class F, class... Args>
+using call_result_t = std::conditional_t<std::is_void_v<std::invoke_result_t<F&, Args&...>>, None,
+                                         std::decay_t<std::invoke_result_t<F&, Args&...>>>;
+
+template <class F, class... Args>
+call_result_t<F, Args...> invoke_for_result(F& fn, Args&... args) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, Args&...>>) {
+        std::invoke(fn, args...);
+        return None{};
+    } else {
+        return std::invoke(fn, args...);
+    }
+}
+
+// The result of calling F with the elements of a tuple or pair (starmap).
+template <class F, class Tuple>
+struct StarResult;
+template <class F, class... Args>
+struct StarResult<F, std::tuple<Args...>> {
+    using type = call_result_t<F, Args...>;
+};
+template <class F, class A, class B>
+struct StarResult<F, std::pair<A, B>> {
+    using type = call_result_t<F, A, B>;
+};
+
+template <class F, class... Args>
+consteval void check_task() {
+    static_assert(is_function_pointer<F> || is_stateless_callable<F>,
+                  "a Pool task must be a function or a lambda without captures: it runs in a worker process "
+                  "that existed before the task");
+    static_assert((Encodable<Args> && ...), "a Pool task's arguments must be Encodable (codec.hpp)");
+    static_assert(Encodable<call_result_t<F, Args...>>, "a Pool task's result must be Encodable (codec.hpp)");
+}
+
+// The worker's side of one kind of call: decode the chunk's inputs, call, encode the results.
+// `function` is the target when it is a function pointer, else unused.
+using ChunkEntry = void (*)(const void* function, Decoder& in, Encoder& out);
+
+template <class F>
+F function_from(const void* function) {
+    if constexpr (is_function_pointer<F>) {
+        return reinterpret_cast<F>(const_cast<void*>(function));
+    } else {
+        return F{};
+    }
+}
+
+template <class F, class T>
+void run_map_chunk(const void* function, Decoder& in, Encoder& out) {
+    F fn = function_from<F>(function);
+    auto items = in.read<std::vector<T>>();
+    std::vector<call_result_t<F, T>> results;
+    results.reserve(items.size());
+    for (auto& item : items) results.push_back(invoke_for_result(fn, item));
+    out.write(results);
+}
+
+template <class F, class Tuple>
+void run_starmap_chunk(const void* function, Decoder& in, Encoder& out) {
+    F fn = function_from<F>(function);
+    auto items = in.read<std::vector<Tuple>>();
+    using R = decltype(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, items.front()));
+    std::vector<R> results;
+    results.reserve(items.size());
+    for (auto& item : items) results.push_back(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, item));
+    out.write(results);
+}
+
+template <class F, class... Args>
+void run_apply(const void* function, Decoder& in, Encoder& out) {
+    F fn = function_from<F>(function);
+    auto args = in.read<std::tuple<Args...>>();
+    out.write(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, args));
+}
+
+// Which code a task runs: the entry (a function template instance) and, for a function-pointer
+// target, the function. Both travel to workers as code references, once per worker.
+struct CallSite {
+    const void* entry = nullptr;
+    const void* function = nullptr;
+    friend bool operator==(const CallSite&, const CallSite&) = default;
+};
+
+template <class F>
+CallSite call_site(ChunkEntry entry, const F& fn) {
+    CallSite site{reinterpret_cast<const void*>(entry), nullptr};
+    if constexpr (is_function_pointer<F>) site.function = reinterpret_cast<const void*>(fn);
+    return site;
+}
+
+// Logs an exception that a result callback threw (the pool goes on).
+void log_callback_failure(const char* what);
+
+// Where a chunk's outcome goes: a result object of the caller's type. Called on the dispatcher
+// thread; `results` is the encoded output of the chunk's entry.
+class ResultSink {
+public:
+    virtual ~ResultSink() = default;
+    virtual void deliver(std::size_t chunk, std::span<const std::byte> results) = 0;
+    virtual void fail(std::size_t chunk, std::exception_ptr error) = 0;
+};
+
+// A chunk of work as the dispatcher sees it.
+struct ChunkTask {
+    CallSite site;
+    std::vector<std::byte> arguments;
+    std::shared_ptr<ResultSink> sink;
+    std::size_t chunk = 0;  // the chunk's index within its sink
+};
+
+class PoolCore;
+
+}  // namespace detail
+
+// The outcome of an asynchronous call (Python's AsyncResult / ApplyResult / MapResult).
+template <class T>
+class AsyncResult {
+public:
+    // Waits for the result and returns it, or throws the task's error (TaskError, WorkerLostError,
+    // TimeoutError for a task that ran past the pool's task_timeout). With a timeout: TimeoutError
+    // when it passes first.
+    T get() {
+        wait();
+        return take();
+    }
+    template <class Rep, class Period>
+    T get(std::chrono::duration<Rep, Period> timeout) {
+        if (!wait(timeout)) throw TimeoutError("the result is not ready yet");
+        return take();
+    }
+
+    void wait() const {
+        std::unique_lock lock(state_->mutex);
+        state_->ready_changed.wait(lock, [this] { return state_->ready; });
+    }
+    // True when the result became ready within `timeout`.
+    template <class Rep, class Period>
+    bool wait(std::chrono::duration<Rep, Period> timeout) const {
+        std::unique_lock lock(state_->mutex);
+        return state_->ready_changed.wait_for(lock, timeout, [this] { return state_->ready; });
+    }
+
+    bool ready() const {
+        std::lock_guard lock(state_->mutex);
+        return state_->ready;
+    }
+    // UsageError before ready (Python: ValueError "... not ready").
+    bool successful() const {
+        std::lock_guard lock(state_->mutex);
+        if (!state_->ready) throw UsageError("the result is not ready");
+        return !state_->error;
+    }
+
+    // The shared state; the pool fills it.
+    struct State {
+        mutable std::mutex mutex;
+        std::condition_variable ready_changed;
+        bool ready = false;
+        std::optional<T> value;
+        std::exception_ptr error;
+        std::function<void(const T&)> callback;
+        std::function<void(const std::exception_ptr&)> error_callback;
+
+        // The callback runs before the result becomes ready, as in Python, so that a caller who
+        // waited sees its effects; an exception from it is logged and the result is still set.
+        void set_value(T v) {
+            {
+                std::lock_guard lock(mutex);
+                if (ready || settled) return;
+                value = std::move(v);
+                settled = true;
+            }
+            if (callback) run_callback([&] { callback(*value); });
+            mark_ready();
+        }
+        void set_error(std::exception_ptr e) {
+            {
+                std::lock_guard lock(mutex);
+                if (ready || settled) return;
+                error = std::move(e);
+                settled = true;
+            }
+            if (error_callback) run_callback([&] { error_callback(error); });
+            mark_ready();
+        }
+
+    private:
+        bool settled = false;
+        void mark_ready() {
+            {
+                std::lock_guard lock(mutex);
+                ready = true;
+            }
+            ready_changed.notify_all();
+        }
+        template <class Fn>
+        static void run_callback(Fn&& fn) {
+            try {
+                fn();
+            } catch (const std::exception& e) {
+                detail::log_callback_failure(e.what());
+            } catch (...) {
+                detail::log_callback_failure("an exception that is not a std::exception");
+            }
+        }
+    };
+
+    explicit AsyncResult(std::shared_ptr<State> state) : state_(std::move(state)) {}
+
+private:
+    T take() {
+        std::lock_guard lock(state_->mutex);
+        if (state_->error) std::rethrow_exception(state_->error);
+        return *state_->value;
+    }
+    std::shared_ptr<State> state_;
+};
+
+namespace detail {
+
+// The sink of apply_async: one chunk, one value.
+template <class R>
+class ApplySink final : public ResultSink {
+public:
+    explicit ApplySink(std::shared_ptr<typename AsyncResult<R>::State> state) : state_(std::move(state)) {}
+    void deliver(std::size_t, std::span<const std::byte> results) override {
+        R value;
+        try {
+            value = loads<R>(results);
+        } catch (...) {
+            state_->set_error(std::current_exception());
+            return;
+        }
+        state_->set_value(std::move(value));
+    }
+    void fail(std::size_t, std::exception_ptr error) override { state_->set_error(std::move(error)); }
+
+private:
+    std::shared_ptr<typename AsyncResult<R>::State> state_;
+};
+
+// The sink of map_async: chunks land at their offsets; ready when all have, or at the first error.
+template <class R>
+class MapSink final : public ResultSink {
+public:
+    MapSink(std::shared_ptr<typename AsyncResult<std::vector<R>>::State> state, std::size_t items,
+            std::vector<std::size_t> chunk_offsets, ProgressCallback progress)
+        : state_(std::move(state)),
+          results_(items),
+          offsets_(std::move(chunk_offsets)),
+          remaining_(offsets_.size()),
+          progress_(std::move(progress)) {}
+
+    void deliver(std::size_t chunk, std::span<const std::byte> bytes) override {
+        try {
+            auto values = loads<std::vector<R>>(bytes);
+            const std::size_t begin = offsets_[chunk];
+            for (std::size_t i = 0; i < values.size() && begin + i < results_.size(); ++i)
+                results_[begin + i] = std::move(values[i]);
+            done_items_ += values.size();
+        } catch (...) {
+            state_->set_error(std::current_exception());
+            return;
+        }
+        report_progress();
+        if (--remaining_ == 0) state_->set_value(std::move(results_));
+    }
+    void fail(std::size_t, std::exception_ptr error) override {
+        --remaining_;
+        state_->set_error(std::move(error));
+    }
+
+private:
+    void report_progress() {
+        if (!progress_) return;
+        try {
+            progress_(done_items_, results_.size());
+        } catch (...) {
+            // A progress display must not fail the work it displays.
+        }
+    }
+    std::shared_ptr<typename AsyncResult<std::vector<R>>::State> state_;
+    std::vector<R> results_;
+    std::vector<std::size_t> offsets_;
+    std::size_t remaining_;
+    std::size_t done_items_ = 0;
+    ProgressCallback progress_;
+};
+
+// The sink of imap/imap_unordered: finished chunks wait here until the iterator takes them.
+template <class R>
+class StreamSink final : public ResultSink {
+public:
+    explicit StreamSink(bool ordered) : ordered_(ordered) {}
+
+    void deliver(std::size_t chunk, std::span<const std::byte> bytes) override {
+        Outcome outcome;
+        try {
+            outcome.values = loads<std::vector<R>>(bytes);
+        } catch (...) {
+            outcome.error = std::current_exception();
+        }
+        store(chunk, std::move(outcome));
+    }
+    void fail(std::size_t chunk, std::exception_ptr error) override {
+        Outcome outcome;
+        outcome.error = std::move(error);
+        store(chunk, std::move(outcome));
+    }
+
+    struct Outcome {
+        std::vector<R> values;
+        std::exception_ptr error;
+    };
+
+    // The next finished chunk (in submission order when ordered); nullopt on timeout.
+    std::optional<Outcome> take(std::size_t next_ordered, std::optional<std::chrono::nanoseconds> timeout) {
+        std::unique_lock lock(mutex_);
+        auto available = [&] {
+            if (ordered_) return finished_.count(next_ordered) > 0;
+            return !finished_.empty();
+        };
+        if (timeout) {
+            if (!changed_.wait_for(lock, *timeout, available)) return std::nullopt;
+        } else {
+            changed_.wait(lock, available);
+        }
+        auto it = ordered_ ? finished_.find(next_ordered) : finished_.begin();
+        Outcome outcome = std::move(it->second);
+        finished_.erase(it);
+        return outcome;
+    }
+
+private:
+    void store(std::size_t chunk, Outcome outcome) {
+        {
+            std::lock_guard lock(mutex_);
+            finished_.emplace(chunk, std::move(outcome));
+        }
+        changed_.notify_all();
+    }
+    bool ordered_;
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::map<std::size_t, Outcome> finished_;
+};
+
+}  // namespace detail
+
+class Pool;
+
+// The results of imap/imap_unordered, as an input range: `for (auto& r : pool.imap(f, items))`.
+// Input is taken lazily: at most a bounded number of chunks are in flight, topped up as results
+// are taken. next(timeout) throws TimeoutError when nothing arrives in time.
+template <class R>
+class IMapIterator {
+public:
+    // The next result; nullopt at the end. Rethrows a chunk's error.
+    std::optional<R> next() { return next_impl(std::nullopt); }
+    template <class Rep, class Period>
+    std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
+        return next_impl(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+    }
+
+    class iterator {
+    public:
+        using value_type = R;
+        using difference_type = std::ptrdiff_t;
+        iterator() = default;
+        explicit iterator(IMapIterator* owner) : owner_(owner) { advance(); }
+        const R& operator*() const { return *current_; }
+        const R* operator->() const { return &*current_; }
+        iterator& operator++() {
+            advance();
+            return *this;
+        }
+        void operator++(int) { advance(); }
+        friend bool operator==(const iterator& it, std::default_sentinel_t) { return !it.current_; }
+
+    private:
+        void advance() { current_ = owner_->next(); }
+        IMapIterator* owner_ = nullptr;
+        std::optional<R> current_;
+    };
+    iterator begin() { return iterator(this); }
+    std::default_sentinel_t end() { return {}; }
+
+    // Feeds the pool: returns the next chunk's encoded inputs, or nullopt when the input is done.
+    using ChunkSource = std::function<std::optional<std::vector<std::byte>>()>;
+
+    IMapIterator(Pool* pool, detail::CallSite site, std::shared_ptr<detail::StreamSink<R>> sink, ChunkSource source,
+                 std::size_t window)
+        : pool_(pool), site_(site), sink_(std::move(sink)), source_(std::move(source)), window_(window) {}
+
+private:
+    std::optional<R> next_impl(std::optional<std::chrono::nanoseconds> timeout);
+    void top_up();
+
+    Pool* pool_;
+    detail::CallSite site_;
+    std::shared_ptr<detail::StreamSink<R>> sink_;
+    ChunkSource source_;
+    std::size_t window_;
+    std::size_t submitted_ = 0;
+    std::size_t taken_ = 0;
+    bool input_done_ = false;
+    std::vector<R> buffer_;
+    std::size_t buffer_pos_ = 0;
+};
+
+class Pool {
+public:
+    explicit Pool(PoolOptions options = {});
+    ~Pool();
+    Pool(const Pool&) = delete;
+    Pool& operator=(const Pool&) = delete;
+
+    int processes() const noexcept;
+    StartMethod start_method() const noexcept;
+
+    // ---- apply ----
+    template <class F, class... Args>
+    auto apply_async(F&& function, Args&&... args) {
+        return apply_async(ApplyOptions<detail::call_result_t<std::decay_t<F>, std::decay_t<Args>...>>{},
+                           std::forward<F>(function), std::forward<Args>(args)...);
+    }
+    template <class F, class... Args>
+    auto apply_async(ApplyOptions<detail::call_result_t<std::decay_t<F>, std::decay_t<Args>...>> options,
+                     F&& function, Args&&... args) {
+        using Fn = std::decay_t<F>;
+        using R = detail::call_result_t<Fn, std::decay_t<Args>...>;
+        detail::check_task<Fn, std::decay_t<Args>...>();
+        auto state = std::make_shared<typename AsyncResult<R>::State>();
+        state->callback = std::move(options.callback);
+        state->error_callback = std::move(options.error_callback);
+        detail::ChunkTask task;
+        task.site = detail::call_site<Fn>(&detail::run_apply<Fn, std::decay_t<Args>...>, function);
+        task.arguments = dumps(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+        task.sink = std::make_shared<detail::ApplySink<R>>(state);
+        submit(std::vector<detail::ChunkTask>{std::move(task)});
+        return AsyncResult<R>(std::move(state));
+    }
+    template <class F, class... Args>
+    auto apply(F&& function, Args&&... args) {
+        return apply_async(std::forward<F>(function), std::forward<Args>(args)...).get();
+    }
+
+    // ---- map ----
+    template <class F, std::ranges::input_range Range>
+    auto map_async(F function, Range&& items,
+                   MapOptions<detail::call_result_t<F, std::ranges::range_value_t<Range>>> options = {}) {
+        using T = std::ranges::range_value_t<Range>;
+        detail::check_task<F, T>();
+        return map_like<F, T, detail::call_result_t<F, T>>(&detail::run_map_chunk<F, T>, function,
+                                                            std::forward<Range>(items), std::move(options));
+    }
+    template <class F, std::ranges::input_range Range>
+    auto map(F function, Range&& items,
+             MapOptions<detail::call_result_t<F, std::ranges::range_value_t<Range>>> options = {}) {
+        return map_async(function, std::forward<Range>(items), std::move(options)).get();
+    }
+    template <class F, std::ranges::input_range Range>
+    auto map(F function, Range&& items, std::size_t chunksize) {
+        MapOptions<detail::call_result_t<F, std::ranges::range_value_t<Range>>> options;
+        options.chunksize = chunksize;
+        return map(function, std::forward<Range>(items), std::move(options));
+    }
+
+    // ---- starmap: every item is a tuple (or pair) of arguments ----
+    template <class F, std::ranges::input_range Range>
+    auto starmap_async(F function, Range&& items,
+                       MapOptions<typename detail::StarResult<F, std::ranges::range_value_t<Range>>::type> options = {}) {
+        using Tuple = std::ranges::range_value_t<Range>;
+        check_star_task<F>(static_cast<Tuple*>(nullptr));
+        return map_like<F, Tuple, typename detail::StarResult<F, Tuple>::type>(
+            &detail::run_starmap_chunk<F, Tuple>, function, std::forward<Range>(items), std::move(options));
+    }
+    template <class F, std::ranges::input_range Range>
+    auto starmap(F function, Range&& items,
+                 MapOptions<typename detail::StarResult<F, std::ranges::range_value_t<Range>>::type> options = {}) {
+        return starmap_async(function, std::forward<Range>(items), std::move(options)).get();
+    }
+
+    // ---- imap ----
+    template <class F, std::ranges::input_range Range>
+    auto imap(F function, Range&& items, std::size_t chunksize = 1) {
+        return imap_like<F>(function, std::forward<Range>(items), chunksize, true);
+    }
+    template <class F, std::ranges::input_range Range>
+    auto imap_unordered(F function, Range&& items, std::size_t chunksize = 1) {
+        return imap_like<F>(function, std::forward<Range>(items), chunksize, false);
+    }
+
+    // No new tasks; the workers exit once the queued ones are done.
+    void close();
+    // Stops the workers now; unfinished tasks fail with ProcessError("pool terminated").
+    void terminate();
+    // Waits for the workers to exit; UsageError("Pool is still running") before close/terminate.
+    void join();
+
+    // The live workers (for monitoring; killing one is a fault the pool survives).
+    std::vector<Process> workers() const;
+
+    // Hands chunks to the dispatcher (used by the templates above and by IMapIterator).
+    void submit(std::vector<detail::ChunkTask> tasks);
+
+private:
+    template <class F, class... Args>
+    static void check_star_task(std::tuple<Args...>*) {
+        detail::check_task<F, Args...>();
+    }
+    template <class F, class A, class B>
+    static void check_star_task(std::pair<A, B>*) {
+        detail::check_task<F, A, B>();
+    }
+
+    template <class F, class T, class R, class Range>
+    AsyncResult<std::vector<R>> map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options) {
+        check_running();
+        std::vector<T> all;
+        if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
+        for (auto&& item : items) all.emplace_back(item);
+        const std::size_t chunksize = options.chunksize ? *options.chunksize : default_chunksize(all.size());
+        if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
+
+        auto state = std::make_shared<typename AsyncResult<std::vector<R>>::State>();
+        state->callback = std::move(options.callback);
+        state->error_callback = std::move(options.error_callback);
+        std::vector<std::size_t> offsets;
+        for (std::size_t begin = 0; begin < all.size(); begin += chunksize) offsets.push_back(begin);
+        if (all.empty()) {
+            state->set_value({});
+            return AsyncResult<std::vector<R>>(std::move(state));
+        }
+        auto sink = std::make_shared<detail::MapSink<R>>(state, all.size(), offsets, std::move(options.on_progress));
+        const detail::CallSite site = detail::call_site<F>(entry, function);
+        std::vector<detail::ChunkTask> tasks;
+        tasks.reserve(offsets.size());
+        for (std::size_t c = 0; c < offsets.size(); ++c) {
+            const std::size_t begin = offsets[c];
+            const std::size_t end = std::min(all.size(), begin + chunksize);
+            detail::ChunkTask task;
+            task.site = site;
+            const std::vector<T> chunk(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
+                                       std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
+            Encoder(task.arguments).write(chunk);
+            task.sink = sink;
+            task.chunk = c;
+            tasks.push_back(std::move(task));
+        }
+        submit(std::move(tasks));
+        return AsyncResult<std::vector<R>>(std::move(state));
+    }
+
+    template <class F, class Range>
+    auto imap_like(F function, Range&& items, std::size_t chunksize, bool ordered) {
+        using T = std::ranges::range_value_t<Range>;
+        using R = detail::call_result_t<F, T>;
+        detail::check_task<F, T>();
+        if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
+        check_running();
+        auto sink = std::make_shared<detail::StreamSink<R>>(ordered);
+        // The source owns the range (or a view of it) and walks it as chunks are asked for.
+        auto state = std::make_shared<std::tuple<std::views::all_t<Range>, std::ranges::iterator_t<std::views::all_t<Range>>, bool>>(
+            std::views::all(std::forward<Range>(items)), std::ranges::iterator_t<std::views::all_t<Range>>{}, false);
+        auto source = [state, chunksize]() -> std::optional<std::vector<std::byte>> {
+            auto& [range, it, started] = *state;
+            if (!started) {
+                it = std::ranges::begin(range);
+                started = true;
+            }
+            std::vector<T> chunk;
+            while (chunk.size() < chunksize && it != std::ranges::end(range)) {
+                chunk.emplace_back(*it);
+                ++it;
+            }
+            if (chunk.empty()) return std::nullopt;
+            std::vector<std::byte> bytes;
+            Encoder(bytes).write(chunk);
+            return bytes;
+        };
+        return IMapIterator<R>(this, detail::call_site<F>(&detail::run_map_chunk<F, T>, function), std::move(sink),
+                               std::move(source), imap_window());
+    }
+
+    std::size_t default_chunksize(std::size_t items) const;
+    std::size_t imap_window() const;
+    void check_running() const;
+
+    std::unique_ptr<detail::PoolCore> core_;
+};
+
+template <class R>
+void IMapIterator<R>::top_up() {
+    std::vector<detail::ChunkTask> tasks;
+    while (!input_done_ && submitted_ - taken_ + tasks.size() < window_) {
+        auto bytes = source_();
+        if (!bytes) {
+            input_done_ = true;
+            break;
+        }
+        detail::ChunkTask task;
+        task.site = site_;
+        task.arguments = std::move(*bytes);
+        task.sink = sink_;
+        task.chunk = submitted_ + tasks.size();
+        tasks.push_back(std::move(task));
+    }
+    submitted_ += tasks.size();
+    if (!tasks.empty()) pool_->submit(std::move(tasks));
+}
+
+template <class R>
+std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanoseconds> timeout) {
+    for (;;) {
+        if (buffer_pos_ < buffer_.size()) return std::move(buffer_[buffer_pos_++]);
+        top_up();
+        if (taken_ == submitted_ && input_done_) return std::nullopt;
+        auto outcome = sink_->take(taken_, timeout);
+        if (!outcome) throw TimeoutError("no result arrived in time");
+        ++taken_;
+        if (outcome->error) std::rethrow_exception(outcome->error);
+        buffer_ = std::move(outcome->values);
+        buffer_pos_ = 0;
+    }
+}
+
+}  // namespace mproc

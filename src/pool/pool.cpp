@@ -1,0 +1,857 @@
+// The pool's dispatcher and its workers.
+//
+// One thread (the dispatcher) owns every worker: it starts them (so that their parent-death
+// signal is tied to a thread that lives exactly as long as the pool), feeds them chunks over one
+// socketpair each, collects their results, and watches their sentinels. Its state machine:
+//
+//   running  --close()-->     closing (no new tasks; STOP to each worker once all work is done)
+//   running  --terminate()--> terminating (kill the workers, fail what is unfinished)
+//   closing / terminating --every worker reaped--> finished (the thread ends; join() returns)
+//
+// Frames on a worker's socket: u32 length (of what follows), u8 kind, payload.
+//   to the worker:   DEFINE site-id, entry code reference, optional function code reference
+//                    TASK   task-id, site-id, the chunk's encoded inputs
+//                    STOP
+//   from the worker: RESULT task-id, the chunk's encoded results
+//                    ERROR  task-id, exception type name, message
+// A worker runs its tasks in the order received and answers in batches. Which task it is running
+// is in a word of shared memory it writes before and after each task (no system call); when a
+// worker dies, that task fails and every other task sent to it and not answered (not started, or
+// finished with the answer unsent) goes to the other workers.
+#include "mproc/pool.hpp"
+
+#include <cxxabi.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <thread>
+#include <unordered_map>
+
+#include "mproc/detail/code_ref.hpp"
+#include "mproc/detail/descriptors.hpp"
+#include "mproc/logging.hpp"
+#include "runtime/process_access.hpp"
+#include "runtime/runtime.hpp"
+
+namespace mproc {
+namespace detail {
+
+enum class FrameKind : std::uint8_t { define = 1, task = 2, stop = 3, result = 4, error = 5 };
+
+// What a worker needs besides its socket; an argument of the worker's Process.
+struct WorkerSettings {
+    int maxtasks = 0;                     // 0: no limit
+    bool answer_each = false;             // send each result at once (task timeouts measure from it)
+    std::vector<std::byte> initializer;   // a portable call, or empty
+    int inherited_parent_end = -1;        // fork: the pool's end of the socket, copied into the worker
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(maxtasks, answer_each, initializer, inherited_parent_end);
+    }
+};
+
+// The worker's end of its socket and the memory where it says which task it runs; both travel to
+// spawn/forkserver workers with the start request.
+struct WorkerChannel {
+    int fd = -1;
+    int progress_fd = -1;
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(DescriptorRef{fd, "a pool worker's channel"}, DescriptorRef{progress_fd, "a pool worker's progress word"});
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        DescriptorRef channel, progress;
+        ar(channel, progress);
+        fd = channel.fd;
+        progress_fd = progress.fd;
+    }
+};
+
+// The shared word: the id of the task the worker is running, 0 between tasks.
+using ProgressWord = std::atomic<std::uint64_t>;
+static_assert(ProgressWord::is_always_lock_free, "the progress word must work across processes");
+
+ProgressWord* map_progress_word(int fd) {
+    void* p = ::mmap(nullptr, sizeof(ProgressWord), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (p == MAP_FAILED) throw OSError("mmap of a pool worker's progress word", errno);
+    return static_cast<ProgressWord*>(p);
+}
+
+namespace {
+
+void append_frame(std::vector<std::byte>& out, FrameKind kind, const std::function<void(Encoder&)>& body) {
+    const std::size_t start = out.size();
+    out.resize(start + 5);
+    out[start + 4] = static_cast<std::byte>(kind);
+    Encoder encoder(out);
+    body(encoder);
+    const auto length = static_cast<std::uint32_t>(out.size() - start - 4);
+    std::memcpy(out.data() + start, &length, sizeof length);
+}
+
+// Takes complete frames off the front of `in`; calls `handle(kind, payload)` for each.
+template <class Handler>
+void drain_frames(std::vector<std::byte>& in, std::size_t& consumed, Handler&& handle) {
+    for (;;) {
+        if (in.size() - consumed < 4) break;
+        std::uint32_t length;
+        std::memcpy(&length, in.data() + consumed, sizeof length);
+        if (length < 1) throw DecodeError("pool channel: empty frame");
+        if (in.size() - consumed - 4 < length) break;
+        const auto kind = static_cast<FrameKind>(in[consumed + 4]);
+        std::span<const std::byte> payload(in.data() + consumed + 5, length - 1);
+        consumed += 4 + length;
+        handle(kind, payload);
+    }
+    if (consumed > 0 && consumed == in.size()) {
+        in.clear();
+        consumed = 0;
+    } else if (consumed > (1u << 20)) {
+        in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(consumed));
+        consumed = 0;
+    }
+}
+
+// Reads what is available (at most `chunk` bytes) into `in`; false at end of file.
+bool read_available(int fd, std::vector<std::byte>& in, std::size_t chunk = 1 << 16) {
+    const std::size_t old = in.size();
+    in.resize(old + chunk);
+    ssize_t n;
+    do {
+        n = ::read(fd, in.data() + old, chunk);
+    } while (n < 0 && errno == EINTR);
+    if (n <= 0) {
+        in.resize(old);
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+        return false;
+    }
+    in.resize(old + static_cast<std::size_t>(n));
+    return true;
+}
+
+bool write_all_blocking(int fd, const std::vector<std::byte>& out) {
+    std::size_t done = 0;
+    while (done < out.size()) {
+        ssize_t n = ::send(fd, out.data() + done, out.size() - done, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return false;
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+std::string exception_type_name(const std::exception_ptr& error, std::string& message) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        message = e.what();
+        return demangled_name(typeid(e));
+    } catch (...) {
+        message.clear();
+        const std::type_info* type = abi::__cxa_current_exception_type();
+        return type ? demangled_name(*type) : std::string("unknown exception");
+    }
+}
+
+}  // namespace
+
+// The worker process: run the initializer, then tasks until STOP, end of file, or maxtasks.
+void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
+    if (settings.inherited_parent_end >= 0) ::close(settings.inherited_parent_end);
+    ProgressWord* running = map_progress_word(channel.progress_fd);
+    ::close(channel.progress_fd);
+    if (!settings.initializer.empty()) {
+        Decoder in(settings.initializer);
+        run_portable_call(in);
+    }
+    struct Site {
+        ChunkEntry entry = nullptr;
+        const void* function = nullptr;
+    };
+    std::vector<Site> sites;
+    std::vector<std::byte> in, out;
+    std::size_t consumed = 0;
+    int done = 0;
+    bool stop = false;
+    auto last_answer = std::chrono::steady_clock::now();
+    while (!stop) {
+        if (!read_available(channel.fd, in)) break;  // the pool is gone
+        drain_frames(in, consumed, [&](FrameKind kind, std::span<const std::byte> payload) {
+            if (stop) return;
+            Decoder d(payload);
+            if (kind == FrameKind::define) {
+                const auto id = d.read_varint();
+                auto entry = d.read<CodeRef>();
+                auto function = d.read<std::optional<CodeRef>>();
+                if (sites.size() <= id) sites.resize(id + 1);
+                sites[id].entry = resolve_function<void(const void*, Decoder&, Encoder&)>(entry);
+                sites[id].function = function ? resolve_code_ref(*function) : nullptr;
+                return;
+            }
+            if (kind == FrameKind::stop) {
+                stop = true;
+                return;
+            }
+            if (kind != FrameKind::task) throw DecodeError("pool channel: unexpected frame for a worker");
+            const auto task_id = d.read<std::uint64_t>();
+            const auto site_id = d.read_varint();
+            if (site_id >= sites.size() || sites[site_id].entry == nullptr)
+                throw DecodeError("pool channel: task for an unknown call site");
+            const std::size_t mark = out.size();
+            std::exception_ptr error;
+            // Release: the dispatcher, reading the word after this process died, must not see a
+            // task as running before the frames that preceded it were handled here.
+            running->store(task_id, std::memory_order_release);
+            try {
+                append_frame(out, FrameKind::result, [&](Encoder& e) {
+                    e.write(task_id);
+                    Decoder args(d.read_bytes(d.remaining()));
+                    sites[site_id].entry(sites[site_id].function, args, e);
+                });
+            } catch (const SystemExit&) {
+                throw;
+            } catch (...) {
+                error = std::current_exception();
+            }
+            if (error) {
+                out.resize(mark);
+                std::string message;
+                std::string type = exception_type_name(error, message);
+                append_frame(out, FrameKind::error, [&](Encoder& e) {
+                    e.write(task_id);
+                    e.write(type);
+                    e.write(message);
+                });
+            }
+            running->store(0, std::memory_order_release);
+            ++done;
+            // Answer in batches while tasks are short, but never sit on an answer for long: a
+            // finished task whose answer dies with the worker is run again elsewhere.
+            const auto now = std::chrono::steady_clock::now();
+            if (settings.answer_each || consumed == in.size() || now - last_answer > std::chrono::milliseconds(2)) {
+                if (!write_all_blocking(channel.fd, out)) stop = true;
+                out.clear();
+                last_answer = now;
+            }
+            if (settings.maxtasks > 0 && done >= settings.maxtasks) {
+                get_logger().debug("worker exiting after {} tasks", done);
+                stop = true;
+            }
+        });
+        if (!out.empty()) {
+            if (!write_all_blocking(channel.fd, out)) break;
+            out.clear();
+        }
+    }
+    if (!out.empty()) write_all_blocking(channel.fd, out);
+}
+
+void log_callback_failure(const char* what) { get_logger().error("a pool callback raised: {}", what); }
+
+// ---------------------------------------------------------------------------------------------
+
+struct CallSiteHash {
+    std::size_t operator()(const CallSite& s) const noexcept {
+        return std::hash<const void*>()(s.entry) * 31 + std::hash<const void*>()(s.function);
+    }
+};
+
+class PoolCore {
+public:
+    PoolCore(PoolOptions options);
+    ~PoolCore();
+
+    void submit(std::vector<ChunkTask> tasks);
+    void close();
+    void terminate();
+    void join();
+    std::vector<Process> workers() const;
+    bool running() const {
+        std::lock_guard lock(mutex_);
+        return state_ == State::running;
+    }
+
+    int processes = 0;
+    StartMethod method = StartMethod::fork;
+
+private:
+    enum class State { running, closing, terminating, finished };
+
+    struct Worker {
+        Process process;
+        int fd = -1;
+        ProgressWord* running = nullptr;
+        std::vector<std::byte> out;
+        std::size_t out_sent = 0;
+        std::vector<std::byte> in;
+        std::size_t in_consumed = 0;
+        std::deque<std::uint64_t> inflight;
+        std::vector<bool> knows_site;
+        int sent = 0;
+        int answered = 0;
+        bool eof = false;  // the worker closed its end; only its sentinel matters now
+        bool stop_sent = false;
+        bool timed_out = false;
+        std::chrono::steady_clock::time_point running_since;
+    };
+
+    struct SiteInfo {
+        CodeRef entry;
+        std::optional<CodeRef> function;
+    };
+
+    void run();
+    void start_worker();
+    void on_worker_readable(Worker& w);
+    void on_worker_ended(std::size_t index);
+    void dispatch();
+    void flush(Worker& w);
+    void fail_everything(const std::exception_ptr& error);
+    std::uint32_t site_id(const CallSite& site);
+    std::size_t window() const;
+
+    PoolOptions options_;
+    std::vector<std::byte> initializer_;
+
+    mutable std::mutex mutex_;  // guards state_, incoming_, worker_handles_
+    std::condition_variable started_;
+    State state_ = State::running;
+    std::deque<ChunkTask> incoming_;
+    std::vector<Process> worker_handles_;
+    std::exception_ptr start_error_;
+    bool workers_started_ = false;
+
+    int wake_fd_ = -1;
+    std::thread thread_;
+
+    // Dispatcher-thread state.
+    std::vector<std::unique_ptr<Worker>> workers_;
+    std::deque<ChunkTask> pending_;
+    std::unordered_map<std::uint64_t, ChunkTask> running_tasks_;
+    std::uint64_t next_task_id_ = 1;
+    std::unordered_map<CallSite, std::uint32_t, CallSiteHash> site_ids_;
+    std::vector<SiteInfo> sites_;
+    // Workers that died before answering any task, in a row: a failing initializer, say. Past a
+    // limit the pool gives up instead of starting processes forever.
+    int early_deaths_ = 0;
+    std::string last_early_death_;
+};
+
+// The pools of this process, terminated by the exit sequence like Python's pool finalizer.
+struct LivePools {
+    std::mutex mutex;
+    std::vector<std::pair<PoolCore*, int>> cores;  // with the pid that created each
+    int registered_pid = 0;
+};
+LivePools& live_pools() {
+    static auto* pools = new LivePools;  // never destroyed: the exit sequence uses it
+    return *pools;
+}
+
+PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
+    processes = options_.processes ? *options_.processes : process_cpu_count();
+    if (processes < 1) throw UsageError("Number of processes must be at least 1");
+    if (options_.maxtasksperchild && *options_.maxtasksperchild < 1)
+        throw UsageError("maxtasksperchild must be a positive int or None");
+    method = options_.context ? *options_.context : default_start_method();
+    if (options_.initializer) {
+        Encoder out(initializer_);
+        options_.initializer.target()->encode_portable(out);
+    }
+    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (wake_fd_ < 0) throw OSError("eventfd", errno);
+    {
+        LivePools& pools = live_pools();
+        std::lock_guard lock(pools.mutex);
+        pools.cores.emplace_back(this, ::getpid());
+        if (pools.registered_pid != ::getpid()) {
+            pools.registered_pid = ::getpid();
+            Runtime::get().at_exit(ExitPhase::before_children, [] {
+                std::vector<PoolCore*> mine;
+                {
+                    LivePools& p = live_pools();
+                    std::lock_guard l(p.mutex);
+                    for (auto& [core, pid] : p.cores)
+                        if (pid == ::getpid()) mine.push_back(core);
+                }
+                for (PoolCore* core : mine) {
+                    get_logger().debug("finalizing pool");
+                    core->terminate();
+                    core->join();
+                }
+            });
+        }
+    }
+    thread_ = std::thread([this] { run(); });
+    std::unique_lock lock(mutex_);
+    started_.wait(lock, [this] { return workers_started_; });
+    if (start_error_) {
+        state_ = State::terminating;
+        lock.unlock();
+        std::uint64_t one = 1;
+        (void)!::write(wake_fd_, &one, sizeof one);
+        thread_.join();
+        ::close(wake_fd_);
+        wake_fd_ = -1;
+        LivePools& pools = live_pools();
+        std::lock_guard pools_lock(pools.mutex);
+        std::erase_if(pools.cores, [this](const auto& entry) { return entry.first == this; });
+        std::rethrow_exception(start_error_);
+    }
+}
+
+PoolCore::~PoolCore() {
+    terminate();
+    join();
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    LivePools& pools = live_pools();
+    std::lock_guard lock(pools.mutex);
+    std::erase_if(pools.cores, [this](const auto& entry) { return entry.first == this; });
+}
+
+void PoolCore::submit(std::vector<ChunkTask> tasks) {
+    {
+        std::lock_guard lock(mutex_);
+        if (state_ != State::running) throw UsageError("Pool not running");
+        for (auto& t : tasks) incoming_.push_back(std::move(t));
+    }
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void PoolCore::close() {
+    {
+        std::lock_guard lock(mutex_);
+        if (state_ == State::running) {
+            get_logger().debug("closing pool");
+            state_ = State::closing;
+        }
+    }
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void PoolCore::terminate() {
+    {
+        std::lock_guard lock(mutex_);
+        if (state_ == State::running || state_ == State::closing) {
+            get_logger().debug("terminating pool");
+            state_ = State::terminating;
+        }
+    }
+    std::uint64_t one = 1;
+    (void)!::write(wake_fd_, &one, sizeof one);
+}
+
+void PoolCore::join() {
+    {
+        std::lock_guard lock(mutex_);
+        if (state_ == State::running) throw UsageError("Pool is still running");
+    }
+    get_logger().debug("joining pool");
+    if (thread_.joinable() && thread_.get_id() != std::this_thread::get_id()) thread_.join();
+}
+
+std::vector<Process> PoolCore::workers() const {
+    std::lock_guard lock(mutex_);
+    return worker_handles_;
+}
+
+std::size_t PoolCore::window() const {
+    if (options_.task_timeout) return 1;  // the running task's start is then known exactly
+    const std::size_t share = pending_.size() / (2 * workers_.size() + 1);
+    return std::clamp<std::size_t>(share, 1, 128);
+}
+
+std::uint32_t PoolCore::site_id(const CallSite& site) {
+    auto it = site_ids_.find(site);
+    if (it != site_ids_.end()) return it->second;
+    SiteInfo info;
+    info.entry = code_ref_of(site.entry);
+    if (site.function != nullptr) info.function = code_ref_of(site.function);
+    const auto id = static_cast<std::uint32_t>(sites_.size());
+    sites_.push_back(std::move(info));
+    site_ids_.emplace(site, id);
+    return id;
+}
+
+void PoolCore::start_worker() {
+    const int progress_fd = ::memfd_create("mproc-pool-worker", MFD_CLOEXEC);
+    if (progress_fd < 0) throw OSError("memfd_create", errno);
+    if (::ftruncate(progress_fd, sizeof(ProgressWord)) < 0) {
+        ::close(progress_fd);
+        throw OSError("ftruncate of a pool worker's progress word", errno);
+    }
+    ProgressWord* running = nullptr;
+    try {
+        running = map_progress_word(progress_fd);
+    } catch (...) {
+        ::close(progress_fd);
+        throw;
+    }
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
+        ::close(progress_fd);
+        ::munmap(running, sizeof(ProgressWord));
+        throw OSError("socketpair", errno);
+    }
+    WorkerSettings settings;
+    settings.maxtasks = options_.maxtasksperchild.value_or(0);
+    settings.answer_each = options_.task_timeout.has_value();
+    settings.initializer = initializer_;
+    if (method == StartMethod::fork) settings.inherited_parent_end = sv[0];
+    Process process(ProcessOptions{.daemon = true, .start_method = method}, &pool_worker_main,
+                    WorkerChannel{sv[1], progress_fd}, settings);
+    const char* prefix = method == StartMethod::fork ? "ForkPoolWorker"
+                         : method == StartMethod::spawn ? "SpawnPoolWorker"
+                                                        : "ForkServerPoolWorker";
+    const std::string default_name = process.name();
+    process.set_name(prefix + default_name.substr(default_name.find('-')));
+    try {
+        process.start();
+    } catch (...) {
+        ::close(sv[0]);
+        ::close(sv[1]);
+        ::close(progress_fd);
+        ::munmap(running, sizeof(ProgressWord));
+        throw;
+    }
+    ::close(sv[1]);
+    ::close(progress_fd);
+    ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
+    auto w = std::make_unique<Worker>();
+    w->process = process;
+    w->fd = sv[0];
+    w->running = running;
+    workers_.push_back(std::move(w));
+    get_logger().debug("added worker");
+    std::lock_guard lock(mutex_);
+    worker_handles_.clear();
+    for (auto& each : workers_) worker_handles_.push_back(each->process);
+}
+
+void PoolCore::flush(Worker& w) {
+    while (w.out_sent < w.out.size()) {
+        ssize_t n = ::send(w.fd, w.out.data() + w.out_sent, w.out.size() - w.out_sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            return;  // EAGAIN: the rest goes when the socket drains; EPIPE: the death is noticed elsewhere
+        }
+        w.out_sent += static_cast<std::size_t>(n);
+    }
+    w.out.clear();
+    w.out_sent = 0;
+}
+
+void PoolCore::dispatch() {
+    const int limit = options_.maxtasksperchild.value_or(0);
+    bool progress = true;
+    while (!pending_.empty() && progress) {
+        progress = false;
+        const std::size_t window_size = window();
+        // The least busy worker first, so that work spreads before it piles up.
+        Worker* target = nullptr;
+        for (auto& w : workers_) {
+            if (w->stop_sent || w->timed_out) continue;
+            if (limit > 0 && w->sent >= limit) continue;
+            if (w->inflight.size() >= window_size) continue;
+            if (target == nullptr || w->inflight.size() < target->inflight.size()) target = w.get();
+        }
+        if (target == nullptr) break;
+        ChunkTask task = std::move(pending_.front());
+        pending_.pop_front();
+        const std::uint32_t id = site_id(task.site);
+        if (target->knows_site.size() <= id) target->knows_site.resize(id + 1, false);
+        if (!target->knows_site[id]) {
+            append_frame(target->out, FrameKind::define, [&](Encoder& e) {
+                e.write_varint(id);
+                e.write(sites_[id].entry);
+                e.write(sites_[id].function);
+            });
+            target->knows_site[id] = true;
+        }
+        const std::uint64_t task_id = next_task_id_++;
+        append_frame(target->out, FrameKind::task, [&](Encoder& e) {
+            e.write(task_id);
+            e.write_varint(id);
+            e.write_bytes(task.arguments);
+        });
+        if (target->inflight.empty()) target->running_since = std::chrono::steady_clock::now();
+        target->inflight.push_back(task_id);
+        ++target->sent;
+        running_tasks_.emplace(task_id, std::move(task));
+        progress = true;
+    }
+    for (auto& w : workers_) flush(*w);
+}
+
+void PoolCore::on_worker_readable(Worker& w) {
+    for (;;) {
+        const std::size_t before = w.in.size();
+        if (!read_available(w.fd, w.in)) {  // end of file: the sentinel tells the rest
+            w.eof = true;
+            break;
+        }
+        if (w.in.size() == before) break;
+    }
+    drain_frames(w.in, w.in_consumed, [&](FrameKind kind, std::span<const std::byte> payload) {
+        Decoder d(payload);
+        const auto task_id = d.read<std::uint64_t>();
+        auto it = running_tasks_.find(task_id);
+        if (it == running_tasks_.end()) return;
+        ChunkTask task = std::move(it->second);
+        running_tasks_.erase(it);
+        std::erase(w.inflight, task_id);
+        w.running_since = std::chrono::steady_clock::now();
+        early_deaths_ = 0;
+        ++w.answered;
+        try {
+            if (kind == FrameKind::result) {
+                task.sink->deliver(task.chunk, d.read_bytes(d.remaining()));
+            } else {
+                auto type = d.read<std::string>();
+                auto message = d.read<std::string>();
+                task.sink->fail(task.chunk, std::make_exception_ptr(TaskError(type, message)));
+            }
+        } catch (const std::exception& e) {
+            get_logger().error("a pool callback raised: {}", e.what());
+        } catch (...) {
+            get_logger().error("a pool callback raised an exception");
+        }
+    });
+}
+
+void PoolCore::on_worker_ended(std::size_t index) {
+    Worker& w = *workers_[index];
+    on_worker_readable(w);  // results it sent before ending count
+    w.process.join();
+    const int code = w.process.exitcode().value_or(255);
+    const int pid = w.process.pid().value_or(0);
+    // Acquire: pairs with the worker's release store (see pool_worker_main).
+    const std::uint64_t lost = w.running->load(std::memory_order_acquire);
+    ::munmap(w.running, sizeof(ProgressWord));
+    w.running = nullptr;
+    if (!w.inflight.empty()) {
+        // The task it was running fails; the others it had been sent run again elsewhere, in order.
+        for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
+            if (*it == lost) continue;
+            auto t = running_tasks_.find(*it);
+            if (t == running_tasks_.end()) continue;
+            pending_.push_front(std::move(t->second));
+            running_tasks_.erase(t);
+        }
+        auto t = lost != 0 ? running_tasks_.find(lost) : running_tasks_.end();
+        if (t != running_tasks_.end()) {
+            ChunkTask task = std::move(t->second);
+            running_tasks_.erase(t);
+            std::exception_ptr error;
+            if (w.timed_out) {
+                error = std::make_exception_ptr(TimeoutError("the task ran past the pool's task_timeout; its worker (pid " +
+                                                             std::to_string(pid) + ") was killed"));
+            } else {
+                const std::string how = code < 0 ? "was killed by signal " + std::to_string(-code)
+                                                 : "exited with code " + std::to_string(code);
+                error = std::make_exception_ptr(
+                    WorkerLostError("the worker running the task (pid " + std::to_string(pid) + ") " + how, pid, code));
+            }
+            try {
+                task.sink->fail(task.chunk, error);
+            } catch (...) {
+                get_logger().error("a pool error callback raised an exception");
+            }
+        }
+    }
+    if (w.answered == 0 && code != 0) {
+        ++early_deaths_;
+        last_early_death_ = code < 0 ? "killed by signal " + std::to_string(-code) : "exit code " + std::to_string(code);
+    }
+    get_logger().debug("cleaning up worker {}", index);
+    ::close(w.fd);
+    workers_.erase(workers_.begin() + static_cast<std::ptrdiff_t>(index));
+    std::lock_guard lock(mutex_);
+    worker_handles_.clear();
+    for (auto& each : workers_) worker_handles_.push_back(each->process);
+}
+
+void PoolCore::fail_everything(const std::exception_ptr& error) {
+    auto fail = [&error](ChunkTask& task) {
+        try {
+            task.sink->fail(task.chunk, error);
+        } catch (...) {
+        }
+    };
+    for (auto& task : pending_) fail(task);
+    pending_.clear();
+    for (auto& [id, task] : running_tasks_) fail(task);
+    running_tasks_.clear();
+    for (auto& w : workers_) w->inflight.clear();
+}
+
+void PoolCore::run() {
+    try {
+        for (int i = 0; i < processes; ++i) start_worker();
+    } catch (...) {
+        std::lock_guard lock(mutex_);
+        start_error_ = std::current_exception();
+    }
+    {
+        std::lock_guard lock(mutex_);
+        workers_started_ = true;
+    }
+    started_.notify_all();
+
+    bool killed = false;
+    for (;;) {
+        State state;
+        {
+            std::lock_guard lock(mutex_);
+            state = state_;
+            while (!incoming_.empty()) {
+                pending_.push_back(std::move(incoming_.front()));
+                incoming_.pop_front();
+            }
+        }
+        if (state == State::terminating && !killed) {
+            for (auto& w : workers_) w->process.terminate();
+            fail_everything(std::make_exception_ptr(ProcessError("pool terminated")));
+            killed = true;
+        }
+        if (state == State::closing && pending_.empty() && running_tasks_.empty()) {
+            for (auto& w : workers_) {
+                if (!w->stop_sent) {
+                    append_frame(w->out, FrameKind::stop, [](Encoder&) {});
+                    w->stop_sent = true;
+                    flush(*w);
+                }
+            }
+        }
+        if ((state == State::closing || state == State::terminating) && workers_.empty()) break;
+
+        if (early_deaths_ > 2 * processes + 3 && state != State::terminating) {
+            get_logger().error("pool workers keep dying before running any task ({}); terminating the pool",
+                               last_early_death_);
+            {
+                std::lock_guard lock(mutex_);
+                state_ = State::terminating;
+            }
+            for (auto& w : workers_) w->process.terminate();
+            fail_everything(std::make_exception_ptr(ProcessError(
+                "pool workers keep dying before running any task (" + last_early_death_ +
+                "): is the initializer failing?")));
+            killed = true;
+            continue;
+        }
+
+        // Replace workers that ended while the pool still has work to give them.
+        if (state != State::terminating && !start_error_) {
+            try {
+                while (static_cast<int>(workers_.size()) < processes &&
+                       (state == State::running || !pending_.empty() || !running_tasks_.empty()))
+                    start_worker();
+            } catch (const std::exception& e) {
+                get_logger().error("could not start a pool worker: {}", e.what());
+            }
+        }
+        if (state != State::terminating) dispatch();
+
+        // Wait for a result, a death, a wake-up, or the next task deadline.
+        std::vector<pollfd> fds;
+        fds.push_back({wake_fd_, POLLIN, 0});
+        for (auto& w : workers_) {
+            const short wanted = static_cast<short>((w->eof ? 0 : POLLIN) | (w->out.empty() || w->eof ? 0 : POLLOUT));
+            fds.push_back({w->fd, wanted, 0});
+            fds.push_back({w->process.sentinel(), POLLIN, 0});
+        }
+        int timeout_ms = -1;
+        if (options_.task_timeout && state != State::terminating) {
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& w : workers_) {
+                if (w->inflight.empty() || w->timed_out) continue;
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(w->running_since + *options_.task_timeout - now);
+                const int ms = static_cast<int>(std::max<std::int64_t>(0, left.count()) + 1);
+                timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
+            }
+        }
+        int ready = ::poll(fds.data(), fds.size(), timeout_ms);
+        if (ready < 0 && errno != EINTR) {
+            get_logger().error("pool dispatcher: poll failed: {}", std::strerror(errno));
+            break;
+        }
+        if (fds[0].revents & POLLIN) {
+            std::uint64_t count;
+            (void)!::read(wake_fd_, &count, sizeof count);
+        }
+        std::vector<std::size_t> ended;
+        for (std::size_t i = 0; i < workers_.size(); ++i) {
+            const pollfd& channel = fds[1 + 2 * i];
+            const pollfd& sentinel = fds[2 + 2 * i];
+            if (channel.revents & POLLIN) on_worker_readable(*workers_[i]);
+            if (channel.revents & POLLOUT) flush(*workers_[i]);
+            // A sentinel whose exit code was already collected (the runtime reaps ended
+            // children when another one starts) shows only as hung up.
+            if (sentinel.revents & (POLLIN | POLLHUP | POLLERR)) ended.push_back(i);
+        }
+        for (auto it = ended.rbegin(); it != ended.rend(); ++it) on_worker_ended(*it);
+
+        if (options_.task_timeout) {
+            const auto now = std::chrono::steady_clock::now();
+            for (auto& w : workers_) {
+                if (!w->inflight.empty() && !w->timed_out && now - w->running_since >= *options_.task_timeout) {
+                    w->timed_out = true;
+                    w->process.kill();
+                }
+            }
+        }
+    }
+    {
+        std::lock_guard lock(mutex_);
+        state_ = State::finished;
+        worker_handles_.clear();
+    }
+    get_logger().debug("worker handler exiting");
+}
+
+}  // namespace detail
+
+// ---------------------------------------------------------------------------------------------
+
+Pool::Pool(PoolOptions options) : core_(std::make_unique<detail::PoolCore>(std::move(options))) {}
+Pool::~Pool() = default;
+
+int Pool::processes() const noexcept { return core_->processes; }
+StartMethod Pool::start_method() const noexcept { return core_->method; }
+void Pool::submit(std::vector<detail::ChunkTask> tasks) { core_->submit(std::move(tasks)); }
+void Pool::close() { core_->close(); }
+void Pool::terminate() { core_->terminate(); }
+void Pool::join() { core_->join(); }
+std::vector<Process> Pool::workers() const { return core_->workers(); }
+
+void Pool::check_running() const {
+    if (!core_->running()) throw UsageError("Pool not running");
+}
+
+std::size_t Pool::default_chunksize(std::size_t items) const {
+    const std::size_t per = static_cast<std::size_t>(core_->processes) * 4;
+    std::size_t chunksize = items / per;
+    if (items % per != 0) ++chunksize;
+    return std::max<std::size_t>(chunksize, 1);
+}
+
+std::size_t Pool::imap_window() const { return static_cast<std::size_t>(core_->processes) * 16; }
+
+}  // namespace mproc

@@ -1,0 +1,576 @@
+// Named shared memory with reference counting by attached processes (shared_memory.hpp).
+//
+// A segment is the file /dev/shm/<name>: the user's bytes first (so that Python sees them at
+// offset 0), then a trailer of kTrailerSize bytes, page-aligned, that holds the table of attached
+// processes under a robust mutex. A segment is created under a temporary name, initialized
+// completely (its creator already in the table), and only then linked under its real name, so an
+// attacher never sees a half-made segment and a creator that dies midway leaves only a temporary
+// file that the sweep recognizes by name.
+#include "mproc/shared_memory.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <new>
+#include <string>
+#include <vector>
+
+#include "mproc/errors.hpp"
+#include "mproc/synchronize.hpp"
+#include "runtime/runtime.hpp"
+#include "sync/futex.hpp"
+#include "sync/identity.hpp"
+#include "sync/mutex_state.hpp"
+
+namespace mproc::detail {
+namespace {
+
+constexpr const char* kDirectory = "/dev/shm/";
+constexpr const char* kTemporaryPrefix = ".mproc-new-";
+constexpr std::size_t kPageSize = 4096;
+constexpr std::size_t kTrailerSize = 8192;
+constexpr std::uint64_t kTrailerMagic = 0x6d70726f632d6e6dULL;  // "mproc-nm"
+constexpr std::uint32_t kTrailerVersion = 1;
+constexpr int kSlots = 500;
+// ProcessIdentity::reserved of a slot taken before a fork for the child to come.
+constexpr std::uint32_t kPendingFork = 1;
+
+struct Trailer {
+    std::uint64_t magic;
+    std::uint32_t version;
+    std::uint32_t trailer_size;
+    std::uint64_t data_size;
+    std::uint64_t segment_id;  // random: tells this segment from a later one of the same name
+    std::uint32_t auto_unlink;  // created with track = true: remove the name when nobody is left
+    std::uint32_t unlinked;     // the name has been removed
+    MutexState lock;            // guards the slots and `unlinked`
+    ProcessIdentity slots[kSlots];  // attached processes (pid 0: free)
+};
+static_assert(sizeof(Trailer) <= kTrailerSize);
+
+std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
+
+std::uint64_t random_u64() {
+    std::uint64_t value = 0;
+    while (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
+        if (errno != EINTR) throw OSError("getrandom", errno);
+    }
+    return value;
+}
+
+std::string path_of(const std::string& name) { return kDirectory + name; }
+
+// Locks the trailer's robust mutex. An owner that died mid-update can at worst leave one slot
+// half-written: a slot's pid is written last and cleared first, so such a slot reads as free or as
+// a process that is not alive, never as a live user.
+class TrailerGuard {
+public:
+    explicit TrailerGuard(Trailer& t) : t_(t) {
+        const int rc = raw_mutex_acquire(t.lock, kForever);
+        if (rc != 0 && rc != EOWNERDEAD) throw OSError("locking a shared memory segment's table", rc);
+    }
+    ~TrailerGuard() { ::pthread_mutex_unlock(&t_.lock.mutex); }
+    TrailerGuard(const TrailerGuard&) = delete;
+    TrailerGuard& operator=(const TrailerGuard&) = delete;
+
+private:
+    Trailer& t_;
+};
+
+void clear_slot(ProcessIdentity& slot) {
+    std::atomic_ref<std::int32_t>(slot.pid).store(0, std::memory_order_relaxed);
+    slot.start_time = 0;
+    slot.reserved = 0;
+}
+
+// Frees the slots of ended processes; returns how many live ones remain. Trailer locked.
+int prune(Trailer& t) {
+    int live = 0;
+    for (auto& slot : t.slots) {
+        if (slot.pid == 0) continue;
+        if (process_alive(slot)) {
+            ++live;
+        } else {
+            clear_slot(slot);
+        }
+    }
+    return live;
+}
+
+// Takes a slot for `who`; -1 when the table is full of live processes. Trailer locked.
+int take_slot(Trailer& t, const ProcessIdentity& who) {
+    for (int pass = 0; pass < 2; ++pass) {
+        for (int i = 0; i < kSlots; ++i) {
+            if (t.slots[i].pid == 0) {
+                t.slots[i].start_time = who.start_time;
+                t.slots[i].reserved = who.reserved;
+                std::atomic_ref<std::int32_t>(t.slots[i].pid).store(who.pid, std::memory_order_relaxed);
+                return i;
+            }
+        }
+        prune(t);
+    }
+    return -1;
+}
+
+// Removes /dev/shm/<name> if it is still the segment `id` (someone may have removed it by hand
+// and created another under the same name meanwhile).
+void unlink_if_same(const std::string& name, std::uint64_t id) {
+    const std::string path = path_of(name);
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return;
+    struct stat st {};
+    bool same = false;
+    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) >= kTrailerSize) {
+        Trailer head{};
+        const off_t at = st.st_size - static_cast<off_t>(kTrailerSize);
+        if (::pread(fd, &head, offsetof(Trailer, lock), at) == static_cast<ssize_t>(offsetof(Trailer, lock)))
+            same = head.magic == kTrailerMagic && head.segment_id == id;
+    }
+    ::close(fd);
+    if (same) ::unlink(path.c_str());
+}
+
+}  // namespace
+
+// One process's use of a segment, shared by the copies of a SharedMemory handle.
+class Attachment {
+public:
+    Attachment(std::string name, std::byte* base, std::size_t mapped, std::size_t data_size, Trailer* trailer, int slot)
+        : name_(std::move(name)), base_(base), mapped_(mapped), data_size_(data_size), trailer_(trailer), slot_(slot) {
+        std::lock_guard lock(registry_mutex());
+        registry().push_back(this);
+    }
+    Attachment(const Attachment&) = delete;
+    Attachment& operator=(const Attachment&) = delete;
+    ~Attachment() {
+        {
+            std::lock_guard lock(registry_mutex());
+            std::erase(registry(), this);
+        }
+        detach();
+        ::munmap(base_, mapped_);
+    }
+
+    std::byte* data() const noexcept { return base_; }
+    std::size_t data_size() const noexcept { return data_size_; }
+
+    void unlink() {
+        if (trailer_ == nullptr) {
+            if (::unlink(path_of(name_).c_str()) != 0) throw OSError("unlinking shared memory '" + name_ + "'", errno);
+            return;
+        }
+        TrailerGuard guard(*trailer_);
+        if (trailer_->unlinked) throw OSError("unlinking shared memory '" + name_ + "'", ENOENT);
+        trailer_->unlinked = 1;
+        unlink_if_same(name_, trailer_->segment_id);
+    }
+
+    // fork() with this process attached: the child is a user too, from its first instant, so its
+    // slot is taken before the fork, in the parent's name and marked pending; the child makes it
+    // its own, and the parent's fork() returns once it has (await_claim). Were the child to take
+    // a slot only after the fork, the parent could close meanwhile, find nobody left, and remove
+    // the segment under the child.
+    void reserve_for_fork() noexcept {
+        pending_slot_ = -1;
+        if (trailer_ == nullptr || slot_ < 0) return;
+        // Bounded: a stopped process that holds the table's lock must not hold up every fork.
+        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);
+        if (rc != 0 && rc != EOWNERDEAD) return;
+        if (!trailer_->unlinked) {
+            ProcessIdentity pending = self_identity();
+            pending.reserved = kPendingFork;
+            pending_slot_ = take_slot(*trailer_, pending);
+        }
+        ::pthread_mutex_unlock(&trailer_->lock.mutex);
+    }
+    void claim_in_child() noexcept {
+        const int reserved = std::exchange(pending_slot_, -1);
+        slot_ = -1;
+        if (reserved < 0) return;
+        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);  // bounded, as before the fork
+        if (rc != 0 && rc != EOWNERDEAD) return;
+        ProcessIdentity& slot = trailer_->slots[reserved];
+        const ProcessIdentity child = fresh_self_identity();
+        if (slot.reserved == kPendingFork && slot.pid == static_cast<std::int32_t>(::getppid())) {
+            slot.start_time = child.start_time;
+            slot.reserved = 0;
+            std::atomic_ref<std::int32_t>(slot.pid).store(child.pid, std::memory_order_release);
+            futex_wake(reinterpret_cast<std::atomic<std::uint32_t>*>(&slot.pid), kWakeAll);  // the parent waits
+            slot_ = reserved;
+        } else if (!trailer_->unlinked) {
+            slot_ = take_slot(*trailer_, child);  // the parent gave up waiting: late, but counted
+        }
+        ::pthread_mutex_unlock(&trailer_->lock.mutex);
+    }
+    // In the parent after the fork: waits (bounded) until the child has claimed its slot, so that
+    // a child killed right after fork() returns has claimed it already. A child that is not
+    // scheduled in time loses the reservation and, when it runs, takes a slot of its own.
+    void await_claim(const Deadline& deadline) noexcept {
+        const int reserved = std::exchange(pending_slot_, -1);
+        if (reserved < 0) return;
+        ProcessIdentity& slot = trailer_->slots[reserved];
+        auto* word = reinterpret_cast<std::atomic<std::uint32_t>*>(&slot.pid);
+        const auto self = static_cast<std::uint32_t>(::getpid());
+        while (word->load(std::memory_order_acquire) == self && !deadline.passed()) futex_wait(word, self, deadline);
+        if (word->load(std::memory_order_acquire) != self) return;
+        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);
+        if (rc != 0 && rc != EOWNERDEAD) return;
+        if (slot.reserved == kPendingFork && word->load(std::memory_order_relaxed) == self) clear_slot(slot);
+        ::pthread_mutex_unlock(&trailer_->lock.mutex);
+    }
+
+    static std::vector<Attachment*>& registry() {
+        static auto* attachments = new std::vector<Attachment*>;  // never destroyed, like the handles' users
+        return *attachments;
+    }
+    // Held from fork's prepare handler until after the fork in both processes, so the list does
+    // not change while a fork copies it.
+    static std::mutex& registry_mutex() {
+        static auto* mutex = new std::mutex;
+        return *mutex;
+    }
+
+private:
+    void detach() noexcept {
+        if (trailer_ == nullptr || slot_ < 0) return;
+        try {
+            TrailerGuard guard(*trailer_);
+            ProcessIdentity& mine = trailer_->slots[slot_];
+            const ProcessIdentity self = self_identity();
+            if (mine.pid == self.pid && mine.start_time == self.start_time && mine.reserved == 0) clear_slot(mine);
+            slot_ = -1;
+            if (trailer_->auto_unlink && !trailer_->unlinked && prune(*trailer_) == 0) {
+                trailer_->unlinked = 1;
+                unlink_if_same(name_, trailer_->segment_id);
+            }
+        } catch (...) {
+            // Left to the sweep.
+        }
+    }
+
+    std::string name_;
+    std::byte* base_;
+    std::size_t mapped_;
+    std::size_t data_size_;
+    Trailer* trailer_;
+    int slot_;
+    int pending_slot_ = -1;
+};
+
+namespace {
+
+void before_fork() {
+    Attachment::registry_mutex().lock();
+    for (Attachment* a : Attachment::registry()) a->reserve_for_fork();
+}
+void after_fork_in_parent() {
+    const Deadline deadline = Deadline::after(std::chrono::milliseconds(100));
+    for (Attachment* a : Attachment::registry()) a->await_claim(deadline);
+    Attachment::registry_mutex().unlock();
+}
+void after_fork_in_child() {
+    for (Attachment* a : Attachment::registry()) a->claim_in_child();
+    Attachment::registry_mutex().unlock();
+}
+
+void sweep_at_exit() {
+    try {
+        sweep_shared_memory();
+    } catch (...) {
+    }
+}
+
+// Once per process: the fork handlers, and the sweep at the end of this process's exit sequence.
+void prepare_process() {
+    static std::once_flag fork_handlers;
+    std::call_once(fork_handlers, [] { ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
+    static std::atomic<pid_t> registered_in{0};
+    const pid_t self = ::getpid();
+    if (registered_in.exchange(self) != self) Runtime::get().at_exit(ExitPhase::after_children, sweep_at_exit);
+}
+
+std::string checked_name(std::string name) {
+    if (!name.empty() && name.front() == '/') name.erase(0, 1);
+    if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+        name.rfind(kTemporaryPrefix, 0) == 0 || name.find('\0') != std::string::npos)
+        throw OSError("invalid shared memory name '" + name + "'", EINVAL);
+    if (name.size() > 200) throw OSError("shared memory name '" + name + "'", ENAMETOOLONG);
+    return name;
+}
+
+std::string random_name() {
+    char text[16];
+    std::snprintf(text, sizeof text, "psm_%08x", static_cast<unsigned>(random_u64()));
+    return text;
+}
+
+struct Mapped {
+    std::byte* base = nullptr;
+    std::size_t size = 0;
+};
+
+Mapped map_file(int fd, std::size_t size, const std::string& name) {
+    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    if (base == MAP_FAILED) throw OSError("mapping shared memory '" + name + "'", errno);
+    return {static_cast<std::byte*>(base), size};
+}
+
+Trailer* trailer_of(const Mapped& m) {
+    if (m.size < kTrailerSize) return nullptr;
+    auto* t = reinterpret_cast<Trailer*>(m.base + m.size - kTrailerSize);
+    if (t->magic != kTrailerMagic || t->version != kTrailerVersion || t->trailer_size != kTrailerSize ||
+        round_up(t->data_size, kPageSize) + kTrailerSize != m.size)
+        return nullptr;
+    return t;
+}
+
+std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t size, bool track) {
+    const ProcessIdentity self = self_identity();
+    char temporary[96];
+    std::snprintf(temporary, sizeof temporary, "%s%d-%llu-%016llx", kTemporaryPrefix, self.pid,
+                  static_cast<unsigned long long>(self.start_time), static_cast<unsigned long long>(random_u64()));
+    const std::string temporary_path = path_of(temporary);
+    int fd = ::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0) throw OSError("creating shared memory '" + name + "'", errno);
+    const std::size_t total = round_up(size, kPageSize) + kTrailerSize;
+    Mapped m;
+    auto fail = [&](int error, const char* what) {
+        if (m.base) ::munmap(m.base, m.size);
+        ::close(fd);
+        ::unlink(temporary_path.c_str());
+        throw OSError(std::string(what) + " shared memory '" + name + "'", error);
+    };
+    if (::ftruncate(fd, static_cast<off_t>(total)) != 0) fail(errno, "sizing");
+    // Reserve every page now: on a full /dev/shm this fails here, instead of a SIGBUS in whichever
+    // process first writes to a page that cannot be had.
+    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) fail(rc, "reserving");
+    try {
+        m = map_file(fd, total, name);
+    } catch (const OSError& e) {
+        fail(e.code().value(), "mapping");
+    }
+    auto* t = new (m.base + total - kTrailerSize) Trailer{};
+    pthread_mutexattr_t attributes;
+    ::pthread_mutexattr_init(&attributes);
+    ::pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
+    ::pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
+    const int rc = ::pthread_mutex_init(&t->lock.mutex, &attributes);
+    ::pthread_mutexattr_destroy(&attributes);
+    if (rc != 0) fail(rc, "initializing");
+    t->version = kTrailerVersion;
+    t->trailer_size = kTrailerSize;
+    t->data_size = size;
+    t->segment_id = random_u64();
+    t->auto_unlink = track ? 1 : 0;
+    const int slot = track ? take_slot(*t, self) : -1;
+    t->magic = kTrailerMagic;
+    // Visible under its name only now, complete; link() fails rather than replace an existing name.
+    if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "creating");
+    ::unlink(temporary_path.c_str());
+    ::close(fd);
+    return std::make_shared<Attachment>(name, m.base, m.size, size, t, slot);
+}
+
+std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, std::size_t& data_size) {
+    // A segment can be removed between the open and the lock (its last user left); then the
+    // name may already belong to a new segment, so look again, a few times.
+    for (int attempt = 0; attempt < 5; ++attempt) {
+        int fd = ::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0) throw OSError("attaching shared memory '" + name + "'", errno);
+        struct stat st {};
+        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            ::close(fd);
+            throw OSError("attaching shared memory '" + name + "'", EINVAL);
+        }
+        Mapped m;
+        try {
+            m = map_file(fd, static_cast<std::size_t>(st.st_size), name);
+        } catch (...) {
+            ::close(fd);
+            throw;
+        }
+        ::close(fd);  // the mapping is all that is needed
+        Trailer* t = trailer_of(m);
+        if (t == nullptr) {
+            // Not an mproc segment (Python's, say): used as it is, never counted nor removed.
+            data_size = m.size;
+            return std::make_shared<Attachment>(name, m.base, m.size, m.size, nullptr, -1);
+        }
+        int slot = -1;
+        bool gone = false;
+        bool full = false;
+        {
+            TrailerGuard guard(*t);
+            gone = t->unlinked != 0;
+            if (!gone && track && t->auto_unlink) {
+                slot = take_slot(*t, self_identity());
+                full = slot < 0;
+            }
+        }
+        if (full) {
+            ::munmap(m.base, m.size);
+            throw OSError("attaching shared memory '" + name + "' (" + std::to_string(kSlots) +
+                              " processes are attached already)",
+                          EMFILE);
+        }
+        if (gone) {
+            ::munmap(m.base, m.size);
+            continue;
+        }
+        data_size = static_cast<std::size_t>(t->data_size);
+        return std::make_shared<Attachment>(name, m.base, m.size, data_size, t, slot);
+    }
+    throw OSError("attaching shared memory '" + name + "'", ENOENT);
+}
+
+// The sweep's verdict on one file of /dev/shm; removes it when it is garbage. True if removed.
+bool sweep_one(const char* entry) {
+    const std::string name = entry;
+    const std::string path = path_of(name);
+    if (name.rfind(kTemporaryPrefix, 0) == 0) {
+        // ".mproc-new-<pid>-<start time>-<random>": a creation in progress, or abandoned by a creator
+        // that died.
+        ProcessIdentity creator;
+        unsigned long long start = 0;
+        int pid = 0;
+        if (std::sscanf(name.c_str() + std::strlen(kTemporaryPrefix), "%d-%llu-", &pid, &start) != 2) return false;
+        creator.pid = pid;
+        creator.start_time = start;
+        if (process_alive(creator)) return false;
+        return ::unlink(path.c_str()) == 0;
+    }
+    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return false;  // gone, or not ours to touch
+    struct stat st {};
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) < kTrailerSize ||
+        static_cast<std::size_t>(st.st_size) % kPageSize != 0) {
+        ::close(fd);
+        return false;
+    }
+    // A cheap look first, without mapping: most files are not garbage.
+    Trailer head{};
+    const off_t at = st.st_size - static_cast<off_t>(kTrailerSize);
+    if (::pread(fd, &head, sizeof head, at) != static_cast<ssize_t>(sizeof head) || head.magic != kTrailerMagic ||
+        head.version != kTrailerVersion || !head.auto_unlink || head.unlinked) {
+        ::close(fd);
+        return false;
+    }
+    for (const auto& slot : head.slots) {
+        if (slot.pid != 0 && process_alive(slot)) {
+            ::close(fd);
+            return false;
+        }
+    }
+    // Then for real, under the segment's lock: an attacher may be taking a slot right now.
+    Mapped m;
+    try {
+        m = map_file(fd, static_cast<std::size_t>(st.st_size), name);
+    } catch (...) {
+        ::close(fd);
+        return false;
+    }
+    ::close(fd);
+    bool removed = false;
+    if (Trailer* t = trailer_of(m)) {
+        try {
+            TrailerGuard guard(*t);
+            if (!t->unlinked && prune(*t) == 0) {
+                t->unlinked = 1;
+                unlink_if_same(name, t->segment_id);
+                removed = true;
+            }
+        } catch (...) {
+        }
+    }
+    ::munmap(m.base, m.size);
+    return removed;
+}
+
+}  // namespace
+
+}  // namespace mproc::detail
+
+namespace mproc {
+
+SharedMemory::SharedMemory(SharedMemoryOptions options) {
+    if (options.size < 0) throw UsageError("'size' must be a positive integer");
+    if (options.create && options.size == 0) throw UsageError("'size' must be a positive number different from zero");
+    if (!options.create && options.name.empty()) throw UsageError("'name' can only be None if create=True");
+    if (options.size > (std::int64_t{1} << 46)) throw OSError("creating shared memory", ENOMEM);
+    detail::prepare_process();
+    sweep_shared_memory();
+    track_ = options.track;
+    if (options.create) {
+        const auto size = static_cast<std::size_t>(options.size);
+        if (options.name.empty()) {
+            for (;;) {
+                std::string name = detail::random_name();
+                try {
+                    attachment_ = detail::create_segment(name, size, options.track);
+                } catch (const OSError& e) {
+                    if (e.code().value() == EEXIST) continue;
+                    throw;
+                }
+                name_ = std::move(name);
+                break;
+            }
+        } else {
+            name_ = detail::checked_name(std::move(options.name));
+            attachment_ = detail::create_segment(name_, size, options.track);
+        }
+        size_ = size;
+    } else {
+        name_ = detail::checked_name(std::move(options.name));
+        attachment_ = detail::attach_segment(name_, options.track, size_);
+    }
+}
+
+std::span<std::byte> SharedMemory::buf() const {
+    if (!attachment_) throw UsageError("shared memory '" + name_ + "' is closed");
+    return {attachment_->data(), size_};
+}
+
+void SharedMemory::close() noexcept { attachment_.reset(); }
+
+void SharedMemory::unlink() {
+    if (attachment_) {
+        attachment_->unlink();
+        return;
+    }
+    // Python allows unlink() after close(); so does mproc, by name.
+    if (name_.empty()) throw UsageError("this SharedMemory has no name");
+    SharedMemory again(SharedMemoryOptions{.name = name_, .create = false, .size = 0, .track = false});
+    again.unlink();
+}
+
+std::string SharedMemory::repr() const {
+    return "SharedMemory('" + name_ + "', size=" + std::to_string(size_) + ")";
+}
+
+int sweep_shared_memory() {
+    DIR* dir = ::opendir(detail::kDirectory);
+    if (dir == nullptr) return 0;
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.' && std::strncmp(e->d_name, detail::kTemporaryPrefix, std::strlen(detail::kTemporaryPrefix)) != 0)
+            continue;
+        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        names.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+    int removed = 0;
+    for (const auto& name : names) removed += detail::sweep_one(name.c_str()) ? 1 : 0;
+    return removed;
+}
+
+}  // namespace mproc

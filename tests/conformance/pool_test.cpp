@@ -1,0 +1,372 @@
+// Pool: Python's Pool API (spec/python_api.md §9), under every start method, and the faults it
+// must survive: dying workers, overdue tasks, failing callbacks and initializers.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <fstream>
+#include <map>
+#include <numeric>
+#include <random>
+#include <ranges>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mproc/context.hpp"
+#include "mproc/pool.hpp"
+#include "mproc/progress.hpp"
+
+using namespace std::chrono_literals;
+using mproc::StartMethod;
+
+namespace {
+
+int square(int x) { return x * x; }
+int add(int a, int b) { return a + b; }
+int worker_pid(int) { return static_cast<int>(::getpid()); }
+void do_nothing(int) {}
+
+int dies_on_13(int x) {
+    if (x == 13) std::raise(SIGKILL);
+    return x;
+}
+
+int throws_on_7(int x) {
+    if (x == 7) throw std::invalid_argument("seven is not allowed");
+    return x;
+}
+
+int sleeps_when_asked(int seconds) {
+    std::this_thread::sleep_for(std::chrono::seconds(seconds));
+    return seconds;
+}
+
+int slow_identity(int x) {
+    std::this_thread::sleep_for(1ms);
+    return x;
+}
+
+int initialized_value = 0;
+void initialize(int value) { initialized_value = value; }
+int read_initialized(int) { return initialized_value; }
+void failing_initializer() { std::abort(); }
+
+// A result that refuses to be encoded for negative values.
+struct Picky {
+    int value = 0;
+    template <class Archive>
+    void save(Archive& ar) const {
+        if (value < 0) throw std::runtime_error("cannot encode a negative Picky");
+        ar(value);
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(value);
+    }
+};
+Picky make_picky(int x) { return Picky{x}; }
+
+long long resident_bytes() {
+    std::ifstream statm("/proc/self/statm");
+    long long pages = 0, resident = 0;
+    statm >> pages >> resident;
+    return resident * ::sysconf(_SC_PAGESIZE);
+}
+
+class PoolTest : public ::testing::TestWithParam<StartMethod> {
+protected:
+    mproc::PoolOptions options(int processes = 2) {
+        mproc::PoolOptions o;
+        o.processes = processes;
+        o.context = GetParam();
+        return o;
+    }
+};
+
+}  // namespace
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest,
+                         ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
+                         [](const auto& info) { return std::string(mproc::to_string(info.param)); });
+
+TEST_P(PoolTest, MapKeepsOrder) {
+    mproc::Pool pool(options());
+    EXPECT_EQ(pool.processes(), 2);
+    std::vector<int> expected(1000);
+    for (int i = 0; i < 1000; ++i) expected[static_cast<std::size_t>(i)] = i * i;
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 1000)), expected);
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 1000), 1), expected);
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 1000), 7), expected);
+    EXPECT_EQ(pool.map(square, std::vector<int>{}), std::vector<int>{});
+    EXPECT_EQ(pool.map([](const std::string& s) { return s + s; }, std::vector<std::string>{"a", "bc"}),
+              (std::vector<std::string>{"aa", "bcbc"}));
+    EXPECT_EQ(pool.map(do_nothing, std::vector<int>{1, 2}).size(), 2u);
+}
+
+TEST_P(PoolTest, ApplyAndApplyAsync) {
+    mproc::Pool pool(options());
+    EXPECT_EQ(pool.apply(add, 40, 2), 42);
+    auto r = pool.apply_async(square, 12);
+    EXPECT_EQ(r.get(10s), 144);
+    EXPECT_TRUE(r.ready());
+    EXPECT_TRUE(r.successful());
+
+    auto slow = pool.apply_async(sleeps_when_asked, 1);
+    EXPECT_FALSE(slow.ready());
+    EXPECT_THROW(slow.successful(), mproc::UsageError);
+    EXPECT_THROW(slow.get(10ms), mproc::TimeoutError);
+    EXPECT_EQ(slow.get(), 1);
+}
+
+TEST_P(PoolTest, CallbacksRunAndTheirExceptionsDoNotStopThePool) {
+    mproc::Pool pool(options());
+    std::atomic<int> seen{0};
+    std::atomic<int> errors{0};
+    mproc::ApplyOptions<int> ok;
+    ok.callback = [&seen](const int& v) { seen = v; };
+    pool.apply_async(ok, square, 9).wait();
+    EXPECT_EQ(seen.load(), 81);
+
+    mproc::ApplyOptions<int> failing;
+    failing.error_callback = [&errors](const std::exception_ptr&) { ++errors; };
+    pool.apply_async(failing, throws_on_7, 7).wait();
+    EXPECT_EQ(errors.load(), 1);
+
+    mproc::ApplyOptions<int> raising;
+    raising.callback = [](const int&) { throw std::runtime_error("callback failure"); };
+    pool.apply_async(raising, square, 3).wait();
+    EXPECT_EQ(pool.apply(square, 5), 25) << "the pool died with its callback";
+
+    mproc::MapOptions<int> map_options;
+    std::vector<int> from_callback;
+    map_options.callback = [&from_callback](const std::vector<int>& v) { from_callback = v; };
+    auto all = pool.map_async(square, std::vector<int>{1, 2, 3}, map_options);
+    EXPECT_EQ(all.get(), (std::vector<int>{1, 4, 9}));
+    EXPECT_EQ(from_callback, (std::vector<int>{1, 4, 9}));
+}
+
+TEST_P(PoolTest, StarmapUnpacksTuplesAndPairs) {
+    mproc::Pool pool(options());
+    EXPECT_EQ(pool.starmap(add, std::vector<std::tuple<int, int>>{{1, 2}, {3, 4}}), (std::vector<int>{3, 7}));
+    EXPECT_EQ(pool.starmap(add, std::vector<std::pair<int, int>>{{10, 20}}), (std::vector<int>{30}));
+}
+
+TEST_P(PoolTest, ImapOrderedAndUnordered) {
+    mproc::Pool pool(options());
+    std::vector<int> ordered;
+    for (int v : pool.imap(square, std::views::iota(0, 200))) ordered.push_back(v);
+    std::vector<int> expected(200);
+    for (int i = 0; i < 200; ++i) expected[static_cast<std::size_t>(i)] = i * i;
+    EXPECT_EQ(ordered, expected);
+
+    std::multiset<int> unordered;
+    auto it = pool.imap_unordered(square, std::views::iota(0, 200), 3);
+    while (auto v = it.next(10s)) unordered.insert(*v);
+    EXPECT_EQ(unordered, std::multiset<int>(expected.begin(), expected.end()));
+}
+
+TEST_P(PoolTest, ImapOverAnEndlessInputRunsInBoundedMemory) {
+    mproc::Pool pool(options());
+    auto results = pool.imap(square, std::views::iota(0), 16);
+    long long first = 0, last = 0;
+    int count = 0;
+    for (int v : results) {
+        if (count == 0) first = resident_bytes();
+        EXPECT_EQ(v, count * count);
+        if (++count == 100'000) break;
+    }
+    last = resident_bytes();
+    EXPECT_LT(last - first, 64ll << 20) << "imap buffered its input instead of taking it lazily";
+}
+
+TEST_P(PoolTest, TaskExceptionsCarryTypeAndMessage) {
+    mproc::Pool pool(options());
+    auto r = pool.apply_async(throws_on_7, 7);
+    try {
+        r.get();
+        ADD_FAILURE() << "no error";
+    } catch (const mproc::TaskError& e) {
+        EXPECT_EQ(e.type_name(), "std::invalid_argument");
+        EXPECT_EQ(e.message(), "seven is not allowed");
+    }
+    EXPECT_FALSE(r.successful());
+    EXPECT_THROW(pool.map(throws_on_7, std::views::iota(0, 20)), mproc::TaskError);
+    EXPECT_EQ(pool.map(throws_on_7, std::vector<int>{1, 2}), (std::vector<int>{1, 2}));
+}
+
+TEST_P(PoolTest, AResultThatCannotBeEncodedFailsOnlyItsTask) {
+    mproc::Pool pool(options());
+    auto bad = pool.apply_async(make_picky, -1);
+    auto good = pool.apply_async(make_picky, 5);
+    EXPECT_THROW(bad.get(), mproc::TaskError);
+    EXPECT_EQ(good.get().value, 5);
+}
+
+TEST_P(PoolTest, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
+    mproc::Pool pool(options());
+    auto results = pool.imap_unordered(dies_on_13, std::views::iota(0, 40));
+    std::set<int> got;
+    int lost = 0;
+    for (;;) {
+        try {
+            auto v = results.next(30s);
+            if (!v) break;
+            got.insert(*v);
+        } catch (const mproc::WorkerLostError& e) {
+            ++lost;
+            EXPECT_EQ(e.exitcode(), -SIGKILL);
+        }
+    }
+    EXPECT_EQ(lost, 1);
+    EXPECT_EQ(got.size(), 39u);
+    EXPECT_EQ(got.count(13), 0u);
+    EXPECT_EQ(pool.apply(square, 6), 36);
+    EXPECT_EQ(pool.workers().size(), 2u);
+}
+
+TEST_P(PoolTest, RandomWorkerKillsDuringALongMapLoseOnlyTheRunningTasks) {
+    mproc::Pool pool(options());
+    std::atomic<bool> done{false};
+    std::atomic<int> kills{0};
+    std::thread killer([&] {
+        std::mt19937 random(42);
+        while (!done) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(20 + random() % 30));
+            auto workers = pool.workers();
+            if (workers.empty() || kills >= 8) continue;
+            auto& victim = workers[random() % workers.size()];
+            if (auto pid = victim.pid(); pid && ::kill(*pid, SIGKILL) == 0) ++kills;
+        }
+    });
+    auto results = pool.imap_unordered(slow_identity, std::views::iota(0, 10'000));
+    std::set<int> got;
+    int lost = 0;
+    for (;;) {
+        try {
+            auto v = results.next(60s);
+            if (!v) break;
+            EXPECT_TRUE(got.insert(*v).second) << "result " << *v << " arrived twice";
+        } catch (const mproc::WorkerLostError&) {
+            ++lost;
+        }
+    }
+    done = true;
+    killer.join();
+    EXPECT_EQ(got.size() + static_cast<std::size_t>(lost), 10'000u);
+    EXPECT_LE(lost, kills.load());
+    EXPECT_GT(kills.load(), 0) << "the test killed no worker";
+}
+
+TEST_P(PoolTest, TaskTimeoutKillsTheWorkerAndFailsTheTask) {
+    auto o = options();
+    o.task_timeout = 300ms;
+    mproc::Pool pool(o);
+    auto overdue = pool.apply_async(sleeps_when_asked, 30);
+    auto fine = pool.apply_async(sleeps_when_asked, 0);
+    EXPECT_THROW(overdue.get(20s), mproc::TimeoutError);
+    EXPECT_EQ(fine.get(20s), 0);
+    EXPECT_EQ(pool.apply(square, 4), 16);
+}
+
+TEST_P(PoolTest, MaxTasksPerChildReplacesWorkers) {
+    auto o = options();
+    o.maxtasksperchild = 2;
+    mproc::Pool pool(o);
+    auto pids = pool.map(worker_pid, std::views::iota(0, 12), 1);
+    std::set<int> distinct(pids.begin(), pids.end());
+    EXPECT_GE(distinct.size(), 6u);
+}
+
+TEST_P(PoolTest, InitializerRunsInEveryWorker) {
+    auto o = options();
+    o.initializer = {initialize, 42};
+    mproc::Pool pool(o);
+    auto values = pool.map(read_initialized, std::views::iota(0, 20), 1);
+    EXPECT_EQ(values, std::vector<int>(20, 42));
+}
+
+TEST_P(PoolTest, FailingInitializerEndsThePoolInsteadOfLooping) {
+    auto o = options();
+    o.initializer = failing_initializer;
+    mproc::Pool pool(o);
+    auto r = pool.apply_async(square, 2);
+    try {
+        r.get(60s);
+        ADD_FAILURE() << "no error";
+    } catch (const mproc::ProcessError& e) {
+        EXPECT_NE(std::string(e.what()).find("is the initializer failing?"), std::string::npos) << e.what();
+    }
+}
+
+TEST_P(PoolTest, WorkersAreNamedAfterTheStartMethod) {
+    mproc::Pool pool(options());
+    const char* prefix = GetParam() == StartMethod::fork    ? "ForkPoolWorker-"
+                         : GetParam() == StartMethod::spawn ? "SpawnPoolWorker-"
+                                                            : "ForkServerPoolWorker-";
+    for (auto& w : pool.workers()) {
+        EXPECT_EQ(w.name().rfind(prefix, 0), 0u) << w.name();
+        EXPECT_TRUE(w.daemon());
+    }
+}
+
+TEST_P(PoolTest, CloseJoinTerminate) {
+    mproc::Pool pool(options());
+    EXPECT_THROW(pool.join(), mproc::UsageError);
+    auto r = pool.apply_async(sleeps_when_asked, 1);
+    pool.close();
+    try {
+        pool.apply(square, 1);
+        ADD_FAILURE();
+    } catch (const mproc::UsageError& e) {
+        EXPECT_STREQ(e.what(), "Pool not running");
+    }
+    pool.join();
+    EXPECT_EQ(r.get(), 1) << "close() let the queued task finish";
+
+    mproc::Pool doomed(options());
+    auto pending = doomed.apply_async(sleeps_when_asked, 30);
+    doomed.terminate();
+    EXPECT_THROW(pending.get(10s), mproc::ProcessError);
+    doomed.join();
+}
+
+TEST_P(PoolTest, ProgressIsReported) {
+    mproc::Pool pool(options());
+    std::vector<std::size_t> seen;
+    mproc::MapOptions<int> o;
+    o.chunksize = 10;
+    o.on_progress = [&seen](std::size_t done, std::size_t total) {
+        EXPECT_EQ(total, 100u);
+        seen.push_back(done);
+    };
+    pool.map(square, std::views::iota(0, 100), o);
+    ASSERT_EQ(seen.size(), 10u);
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    EXPECT_EQ(seen.back(), 100u);
+    mproc::ProgressBar bar("quiet");  // stderr is not a terminal in tests: draws nothing
+    EXPECT_FALSE(bar.drawing());
+    o.on_progress = bar;
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 100), o).size(), 100u);
+}
+
+TEST(PoolOptionsTest, BadOptionsAreRefused) {
+    mproc::PoolOptions zero;
+    zero.processes = 0;
+    try {
+        mproc::Pool pool(zero);
+        ADD_FAILURE();
+    } catch (const mproc::UsageError& e) {
+        EXPECT_STREQ(e.what(), "Number of processes must be at least 1");
+    }
+    mproc::PoolOptions bad_max;
+    bad_max.maxtasksperchild = 0;
+    EXPECT_THROW(mproc::Pool pool(bad_max), mproc::UsageError);
+    mproc::Pool pool({.processes = 1});
+    EXPECT_THROW(pool.map(square, std::vector<int>{1}, std::size_t{0}), mproc::UsageError);
+}

@@ -1,0 +1,89 @@
+#pragma once
+// Helpers for the synchronization and shared-memory suites: a watchdog that turns a hang into a
+// failure with a message, leak checks of descriptors and /dev/shm, and timing.
+#include <dirent.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+
+#include "helpers/test_helpers.hpp"
+
+namespace mproc::testing {
+
+// Aborts the test binary (with a message naming the test) if it is still alive after `limit`:
+// a hang in a primitive becomes a failure instead of a stuck CI job.
+class Watchdog {
+public:
+    explicit Watchdog(std::chrono::seconds limit, std::string what = {}) : what_(std::move(what)) {
+        thread_ = std::thread([this, limit] {
+            std::unique_lock lock(mutex_);
+            if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
+                std::fprintf(stderr, "\nWATCHDOG: %s still running after %lld s; aborting\n", what_.c_str(),
+                             static_cast<long long>(limit.count()));
+                std::fflush(stderr);
+                std::abort();
+            }
+        });
+    }
+    ~Watchdog() {
+        {
+            std::lock_guard lock(mutex_);
+            done_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+    Watchdog(const Watchdog&) = delete;
+    Watchdog& operator=(const Watchdog&) = delete;
+
+private:
+    std::string what_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool done_ = false;
+    std::thread thread_;
+};
+
+// The names in /dev/shm that mproc or its tests make: automatic names (psm_...), the tests' own
+// (mproc_test_...), and creations in progress (.mproc-new-...). Other programs' entries (Python's
+// semaphores, say) come and go on their own and are not counted.
+inline std::set<std::string> shm_entries() {
+    std::set<std::string> names;
+    if (DIR* dir = ::opendir("/dev/shm")) {
+        while (dirent* e = ::readdir(dir)) {
+            std::string name = e->d_name;
+            if (name.rfind("psm_", 0) == 0 || name.rfind("mproc_test_", 0) == 0 || name.rfind(".mproc-new-", 0) == 0)
+                names.insert(name);
+        }
+        ::closedir(dir);
+    }
+    return names;
+}
+
+// The entries of /dev/shm (as shm_entries() counts them) that were not there `before`: what a
+// test leaked. Entries that went away meanwhile are fine (a sweep may remove what a crashed
+// earlier run left).
+inline std::set<std::string> new_shm_entries(const std::set<std::string>& before) {
+    std::set<std::string> added;
+    for (const auto& name : shm_entries())
+        if (!before.count(name)) added.insert(name);
+    return added;
+}
+
+inline bool shm_exists(const std::string& name) { return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
+
+template <class F>
+std::chrono::nanoseconds time_of(F&& f) {
+    const auto start = std::chrono::steady_clock::now();
+    f();
+    return std::chrono::steady_clock::now() - start;
+}
+
+}  // namespace mproc::testing
