@@ -77,6 +77,8 @@ const bench::Register apply_round_trip{{
              bench::require(::pipe(to_child) == 0 && ::pipe(to_parent) == 0, "pipe failed");
              const pid_t pid = ::fork();
              if (pid == 0) {
+                 ::close(to_child[1]);
+                 ::close(to_parent[0]);
                  int x;
                  while (::read(to_child[0], &x, sizeof x) == sizeof x) {
                      x *= x;

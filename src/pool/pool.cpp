@@ -293,6 +293,9 @@ private:
     enum class State { running, closing, terminating, finished };
 
     struct Worker {
+        // Built from the started Process: a default-constructed one would take a number from the
+        // process counter, and worker names must be consecutive (ForkPoolWorker-1, -2, ...).
+        explicit Worker(Process started) : process(std::move(started)) {}
         Process process;
         int fd = -1;
         ProgressWord* running = nullptr;
@@ -534,8 +537,7 @@ void PoolCore::start_worker() {
     ::close(sv[1]);
     ::close(progress_fd);
     ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
-    auto w = std::make_unique<Worker>();
-    w->process = process;
+    auto w = std::make_unique<Worker>(process);
     w->fd = sv[0];
     w->running = running;
     workers_.push_back(std::move(w));
