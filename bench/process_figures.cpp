@@ -27,6 +27,21 @@ int wait_for_exit(pid_t pid, int options) {
 
 void noop() {}
 
+// The floor under start + join with fork: fork, _exit(0) in the child, waitpid.
+void raw_fork_join() {
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(0);
+    bench::require(pid > 0, "fork failed");
+    const int status = wait_for_exit(pid, 0);
+    bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's exit status is not 0");
+}
+
+void start_and_join(mproc::Process child) {
+    child.start();
+    child.join();
+    bench::require(child.exitcode() == 0, "the child's exit code is not 0");
+}
+
 [[noreturn]] void block_until_killed() {
     for (;;) ::pause();
 }
@@ -36,19 +51,8 @@ const bench::Register start_join{{
     .unit = bench::micros_per("process"),
     .description = "start + join of a child whose target does nothing; raw: fork, _exit(0) in the child, waitpid",
     .impls = {
-        {"mproc", bench::each([] {
-             mproc::Process child([] {});
-             child.start();
-             child.join();
-             bench::require(child.exitcode() == 0, "the child's exit code is not 0");
-         })},
-        {"raw", bench::each([] {
-             const pid_t pid = ::fork();
-             if (pid == 0) ::_exit(0);
-             bench::require(pid > 0, "fork failed");
-             const int status = wait_for_exit(pid, 0);
-             bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's exit status is not 0");
-         })},
+        {"mproc", bench::each([] { start_and_join(mproc::Process([] {})); })},
+        {"raw", bench::each(raw_fork_join)},
     },
 }};
 
@@ -59,12 +63,7 @@ const bench::Register start_join_spawn{{
     .description = "start + join of a no-op child under spawn; raw: posix_spawn of this binary, which exits at "
                    "once, and waitpid",
     .impls = {
-        {"mproc", bench::each([] {
-             auto child = mproc::spawn_context.Process(noop);
-             child.start();
-             child.join();
-             bench::require(child.exitcode() == 0, "the child's exit code is not 0");
-         })},
+        {"mproc", bench::each([] { start_and_join(mproc::spawn_context.Process(noop)); })},
         {"raw", bench::each([] {
              char program[] = "/proc/self/exe";
              char exit_at_once[] = "--exit-at-once";
@@ -88,20 +87,9 @@ const bench::Register start_join_forkserver{{
              auto warm_up = mproc::forkserver_context.Process(noop);  // the server starts once, outside the timing
              warm_up.start();
              warm_up.join();
-             return bench::time_loop(iterations, [] {
-                 auto child = mproc::forkserver_context.Process(noop);
-                 child.start();
-                 child.join();
-                 bench::require(child.exitcode() == 0, "the child's exit code is not 0");
-             });
+             return bench::time_loop(iterations, [] { start_and_join(mproc::forkserver_context.Process(noop)); });
          }},
-        {"raw", bench::each([] {
-             const pid_t pid = ::fork();
-             if (pid == 0) ::_exit(0);
-             bench::require(pid > 0, "fork failed");
-             const int status = wait_for_exit(pid, 0);
-             bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child's exit status is not 0");
-         })},
+        {"raw", bench::each(raw_fork_join)},
     },
 }};
 
