@@ -185,94 +185,66 @@ std::string barrier_repr(const SharedBlock& block);
 
 }  // namespace detail
 
-// A non-recursive lock (Python's multiprocessing.Lock). Acquiring it again from the thread that
-// holds it blocks (or times out), as in Python.
-class Lock {
+class Condition;
+
+namespace detail {
+
+// Lock and RLock differ only in recursion: one implementation, a robust process-shared mutex in a
+// shared block.
+template <bool Recursive>
+class BasicLock {
 public:
-    Lock() : block_(detail::mutex_create(false)) {}
+    BasicLock() : block_(mutex_create(Recursive)) {}
 
     // Lockable / TimedLockable.
-    void lock() { detail::mutex_lock(block_); }
-    bool try_lock() { return detail::mutex_acquire(block_, 0); }
+    void lock() { mutex_lock(block_); }
+    bool try_lock() { return mutex_acquire(block_, 0); }
     template <class Rep, class Period>
     bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-        return detail::mutex_acquire(block_, detail::timeout_ns(timeout));
+        return mutex_acquire(block_, timeout_ns(timeout));
     }
     template <class Clock, class Duration>
     bool try_lock_until(const std::chrono::time_point<Clock, Duration>& when) {
-        return detail::mutex_acquire(block_, detail::timeout_until(when));
+        return mutex_acquire(block_, timeout_until(when));
     }
-    void unlock() { detail::mutex_unlock(block_); }
+    void unlock() { mutex_unlock(block_); }
 
     // Python's acquire(block=True, timeout=None): false when not acquired in time. With
     // block == false the timeout is ignored.
-    bool acquire(bool block = true) { return detail::mutex_acquire(block_, block ? detail::kForever : 0); }
+    bool acquire(bool block = true) { return mutex_acquire(block_, block ? kForever : 0); }
     template <class Rep, class Period>
     bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-        return detail::mutex_acquire(block_, block ? detail::timeout_ns(timeout) : 0);
+        return mutex_acquire(block_, block ? timeout_ns(timeout) : 0);
     }
-    void release() { detail::mutex_unlock(block_); }
+    void release() { mutex_unlock(block_); }
 
-    std::string repr() const { return detail::mutex_repr(block_); }
+    std::string repr() const { return mutex_repr(block_); }
 
     template <class Archive>
     void save(Archive& ar) const {
-        detail::save_shared_block(ar, block_, "a Lock");
+        save_shared_block(ar, block_, Recursive ? "an RLock" : "a Lock");
     }
     template <class Archive>
     void load(Archive& ar) {
-        auto block = detail::load_shared_block(ar, detail::BlockKind::mutex);
-        detail::mutex_check(block, false);
+        auto block = load_shared_block(ar, BlockKind::mutex);
+        mutex_check(block, Recursive);
         block_ = std::move(block);
     }
 
 private:
-    friend class Condition;
-    detail::SharedBlock block_;
+    friend class mproc::Condition;
+    SharedBlock block_;
 };
+
+}  // namespace detail
+
+// A non-recursive lock (Python's multiprocessing.Lock). Acquiring it again from the thread that
+// holds it blocks (or times out), as in Python.
+class Lock : public detail::BasicLock<false> {};
 
 // A recursive lock (Python's multiprocessing.RLock): the owning thread may acquire it again, and
 // must release it as many times.
-class RLock {
-public:
-    RLock() : block_(detail::mutex_create(true)) {}
-
-    void lock() { detail::mutex_lock(block_); }
-    bool try_lock() { return detail::mutex_acquire(block_, 0); }
-    template <class Rep, class Period>
-    bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-        return detail::mutex_acquire(block_, detail::timeout_ns(timeout));
-    }
-    template <class Clock, class Duration>
-    bool try_lock_until(const std::chrono::time_point<Clock, Duration>& when) {
-        return detail::mutex_acquire(block_, detail::timeout_until(when));
-    }
-    void unlock() { detail::mutex_unlock(block_); }
-
-    bool acquire(bool block = true) { return detail::mutex_acquire(block_, block ? detail::kForever : 0); }
-    template <class Rep, class Period>
-    bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) {
-        return detail::mutex_acquire(block_, block ? detail::timeout_ns(timeout) : 0);
-    }
-    void release() { detail::mutex_unlock(block_); }
-
-    std::string repr() const { return detail::mutex_repr(block_); }
-
-    template <class Archive>
-    void save(Archive& ar) const {
-        detail::save_shared_block(ar, block_, "an RLock");
-    }
-    template <class Archive>
-    void load(Archive& ar) {
-        auto block = detail::load_shared_block(ar, detail::BlockKind::mutex);
-        detail::mutex_check(block, true);
-        block_ = std::move(block);
-    }
-
-private:
-    friend class Condition;
-    detail::SharedBlock block_;
-};
+class RLock : public detail::BasicLock<true> {};
 
 // A counting semaphore (Python's multiprocessing.Semaphore). Also Lockable, so
 // std::scoped_lock takes and gives back one unit.
