@@ -34,20 +34,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-class ShmFaults : public ::testing::Test {
+class ShmFaults : public mproc::testing::LeakCheckedTest {
 protected:
-    void SetUp() override {
-        fds_ = mproc::testing::count_open_fds();
-        shm_ = mproc::testing::shm_entries();
-    }
-    void TearDown() override {
-        EXPECT_TRUE(mproc::active_children().empty()) << "children left running";
-        EXPECT_EQ(mproc::testing::count_open_fds(), fds_) << "descriptors leaked";
-        EXPECT_TRUE(mproc::testing::new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
-    }
-    mproc::testing::Watchdog watchdog_{std::chrono::seconds(90), "a shared memory fault test"};
-    int fds_ = 0;
-    std::set<std::string> shm_;
+    ShmFaults() : LeakCheckedTest("a shared memory fault test", false) {}
 };
 
 void create_and_wait(std::string name, mproc::Event created) {

@@ -28,21 +28,9 @@ using mproc::testing::time_of;
 
 namespace {
 
-class SyncFaults : public ::testing::Test {
+class SyncFaults : public mproc::testing::LeakCheckedTest {
 protected:
-    void SetUp() override {
-        fds_ = mproc::testing::count_open_fds();
-        shm_ = mproc::testing::shm_entries();
-    }
-    void TearDown() override {
-        EXPECT_TRUE(mproc::active_children().empty()) << "children left running";
-        EXPECT_TRUE(mproc::testing::zombie_children().empty()) << "children left unreaped";
-        EXPECT_EQ(mproc::testing::count_open_fds(), fds_) << "descriptors leaked";
-        EXPECT_TRUE(mproc::testing::new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
-    }
-    mproc::testing::Watchdog watchdog_{std::chrono::seconds(90), "a sync fault test"};
-    int fds_ = 0;
-    std::set<std::string> shm_;
+    SyncFaults() : LeakCheckedTest("a sync fault test", true) {}
 };
 
 // Waits (bounded) until `condition` holds; false if it never did.

@@ -13,7 +13,10 @@
 #include <string>
 #include <thread>
 
+#include <gtest/gtest.h>
+
 #include "helpers/test_helpers.hpp"
+#include "mproc/process.hpp"
 
 namespace mproc::testing {
 
@@ -85,5 +88,29 @@ std::chrono::nanoseconds time_of(F&& f) {
     f();
     return std::chrono::steady_clock::now() - start;
 }
+
+// A fault test that must leave nothing behind: no running (or, when asked, unreaped) children,
+// no new descriptors, no new /dev/shm entries; and that a watchdog ends if it hangs.
+class LeakCheckedTest : public ::testing::Test {
+protected:
+    LeakCheckedTest(const char* what, bool check_zombies)
+        : watchdog_(std::chrono::seconds(90), what), check_zombies_(check_zombies) {}
+    void SetUp() override {
+        fds_ = count_open_fds();
+        shm_ = shm_entries();
+    }
+    void TearDown() override {
+        EXPECT_TRUE(mproc::active_children().empty()) << "children left running";
+        if (check_zombies_) EXPECT_TRUE(zombie_children().empty()) << "children left unreaped";
+        EXPECT_EQ(count_open_fds(), fds_) << "descriptors leaked";
+        EXPECT_TRUE(new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
+    }
+
+private:
+    Watchdog watchdog_;
+    bool check_zombies_;
+    int fds_ = 0;
+    std::set<std::string> shm_;
+};
 
 }  // namespace mproc::testing
