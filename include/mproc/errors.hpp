@@ -19,8 +19,10 @@
 //       │                       (Python: multiprocessing.BufferTooShort)
 //       ├── OwnerDiedError      a lock was acquired whose previous owner died holding it; the caller
 //       │                       holds the lock now (not in Python, where the lock stays locked)
-//       └── BrokenBarrierError  a Barrier was aborted, reset, timed out or lost a party
-//                               (Python: threading.BrokenBarrierError)
+//       ├── BrokenBarrierError  a Barrier was aborted, reset, timed out or lost a party
+//       │                       (Python: threading.BrokenBarrierError)
+//       ├── Empty               a queue's get() found nothing in time (Python: queue.Empty)
+//       └── Full                a bounded queue's put() found no room in time (Python: queue.Full)
 //
 // An uncaught exception in a child process ends it with exit code 1 after its type and message are
 // written to the child's stderr; a child's exit request (mproc::exit) is not an exception of this
@@ -153,6 +155,19 @@ private:
 class BrokenBarrierError : public ProcessError {
 public:
     using ProcessError::ProcessError;
+};
+
+// Queue::get() with block == false or a timeout found no message in time (Python: queue.Empty).
+class Empty : public ProcessError {
+public:
+    Empty() : ProcessError("queue is empty") {}
+};
+
+// A bounded Queue's put() with block == false or a timeout found no room in time (Python:
+// queue.Full).
+class Full : public ProcessError {
+public:
+    Full() : ProcessError("queue is full") {}
 };
 
 }  // namespace mproc

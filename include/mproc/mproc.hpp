@@ -7,6 +7,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
+#include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/sharedctypes.hpp"
 #include "mproc/synchronize.hpp"

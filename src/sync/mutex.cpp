@@ -154,9 +154,7 @@ int raw_mutex_acquire(MutexState& state, std::int64_t timeout) noexcept {
     return rc;
 }
 
-SharedBlock mutex_create(bool recursive) {
-    SharedBlock block = allocate_shared_block(BlockKind::mutex, sizeof(MutexState), alignof(MutexState));
-    auto* state = new (block.payload()) MutexState{};
+void mutex_init(MutexState* state, bool recursive) {
     pthread_mutexattr_t attributes;
     ::pthread_mutexattr_init(&attributes);
     ::pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
@@ -166,6 +164,11 @@ SharedBlock mutex_create(bool recursive) {
     ::pthread_mutexattr_destroy(&attributes);
     if (rc != 0) throw_lock_error("creating a lock", rc);
     state->recursive = recursive ? 1 : 0;
+}
+
+SharedBlock mutex_create(bool recursive) {
+    SharedBlock block = allocate_shared_block(BlockKind::mutex, sizeof(MutexState), alignof(MutexState));
+    mutex_init(new (block.payload()) MutexState{}, recursive);
     return block;
 }
 

@@ -27,6 +27,9 @@ struct MutexState {
 
 MutexState* mutex_state(const SharedBlock& block);
 
+// Makes `state` (zero-filled shared memory) a robust process-shared mutex. OSError on failure.
+void mutex_init(MutexState* state, bool recursive);
+
 // The owner's thread id, from the mutex word that glibc and the kernel maintain (0: unlocked, or
 // its owner died and nobody has recovered it yet).
 inline pid_t mutex_owner(const MutexState& state) noexcept {

@@ -101,7 +101,9 @@ protected:
     }
     void TearDown() override {
         EXPECT_TRUE(mproc::active_children().empty()) << "children left running";
-        if (check_zombies_) EXPECT_TRUE(zombie_children().empty()) << "children left unreaped";
+        if (check_zombies_) {
+            EXPECT_TRUE(zombie_children().empty()) << "children left unreaped";
+        }
         EXPECT_EQ(count_open_fds(), fds_) << "descriptors leaked";
         EXPECT_TRUE(new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
     }

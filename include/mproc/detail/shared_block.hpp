@@ -32,6 +32,7 @@ enum class BlockKind : std::uint32_t {
     event = 4,
     barrier = 5,
     value = 6,      // the storage of Value, Array, RawValue, RawArray
+    queue = 7,      // Queue, SimpleQueue, JoinableQueue
 };
 
 // A handle to one block. Copies share the block (and keep its segment mapped).

@@ -1,0 +1,880 @@
+// Queue, SimpleQueue and JoinableQueue (include/mproc/queue.hpp): a ring of records in shared
+// memory, written under a robust producers' lock and read under a robust consumers' lock.
+//
+// The ring. Positions (head, tail) count bytes since the queue was created and never wrap; the
+// offset in the ring is the position modulo the capacity (a power of two). A record is a 16-byte
+// header (payload length, kind, type tag) and its payload, padded to 16 bytes so that a header
+// never straddles the end of the ring. A message is one `whole` record, or, when it is larger
+// than a quarter of the ring, a `first` record, `middle` ones and a `last` one, written by one
+// producer that holds the producers' lock throughout; an `abort` record ends a message in chunks
+// that will never be finished.
+//
+// Publication and its commit points. Producers write a record's bytes first, then publish it by
+// storing the tail (release); consumers read the record, then store the head (release). Only those
+// two stores make anything visible, so a process killed before them leaves nothing half-visible.
+// The message counts (put_count, get_count) change beside the tail and the head, which makes two
+// stores; each side writes its "intent" (the tail or head and the count it is about to store)
+// before them, and whoever next acquires a lock whose owner died finishes or forgets what the
+// dead owner was doing (repair_producers, repair_consumers).
+//
+// Wake-ups. A consumer that finds the ring empty spins briefly, then sleeps on data_seq after
+// announcing itself in data_waiters; a producer that publishes checks data_waiters after a full
+// fence and only then pays for FUTEX_WAKE. The same pattern, the other way round, wakes producers
+// waiting for room (space_seq) and JoinableQueue::join (join_seq).
+//
+// Process-local state (what waits for the feeder thread of an unbounded Queue) lives in a
+// QueueLocal, replaced in a forked child, where the feeder does not exist.
+#include <pthread.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <bit>
+#include <atomic>
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <fmt/format.h>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <thread>
+#include <vector>
+
+#include "mproc/errors.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/queue.hpp"
+#include "runtime/fork_aware_mutex.hpp"
+#include "runtime/runtime.hpp"
+#include "sync/futex.hpp"
+#include "sync/mutex_state.hpp"
+
+namespace mproc::detail {
+
+namespace {
+
+constexpr std::uint64_t kQueueMagic = 0x6d70726f632d7175ULL;  // "mproc-qu"
+constexpr std::size_t kRecordHeaderSize = 16;
+constexpr std::size_t kMinCapacity = 4096;
+constexpr std::size_t kMaxCapacity = std::size_t{1} << 32;  // record lengths fit 32 bits
+constexpr int kTypeNames = 8;
+constexpr std::size_t kTypeNameSize = 120;
+// How long a consumer waiting for the rest of a message in chunks sleeps between looks at
+// whether its producer died.
+constexpr auto kProducerCheckInterval = std::chrono::milliseconds(100);
+// Pause instructions a waiting consumer or producer spins for before it sleeps: a few
+// microseconds, which is what a reply from a process that is running takes.
+constexpr int kSpinIterations = 4000;
+
+enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
+
+struct RecordHeader {
+    std::uint32_t length;
+    std::uint32_t kind;
+    std::uint64_t tag;
+};
+static_assert(sizeof(RecordHeader) == kRecordHeaderSize);
+
+struct TypeName {
+    std::atomic<std::uint64_t> tag;
+    char name[kTypeNameSize];
+};
+
+struct QueueShared {
+    std::uint64_t magic;
+    std::uint64_t capacity;
+    std::int64_t maxsize;  // <= 0: unbounded
+    std::uint32_t kind;
+    std::uint32_t reserved;
+    MutexState put_lock;
+    MutexState get_lock;
+
+    // The producers' side, written under put_lock (streaming is also read without it).
+    alignas(64) std::atomic<std::uint64_t> tail;
+    std::atomic<std::uint64_t> put_count;
+    std::atomic<std::uint64_t> intent_tail;
+    std::atomic<std::uint64_t> intent_put_count;
+    std::uint64_t head_cache;
+    std::uint64_t get_count_cache;
+    std::atomic<std::uint32_t> streaming;  // a message in chunks is being written
+
+    // The consumers' side, written under get_lock.
+    alignas(64) std::atomic<std::uint64_t> head;
+    std::atomic<std::uint64_t> get_count;
+    std::atomic<std::uint64_t> intent_head;
+    std::atomic<std::uint64_t> intent_get_count;
+    std::uint64_t tail_cache;
+    std::atomic<std::uint32_t> partial;  // a consumer took a message's first chunk, not its last
+
+    alignas(64) std::atomic<std::uint32_t> data_seq;
+    std::atomic<std::uint32_t> data_waiters;
+    alignas(64) std::atomic<std::uint32_t> space_seq;
+    std::atomic<std::uint32_t> space_waiters;
+    alignas(64) std::atomic<std::int64_t> unfinished;  // JoinableQueue
+    std::atomic<std::uint32_t> join_seq;
+    std::atomic<std::uint32_t> join_waiters;
+
+    alignas(64) TypeName names[kTypeNames];
+};
+
+constexpr std::size_t kRingOffset = (sizeof(QueueShared) + 63) / 64 * 64;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
+    return (kRecordHeaderSize + payload + 15) / 16 * 16;
+}
+
+std::size_t capacity_for(std::size_t requested) {
+    if (requested > kMaxCapacity)
+        throw UsageError(fmt::format("QueueOptions::buffer_size {} is over the limit of {} bytes", requested, kMaxCapacity));
+    return std::max(kMinCapacity, std::bit_ceil(requested));
+}
+
+// The fork generation: bumped in every forked child, so that process-local queue state inherited
+// from the parent can be recognised and replaced.
+std::atomic<std::uint64_t> fork_generation{0};
+void bump_fork_generation() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
+[[maybe_unused]] const int fork_handler_installed = ::pthread_atfork(nullptr, nullptr, bump_fork_generation);
+
+}  // namespace
+
+struct PendingMessage {
+    std::vector<std::byte> bytes;
+    TypeTag tag;
+};
+
+// What this process keeps for one queue beyond the shared memory: messages waiting for the feeder.
+struct QueueLocal {
+    std::mutex mutex;
+    std::condition_variable flushed;
+    std::deque<PendingMessage> backlog;
+    bool feeder_running = false;
+};
+
+class QueueCore : public std::enable_shared_from_this<QueueCore> {
+public:
+    QueueCore(SharedBlock block, QueueKind kind)
+        : block_(std::move(block)), shared_(block_.as<QueueShared>()), kind_(kind),
+          ring_(block_.payload() + kRingOffset), capacity_(shared_->capacity),
+          max_record_(shared_->capacity / 4), generation_(fork_generation.load(std::memory_order_relaxed)),
+          local_(std::make_unique<QueueLocal>()) {}
+
+    const SharedBlock& block() const noexcept { return block_; }
+    QueueShared& shared() const noexcept { return *shared_; }
+    QueueKind kind() const noexcept { return kind_; }
+
+    void put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int64_t timeout);
+    void get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout);
+    void close() { closed_.store(true, std::memory_order_relaxed); }
+    bool closed() const noexcept { return closed_.load(std::memory_order_relaxed); }
+    void join_thread();
+    void cancel_join_thread() { cancel_join_.store(true, std::memory_order_relaxed); }
+    bool join_cancelled() const noexcept { return cancel_join_.load(std::memory_order_relaxed); }
+    // Waits until this process's messages are all written out (the exit-time flush).
+    void flush();
+    std::string repr() const { return fmt::format("<Queue object at {}>", static_cast<const void*>(shared_)); }
+
+private:
+    // Producers' side; the caller holds put_lock.
+    int lock_producers(const Deadline& deadline);
+    void unlock_producers() noexcept { ::pthread_mutex_unlock(&shared_->put_lock.mutex); }
+    void repair_producers();
+    std::uint64_t free_space(std::uint64_t needed);
+    bool count_allows();
+    void write_record(std::uint64_t position, RecordKind kind, const TypeTag& tag, const std::byte* payload,
+                      std::size_t length) noexcept;
+    void publish(std::uint64_t new_tail, bool completes_message) noexcept;
+    bool write_now(std::span<const std::byte> bytes, const TypeTag& tag);
+    void write_blocking(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline);
+    void stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline);
+    bool wait_for_space(const Deadline& deadline, std::uint64_t needed);
+
+    // Consumers' side; the caller holds get_lock.
+    void repair_consumers(bool& skipping);
+    bool wait_for_data(std::uint64_t head, const Deadline& deadline, bool in_message);
+    void consume(std::uint64_t new_head, bool completes_message, bool partial) noexcept;
+    void read_payload(std::uint64_t position, std::size_t length, std::byte* out) const noexcept;
+    void check_producer_alive();
+
+    void register_type(const TypeTag& tag);
+    std::string type_name_of(std::uint64_t tag) const;
+    [[noreturn]] void throw_type_mismatch(std::uint64_t got, const TypeTag& wanted) const;
+
+    QueueLocal& local();
+    void enqueue_backlog(std::vector<std::byte>& bytes, const TypeTag& tag);
+    static void feed(std::shared_ptr<QueueCore> self);
+
+    SharedBlock block_;
+    QueueShared* shared_;
+    QueueKind kind_;
+    std::byte* ring_;
+    std::uint64_t capacity_;
+    std::uint64_t max_record_;
+    std::atomic<bool> closed_{false};
+    std::atomic<bool> cancel_join_{false};
+    std::atomic<bool> backlog_in_use_{false};
+    std::atomic<std::uint64_t> registered_tag_{0};
+    std::uint64_t generation_;
+    std::unique_ptr<QueueLocal> local_;
+};
+
+namespace {
+
+// The queues of this process whose feeder ran, for the exit-time flush; and the local states a
+// forked child replaced, kept reachable (their mutexes may have been held at fork).
+struct QueueRegistry {
+    ForkAwareMutex mutex;
+    std::vector<std::weak_ptr<QueueCore>> fed;
+    std::vector<std::unique_ptr<QueueLocal>> abandoned;
+    std::uint64_t exit_hook_generation = ~std::uint64_t{0};
+
+    static QueueRegistry& get() {
+        static auto* registry = new QueueRegistry;  // leaked: used by the exit sequence
+        return *registry;
+    }
+};
+
+void flush_all_queues() {
+    std::vector<std::shared_ptr<QueueCore>> cores;
+    {
+        QueueRegistry& registry = QueueRegistry::get();
+        std::lock_guard lock(registry.mutex);
+        for (auto& weak : registry.fed)
+            if (auto core = weak.lock()) cores.push_back(std::move(core));
+        registry.fed.clear();
+    }
+    for (auto& core : cores)
+        if (!core->join_cancelled()) core->flush();
+}
+
+}  // namespace
+
+// ---- process-local state and the feeder ------------------------------------------------------
+
+QueueLocal& QueueCore::local() {
+    const std::uint64_t now = fork_generation.load(std::memory_order_relaxed);
+    if (generation_ == now) [[likely]]
+        return *local_;
+    // A forked child: the feeder and its messages stayed in the parent.
+    QueueRegistry& registry = QueueRegistry::get();
+    std::lock_guard lock(registry.mutex);
+    if (generation_ != now) {
+        registry.abandoned.push_back(std::move(local_));
+        local_ = std::make_unique<QueueLocal>();
+        backlog_in_use_.store(false, std::memory_order_relaxed);
+        generation_ = now;
+    }
+    return *local_;
+}
+
+void QueueCore::enqueue_backlog(std::vector<std::byte>& bytes, const TypeTag& tag) {
+    QueueLocal& state = local();
+    std::unique_lock lock(state.mutex);
+    state.backlog.push_back(PendingMessage{std::move(bytes), tag});
+    backlog_in_use_.store(true, std::memory_order_relaxed);
+    if (state.feeder_running) return;
+    state.feeder_running = true;
+    lock.unlock();
+    {
+        QueueRegistry& registry = QueueRegistry::get();
+        std::lock_guard guard(registry.mutex);
+        const std::uint64_t now = fork_generation.load(std::memory_order_relaxed);
+        if (registry.exit_hook_generation != now) {
+            registry.exit_hook_generation = now;
+            registry.fed.clear();
+            Runtime::get().at_exit(ExitPhase::after_children, flush_all_queues);
+        }
+        registry.fed.push_back(weak_from_this());
+    }
+    try {
+        std::thread(feed, shared_from_this()).detach();
+    } catch (const std::system_error& e) {
+        lock.lock();
+        state.feeder_running = false;
+        throw OSError("starting a queue's feeder thread", e.code().value());
+    }
+}
+
+void QueueCore::feed(std::shared_ptr<QueueCore> self) {
+    QueueLocal& state = self->local();
+    for (;;) {
+        PendingMessage* next;
+        {
+            std::lock_guard lock(state.mutex);
+            if (state.backlog.empty()) {
+                state.feeder_running = false;
+                self->backlog_in_use_.store(false, std::memory_order_relaxed);
+                state.flushed.notify_all();
+                return;
+            }
+            next = &state.backlog.front();  // deque: stays valid while others push_back
+        }
+        try {
+            self->write_blocking(next->bytes, next->tag, Deadline::never());
+        } catch (const std::exception& e) {
+            get_logger().error("queue feeder: a message could not be written and is dropped: {}", e.what());
+        }
+        std::lock_guard lock(state.mutex);
+        state.backlog.pop_front();
+    }
+}
+
+void QueueCore::flush() {
+    QueueLocal& state = local();
+    std::unique_lock lock(state.mutex);
+    state.flushed.wait(lock, [&] { return !state.feeder_running; });
+}
+
+void QueueCore::join_thread() {
+    if (!closed()) throw UsageError(fmt::format("Queue {} not closed", repr()));
+    if (!join_cancelled()) flush();
+}
+
+// ---- producers -------------------------------------------------------------------------------
+
+int QueueCore::lock_producers(const Deadline& deadline) {
+    int rc;
+    if (!deadline.finite()) {
+        rc = ::pthread_mutex_lock(&shared_->put_lock.mutex);
+    } else {
+        rc = ::pthread_mutex_clocklock(&shared_->put_lock.mutex, CLOCK_MONOTONIC, deadline.when());
+    }
+    if (rc == EOWNERDEAD) {
+        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
+        repair_producers();
+        return 0;
+    }
+    if (rc != 0 && rc != ETIMEDOUT) throw OSError("acquiring a queue's lock", rc);
+    return rc;
+}
+
+// A producer died holding put_lock: publish what it had committed to, end a message it was writing
+// in chunks.
+void QueueCore::repair_producers() {
+    QueueShared& s = *shared_;
+    const std::uint64_t intent_tail = s.intent_tail.load(std::memory_order_relaxed);
+    if (s.put_count.load(std::memory_order_relaxed) == s.intent_put_count.load(std::memory_order_relaxed) &&
+        s.tail.load(std::memory_order_relaxed) != intent_tail) {
+        // It died between the count and the tail: the record's bytes are complete.
+        publish(intent_tail, false);
+    }
+    s.head_cache = s.head.load(std::memory_order_acquire);
+    s.get_count_cache = s.get_count.load(std::memory_order_acquire);
+    if (s.streaming.load(std::memory_order_relaxed) != 0) {
+        // Room for this record is always kept free while streaming.
+        const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+        write_record(tail, kAbort, TypeTag{0, {}}, nullptr, 0);
+        publish(tail + kRecordHeaderSize, false);
+        s.streaming.store(0, std::memory_order_relaxed);
+    }
+    get_logger().debug("queue: repaired after a producer died holding the queue's lock");
+}
+
+std::uint64_t QueueCore::free_space(std::uint64_t needed) {
+    QueueShared& s = *shared_;
+    const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+    std::uint64_t free = capacity_ - (tail - s.head_cache);
+    if (free < needed) {
+        s.head_cache = s.head.load(std::memory_order_acquire);
+        free = capacity_ - (tail - s.head_cache);
+    }
+    return free;
+}
+
+bool QueueCore::count_allows() {
+    QueueShared& s = *shared_;
+    if (s.maxsize <= 0) return true;
+    const std::uint64_t puts = s.put_count.load(std::memory_order_relaxed);
+    if (puts - s.get_count_cache < static_cast<std::uint64_t>(s.maxsize)) return true;
+    s.get_count_cache = s.get_count.load(std::memory_order_acquire);
+    return puts - s.get_count_cache < static_cast<std::uint64_t>(s.maxsize);
+}
+
+void QueueCore::write_record(std::uint64_t position, RecordKind kind, const TypeTag& tag, const std::byte* payload,
+                             std::size_t length) noexcept {
+    const RecordHeader header{static_cast<std::uint32_t>(length), kind, tag.hash};
+    const std::uint64_t offset = position & (capacity_ - 1);
+    std::memcpy(ring_ + offset, &header, sizeof header);
+    const std::uint64_t start = (offset + kRecordHeaderSize) & (capacity_ - 1);
+    const std::size_t first = std::min<std::size_t>(length, capacity_ - start);
+    if (first > 0) std::memcpy(ring_ + start, payload, first);
+    if (length > first) std::memcpy(ring_, payload + first, length - first);
+}
+
+void QueueCore::publish(std::uint64_t new_tail, bool completes_message) noexcept {
+    QueueShared& s = *shared_;
+    const std::uint64_t count = s.put_count.load(std::memory_order_relaxed) + (completes_message ? 1 : 0);
+    s.intent_tail.store(new_tail, std::memory_order_relaxed);
+    s.intent_put_count.store(count, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    s.put_count.store(count, std::memory_order_relaxed);
+    s.tail.store(new_tail, std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (s.data_waiters.load(std::memory_order_relaxed) != 0) {
+        s.data_seq.fetch_add(1, std::memory_order_release);
+        futex_wake(&s.data_seq, kWakeAll);
+    }
+}
+
+// Under put_lock: writes a message that fits in one record if there is room now.
+bool QueueCore::write_now(std::span<const std::byte> bytes, const TypeTag& tag) {
+    const std::uint64_t size = record_size(bytes.size());
+    if (!count_allows() || free_space(size + kRecordHeaderSize) < size + kRecordHeaderSize) return false;
+    const std::uint64_t tail = shared_->tail.load(std::memory_order_relaxed);
+    write_record(tail, kWhole, tag, bytes.data(), bytes.size());
+    publish(tail + size, true);
+    return true;
+}
+
+// Sleeps until a consumer frees room (or takes a message); false when the deadline passed. The
+// caller re-checks the room: without the lock, what was seen here may be taken by another producer.
+bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed) {
+    QueueShared& s = *shared_;
+    if (deadline.finite() && deadline.passed()) return false;
+    for (int i = 0; i < kSpinIterations; ++i) {
+        cpu_relax();
+        if ((i & 63) == 63) {
+            const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_acquire));
+            const bool counted = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
+                                                               s.get_count.load(std::memory_order_acquire) <
+                                                           static_cast<std::uint64_t>(s.maxsize);
+            if (free >= needed && counted) return true;
+        }
+    }
+    s.space_waiters.fetch_add(1, std::memory_order_seq_cst);
+    const std::uint32_t seq = s.space_seq.load(std::memory_order_acquire);
+    const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_seq_cst));
+    const bool counted = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
+                                                       s.get_count.load(std::memory_order_seq_cst) <
+                                                   static_cast<std::uint64_t>(s.maxsize);
+    int rc = 0;
+    if (free < needed || !counted) rc = futex_wait(&s.space_seq, seq, deadline);
+    s.space_waiters.fetch_sub(1, std::memory_order_relaxed);
+    return rc != ETIMEDOUT || !deadline.passed();
+}
+
+void QueueCore::write_blocking(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline) {
+    const std::uint64_t size = record_size(bytes.size());
+    const bool chunked = size > max_record_;
+    for (;;) {
+        if (lock_producers(deadline) != 0) throw Full();
+        if (chunked) {
+            if (count_allows()) {
+                try {
+                    stream(bytes, tag, deadline);
+                } catch (...) {
+                    unlock_producers();
+                    throw;
+                }
+                unlock_producers();
+                return;
+            }
+        } else if (write_now(bytes, tag)) {
+            unlock_producers();
+            return;
+        }
+        unlock_producers();
+        if (!wait_for_space(deadline, chunked ? kRecordHeaderSize : size + kRecordHeaderSize)) throw Full();
+    }
+}
+
+// Under put_lock: writes a message larger than a record in chunks, waiting for room as consumers
+// take the earlier ones. Always leaves room for an abort record.
+void QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline) {
+    QueueShared& s = *shared_;
+    const std::uint64_t max_payload = max_record_ - kRecordHeaderSize;
+    s.streaming.store(1, std::memory_order_relaxed);
+    std::size_t offset = 0;
+    while (offset < bytes.size()) {
+        const std::size_t remaining = bytes.size() - offset;
+        const std::size_t chunk = std::min<std::size_t>(remaining, max_payload);
+        const std::uint64_t needed = record_size(chunk) + kRecordHeaderSize;
+        while (free_space(needed) < needed) {
+            if (!wait_for_space(deadline, needed) && free_space(needed) < needed) {
+                const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+                write_record(tail, kAbort, tag, nullptr, 0);
+                publish(tail + kRecordHeaderSize, false);
+                s.streaming.store(0, std::memory_order_relaxed);
+                throw Full();
+            }
+        }
+        const RecordKind kind = offset == 0 ? kFirst : (offset + chunk == bytes.size() ? kLast : kMiddle);
+        const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+        write_record(tail, kind, tag, bytes.data() + offset, chunk);
+        publish(tail + record_size(chunk), kind == kLast);
+        offset += chunk;
+    }
+    s.streaming.store(0, std::memory_order_relaxed);
+}
+
+void QueueCore::put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int64_t timeout) {
+    if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
+    register_type(tag);
+    QueueShared& s = *shared_;
+    const bool joinable = kind_ == QueueKind::joinable;
+    if (joinable) s.unfinished.fetch_add(1, std::memory_order_relaxed);
+    try {
+        if (kind_ != QueueKind::simple && s.maxsize <= 0) {
+            // Unbounded: never blocks. The feeder takes what cannot be written at once.
+            if (backlog_in_use_.load(std::memory_order_relaxed) || s.streaming.load(std::memory_order_relaxed) != 0 ||
+                record_size(bytes.size()) > max_record_) {
+                enqueue_backlog(bytes, tag);
+                return;
+            }
+            lock_producers(Deadline::never());
+            const bool written = write_now(bytes, tag);
+            unlock_producers();
+            if (!written) enqueue_backlog(bytes, tag);
+            return;
+        }
+        const Deadline deadline = timeout == kQueueForever ? Deadline::never()
+                                                           : Deadline::after(std::chrono::nanoseconds(timeout));
+        write_blocking(bytes, tag, deadline);
+    } catch (...) {
+        if (joinable && s.unfinished.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+            s.join_seq.fetch_add(1, std::memory_order_release);
+            futex_wake(&s.join_seq, kWakeAll);
+        }
+        throw;
+    }
+}
+
+// ---- consumers -------------------------------------------------------------------------------
+
+// A consumer died holding get_lock: finish the count it had committed to; if it was taking a
+// message in chunks, the rest of that message is to be skipped.
+void QueueCore::repair_consumers(bool& skipping) {
+    QueueShared& s = *shared_;
+    if (s.head.load(std::memory_order_relaxed) == s.intent_head.load(std::memory_order_relaxed) &&
+        s.get_count.load(std::memory_order_relaxed) != s.intent_get_count.load(std::memory_order_relaxed)) {
+        s.get_count.store(s.intent_get_count.load(std::memory_order_relaxed), std::memory_order_release);
+    }
+    skipping = s.partial.load(std::memory_order_relaxed) != 0;
+    s.tail_cache = s.head.load(std::memory_order_relaxed);
+    get_logger().debug("queue: repaired after a consumer died holding the queue's lock");
+}
+
+void QueueCore::consume(std::uint64_t new_head, bool completes_message, bool partial) noexcept {
+    QueueShared& s = *shared_;
+    const std::uint64_t count = s.get_count.load(std::memory_order_relaxed) + (completes_message ? 1 : 0);
+    s.intent_head.store(new_head, std::memory_order_relaxed);
+    s.intent_get_count.store(count, std::memory_order_relaxed);
+    s.partial.store(partial ? 1 : 0, std::memory_order_relaxed);
+    std::atomic_signal_fence(std::memory_order_seq_cst);
+    s.head.store(new_head, std::memory_order_release);
+    s.get_count.store(count, std::memory_order_release);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (s.space_waiters.load(std::memory_order_relaxed) != 0) {
+        s.space_seq.fetch_add(1, std::memory_order_release);
+        futex_wake(&s.space_seq, kWakeAll);
+    }
+}
+
+void QueueCore::read_payload(std::uint64_t position, std::size_t length, std::byte* out) const noexcept {
+    const std::uint64_t start = (position + kRecordHeaderSize) & (capacity_ - 1);
+    const std::size_t first = std::min<std::size_t>(length, capacity_ - start);
+    if (first > 0) std::memcpy(out, ring_ + start, first);
+    if (length > first) std::memcpy(out + first, ring_, length - first);
+}
+
+// Mid-message: is the producer that is writing the rest still alive? Its death shows as a lock
+// whose owner died; repairing it appends the abort record this consumer is waiting for.
+void QueueCore::check_producer_alive() {
+    const int rc = ::pthread_mutex_trylock(&shared_->put_lock.mutex);
+    if (rc == EOWNERDEAD) {
+        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
+        repair_producers();
+        unlock_producers();
+    } else if (rc == 0) {
+        unlock_producers();
+    }
+}
+
+bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool in_message) {
+    QueueShared& s = *shared_;
+    if (s.tail_cache != head) return true;
+    std::uint64_t tail = s.tail.load(std::memory_order_acquire);
+    if (tail != head) {
+        s.tail_cache = tail;
+        return true;
+    }
+    const bool may_block = in_message || !deadline.finite() || !deadline.passed();
+    if (!may_block) return false;
+    for (int i = 0; i < kSpinIterations; ++i) {
+        cpu_relax();
+        tail = s.tail.load(std::memory_order_acquire);
+        if (tail != head) {
+            s.tail_cache = tail;
+            return true;
+        }
+    }
+    for (;;) {
+        s.data_waiters.fetch_add(1, std::memory_order_seq_cst);
+        const std::uint32_t seq = s.data_seq.load(std::memory_order_acquire);
+        tail = s.tail.load(std::memory_order_seq_cst);
+        if (tail == head) {
+            futex_wait(&s.data_seq, seq, in_message ? Deadline::after(kProducerCheckInterval) : deadline);
+            tail = s.tail.load(std::memory_order_acquire);
+        }
+        s.data_waiters.fetch_sub(1, std::memory_order_relaxed);
+        if (tail != head) {
+            s.tail_cache = tail;
+            return true;
+        }
+        if (in_message) {
+            check_producer_alive();
+        } else if (deadline.passed()) {
+            return false;
+        }
+    }
+}
+
+void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout) {
+    if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
+    QueueShared& s = *shared_;
+    const Deadline deadline =
+        timeout == kQueueForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    bool skipping = false;
+    {
+        int rc = !deadline.finite() ? ::pthread_mutex_lock(&s.get_lock.mutex)
+                                    : ::pthread_mutex_clocklock(&s.get_lock.mutex, CLOCK_MONOTONIC, deadline.when());
+        if (rc == ETIMEDOUT) throw Empty();
+        if (rc == EOWNERDEAD) {
+            ::pthread_mutex_consistent(&s.get_lock.mutex);
+            repair_consumers(skipping);
+        } else if (rc != 0) {
+            throw OSError("acquiring a queue's lock", rc);
+        }
+    }
+    struct Unlock {
+        pthread_mutex_t* mutex;
+        ~Unlock() { ::pthread_mutex_unlock(mutex); }
+    } unlock{&s.get_lock.mutex};
+
+    thread_local std::vector<std::byte> assembly;
+    bool assembling = false;
+    std::uint64_t message_tag = 0;
+    for (;;) {
+        const std::uint64_t head = s.head.load(std::memory_order_relaxed);
+        if (!wait_for_data(head, deadline, assembling || skipping)) throw Empty();
+        RecordHeader header;
+        std::memcpy(&header, ring_ + (head & (capacity_ - 1)), sizeof header);
+        const std::uint64_t next = head + record_size(header.length);
+        switch (header.kind) {
+            case kWhole: {
+                if (skipping || assembling) {
+                    // Cannot happen while producers hold their lock across a message's chunks;
+                    // if it does, the unfinished message is gone and this one stands alone.
+                    skipping = assembling = false;
+                }
+                if (header.tag != tag.hash) {
+                    consume(next, true, false);
+                    throw_type_mismatch(header.tag, tag);
+                }
+                const std::uint64_t start = (head + kRecordHeaderSize) & (capacity_ - 1);
+                try {
+                    if (start + header.length <= capacity_) {
+                        decode(std::span<const std::byte>(ring_ + start, header.length));
+                    } else {
+                        assembly.resize(header.length);
+                        read_payload(head, header.length, assembly.data());
+                        decode(assembly);
+                    }
+                } catch (...) {
+                    consume(next, true, false);
+                    throw;
+                }
+                consume(next, true, false);
+                return;
+            }
+            case kFirst:
+                skipping = false;
+                assembling = true;
+                message_tag = header.tag;
+                assembly.resize(header.length);
+                read_payload(head, header.length, assembly.data());
+                consume(next, false, true);
+                break;
+            case kMiddle:
+            case kLast: {
+                const bool last = header.kind == kLast;
+                if (assembling) {
+                    const std::size_t had = assembly.size();
+                    assembly.resize(had + header.length);
+                    read_payload(head, header.length, assembly.data() + had);
+                }
+                // Every message is counted once, at its last record, whoever reads it.
+                consume(next, last, !last);
+                if (!last) break;
+                if (skipping || !assembling) {
+                    skipping = false;
+                    break;
+                }
+                if (message_tag != tag.hash) {
+                    assembly.clear();
+                    throw_type_mismatch(message_tag, tag);
+                }
+                try {
+                    decode(assembly);
+                } catch (...) {
+                    assembly.clear();
+                    assembly.shrink_to_fit();
+                    throw;
+                }
+                if (assembly.capacity() > max_record_) {
+                    assembly.clear();
+                    assembly.shrink_to_fit();
+                }
+                return;
+            }
+            case kAbort:
+                assembling = skipping = false;
+                consume(next, false, false);
+                break;
+            default:
+                throw ProtocolError(fmt::format("queue: corrupt record (kind {}) at position {}", header.kind, head));
+        }
+    }
+}
+
+// ---- types -----------------------------------------------------------------------------------
+
+void QueueCore::register_type(const TypeTag& tag) {
+    if (registered_tag_.load(std::memory_order_relaxed) == tag.hash) [[likely]]
+        return;
+    QueueShared& s = *shared_;
+    for (auto& entry : s.names) {
+        std::uint64_t current = entry.tag.load(std::memory_order_acquire);
+        if (current == tag.hash) break;
+        if (current == 0) {
+            // Claim the slot with a tag that readers ignore until the name is written.
+            std::uint64_t expected = 0;
+            if (entry.tag.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) {
+                const std::size_t n = std::min(tag.name.size(), kTypeNameSize - 1);
+                std::memcpy(entry.name, tag.name.data(), n);
+                entry.name[n] = '\0';
+                entry.tag.store(tag.hash, std::memory_order_release);
+                break;
+            }
+            if (expected == tag.hash) break;
+        }
+    }
+    registered_tag_.store(tag.hash, std::memory_order_relaxed);
+}
+
+std::string QueueCore::type_name_of(std::uint64_t tag) const {
+    for (const auto& entry : shared_->names)
+        if (entry.tag.load(std::memory_order_acquire) == tag) return std::string(entry.name);
+    return fmt::format("a type with tag {:#x}", tag);
+}
+
+void QueueCore::throw_type_mismatch(std::uint64_t got, const TypeTag& wanted) const {
+    throw DecodeError(fmt::format("queue: the message is a {}, get() asked for a {}", type_name_of(got), wanted.name));
+}
+
+// ---- the interface of queue.hpp -------------------------------------------------------------
+
+std::shared_ptr<QueueCore> queue_create(QueueKind kind, long maxsize, const QueueOptions& options) {
+    const std::size_t capacity = capacity_for(options.buffer_size);
+    SharedBlock block = allocate_shared_block(BlockKind::queue, kRingOffset + capacity, 64);
+    auto* s = new (block.payload()) QueueShared{};
+    s->magic = kQueueMagic;
+    s->capacity = capacity;
+    s->maxsize = kind == QueueKind::simple ? 0 : maxsize;
+    s->kind = static_cast<std::uint32_t>(kind);
+    mutex_init(&s->put_lock, false);
+    mutex_init(&s->get_lock, false);
+    return std::make_shared<QueueCore>(std::move(block), kind);
+}
+
+std::shared_ptr<QueueCore> queue_import(SharedBlock block, QueueKind kind) {
+    const auto* s = block.as<const QueueShared>();
+    if (shared_block_size(block) < kRingOffset + kMinCapacity || s->magic != kQueueMagic ||
+        std::popcount(s->capacity) != 1 || shared_block_size(block) < kRingOffset + s->capacity)
+        throw DecodeError("shared memory: the block is not a queue");
+    if (s->kind != static_cast<std::uint32_t>(kind)) {
+        static constexpr const char* names[] = {"?", "a Queue", "a SimpleQueue", "a JoinableQueue"};
+        const auto name = [](std::uint32_t k) { return k <= 3 ? names[k] : names[0]; };
+        throw DecodeError(fmt::format("shared memory: expected {}, received {}", name(static_cast<std::uint32_t>(kind)),
+                                      name(s->kind)));
+    }
+    return std::make_shared<QueueCore>(std::move(block), kind);
+}
+
+const SharedBlock& queue_block(const QueueCore& core) { return core.block(); }
+
+void queue_put(QueueCore& core, std::vector<std::byte>& bytes, const TypeTag& tag, std::int64_t timeout) {
+    core.put(bytes, tag, timeout);
+}
+
+void queue_get(QueueCore& core, const TypeTag& tag, QueueSink& decode, std::int64_t timeout) {
+    core.get(tag, decode, timeout);
+}
+
+long queue_qsize(const QueueCore& core) {
+    const QueueShared& s = core.shared();
+    const std::uint64_t gets = s.get_count.load(std::memory_order_acquire);
+    const std::uint64_t puts = s.put_count.load(std::memory_order_acquire);
+    return puts > gets ? static_cast<long>(puts - gets) : 0;
+}
+
+long queue_maxsize(const QueueCore& core) {
+    const std::int64_t m = core.shared().maxsize;
+    return m > 0 ? static_cast<long>(m) : 0;
+}
+
+bool queue_full(const QueueCore& core) {
+    const long maxsize = queue_maxsize(core);
+    return maxsize > 0 && queue_qsize(core) >= maxsize;
+}
+
+void queue_close(QueueCore& core) { core.close(); }
+void queue_join_thread(QueueCore& core) { core.join_thread(); }
+void queue_cancel_join_thread(QueueCore& core) { core.cancel_join_thread(); }
+
+void queue_task_done(QueueCore& core) {
+    QueueShared& s = core.shared();
+    std::int64_t current = s.unfinished.load(std::memory_order_relaxed);
+    do {
+        if (current <= 0) throw UsageError("task_done() called too many times");
+    } while (!s.unfinished.compare_exchange_weak(current, current - 1, std::memory_order_acq_rel));
+    if (current == 1) {
+        s.join_seq.fetch_add(1, std::memory_order_release);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        if (s.join_waiters.load(std::memory_order_relaxed) != 0) futex_wake(&s.join_seq, kWakeAll);
+    }
+}
+
+void queue_join(QueueCore& core) {
+    QueueShared& s = core.shared();
+    for (;;) {
+        s.join_waiters.fetch_add(1, std::memory_order_seq_cst);
+        const std::uint32_t seq = s.join_seq.load(std::memory_order_acquire);
+        const bool done = s.unfinished.load(std::memory_order_seq_cst) <= 0;
+        if (!done) futex_wait(&s.join_seq, seq, Deadline::never());
+        s.join_waiters.fetch_sub(1, std::memory_order_relaxed);
+        if (done || s.unfinished.load(std::memory_order_acquire) <= 0) return;
+    }
+}
+
+std::string queue_repr(const QueueCore& core) { return core.repr(); }
+
+void queue_throw_moved_from() { throw UsageError("a Queue has no shared memory (it was moved from)"); }
+
+std::vector<std::byte>& queue_encode_buffer() {
+    thread_local std::vector<std::byte> buffer;
+    if (buffer.capacity() > (std::size_t{1} << 26)) {
+        // One huge message should not pin its size for the life of the thread.
+        std::vector<std::byte>().swap(buffer);
+    }
+    return buffer;
+}
+
+}  // namespace mproc::detail
