@@ -1,0 +1,241 @@
+// Queues between processes, once per start method: a queue given to a child as a Process argument
+// is the same queue there. Producers and consumers in separate processes, messages of random
+// sizes (some larger than the buffer), delivery at exit, cancel_join_thread, JoinableQueue.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdint>
+#include <random>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "helpers/sync_test_helpers.hpp"
+#include "mproc/context.hpp"
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+
+using namespace std::chrono_literals;
+using mproc::StartMethod;
+
+namespace {
+
+constexpr mproc::QueueOptions kSmallBuffer{.buffer_size = 4096};
+
+struct Item {
+    int producer = 0;
+    int seq = 0;
+    std::string payload;
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(producer, seq, payload);
+    }
+};
+
+// Deterministic content, so a consumer can tell a garbled message from a good one. Sizes range
+// from empty to about 3 times the test queues' 4 KiB buffer.
+std::string payload_for(int producer, int seq) {
+    std::mt19937 rng(static_cast<unsigned>(producer * 1000003 + seq));
+    const std::size_t size = (seq % 17 == 0) ? 6000 + rng() % 6000 : rng() % 300;
+    std::string s(size, '\0');
+    for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (producer + seq + i) % 26);
+    return s;
+}
+
+class QueueConformance : public ::testing::TestWithParam<StartMethod> {
+protected:
+    void SetUp() override {
+        mproc::set_start_method(std::string(mproc::to_string(GetParam())), true);
+        {
+            mproc::Process warm_up([] {});
+            warm_up.start();
+            warm_up.join();
+        }
+        fds_ = mproc::testing::count_open_fds();
+    }
+    void TearDown() override {
+        mproc::set_start_method(std::nullopt, true);
+        EXPECT_EQ(mproc::testing::count_open_fds(), fds_) << "descriptors leaked";
+    }
+    static int joined(mproc::Process& p, std::chrono::seconds limit = 30s) {
+        p.join(limit);
+        if (p.is_alive()) {
+            p.kill();
+            p.join();
+            ADD_FAILURE() << "a child did not end in " << limit.count() << " s";
+        }
+        return p.exitcode().value_or(-1000);
+    }
+
+    mproc::testing::Watchdog watchdog_{std::chrono::seconds(100), "a queue conformance test"};
+    int fds_ = 0;
+};
+
+std::string method_name(const ::testing::TestParamInfo<StartMethod>& info) {
+    return std::string(mproc::to_string(info.param));
+}
+
+void greet(mproc::Queue<std::string> q, int n) { q.put("hello from " + std::to_string(n)); }
+
+TEST_P(QueueConformance, ChildrenPutParentGets) {
+    mproc::Queue<std::string> q;
+    std::vector<mproc::Process> jobs;
+    for (int i = 0; i < 4; ++i) jobs.emplace_back(greet, q, i).start();
+    std::set<std::string> got;
+    for (int i = 0; i < 4; ++i) got.insert(q.get(true, 20s));
+    for (auto& j : jobs) EXPECT_EQ(joined(j), 0);
+    EXPECT_EQ(got, (std::set<std::string>{"hello from 0", "hello from 1", "hello from 2", "hello from 3"}));
+}
+
+void produce(mproc::Queue<Item> q, int producer, int count) {
+    for (int i = 0; i < count; ++i) q.put(Item{producer, i, payload_for(producer, i)});
+}
+
+// Put far more than the buffer holds and return at once: the exit sequence waits for the feeder,
+// so every message arrives although the child ended before anyone read.
+TEST_P(QueueConformance, WhatAProcessPutArrivesAfterItExits) {
+    mproc::Queue<Item> q(0, kSmallBuffer);
+    mproc::Process p(produce, q, 0, 300);
+    p.start();
+    for (int i = 0; i < 300; ++i) {
+        Item item = q.get(true, 30s);
+        ASSERT_EQ(item.seq, i);
+        ASSERT_EQ(item.payload, payload_for(0, i));
+    }
+    EXPECT_EQ(joined(p), 0);
+    EXPECT_THROW(q.get_nowait(), mproc::Empty);
+}
+
+void produce_and_cancel(mproc::Queue<std::string> q) {
+    for (int i = 0; i < 100; ++i) q.put(std::string(1000, 'x'));
+    q.cancel_join_thread();
+}
+
+TEST_P(QueueConformance, CancelJoinThreadLetsAProducerExitWithUnwrittenMessages) {
+    mproc::Queue<std::string> q(0, kSmallBuffer);
+    mproc::Process p(produce_and_cancel, q);
+    p.start();
+    // Nobody reads: without cancel_join_thread the child would wait for its feeder forever.
+    EXPECT_EQ(joined(p, 20s), 0);
+    int received = 0;
+    try {
+        for (;;) {
+            EXPECT_EQ(q.get_nowait(), std::string(1000, 'x'));
+            ++received;
+        }
+    } catch (const mproc::Empty&) {
+    }
+    EXPECT_GT(received, 0);
+    EXPECT_LT(received, 100);
+}
+
+void consume_into(mproc::Queue<Item> q, mproc::Queue<std::vector<std::pair<int, int>>> results) {
+    std::vector<std::pair<int, int>> got;
+    for (;;) {
+        Item item = q.get();
+        if (item.producer < 0) break;  // poison pill
+        if (item.payload != payload_for(item.producer, item.seq)) mproc::exit(3);  // garbled
+        got.emplace_back(item.producer, item.seq);
+    }
+    results.put(got);
+}
+
+// N producers x M consumers, random sizes (some three times the buffer): every message arrives
+// exactly once, intact, and each consumer sees each producer's messages in order.
+TEST_P(QueueConformance, ManyProducersManyConsumersNothingLostNothingDoubled) {
+    constexpr int kProducers = 3, kConsumers = 2, kEach = 1500;
+    mproc::Queue<Item> q(0, kSmallBuffer);
+    mproc::Queue<std::vector<std::pair<int, int>>> results;
+    std::vector<mproc::Process> consumers, producers;
+    for (int c = 0; c < kConsumers; ++c) consumers.emplace_back(consume_into, q, results).start();
+    for (int p = 0; p < kProducers; ++p) producers.emplace_back(produce, q, p, kEach).start();
+    for (auto& p : producers) EXPECT_EQ(joined(p, 60s), 0);
+    for (int c = 0; c < kConsumers; ++c) q.put(Item{-1, 0, {}});
+    std::vector<std::vector<bool>> seen(kProducers, std::vector<bool>(kEach, false));
+    for (int c = 0; c < kConsumers; ++c) {
+        auto got = results.get(true, 60s);
+        std::vector<int> last(kProducers, -1);
+        for (auto [p, i] : got) {
+            ASSERT_FALSE(seen[p][i]) << "delivered twice: " << p << "/" << i;
+            seen[p][i] = true;
+            ASSERT_GT(i, last[p]) << "producer " << p << "'s order broken";
+            last[p] = i;
+        }
+    }
+    for (auto& c : consumers) EXPECT_EQ(joined(c), 0) << "a consumer saw a garbled message (exit 3)";
+    for (int p = 0; p < kProducers; ++p)
+        for (int i = 0; i < kEach; ++i) ASSERT_TRUE(seen[p][i]) << "lost: " << p << "/" << i;
+}
+
+void bounded_producer(mproc::Queue<int> q) {
+    for (int i = 0; i < 1000; ++i) q.put(i);
+}
+
+TEST_P(QueueConformance, BoundedQueueHoldsAtMostMaxsize) {
+    mproc::Queue<int> q(3);
+    mproc::Process p(bounded_producer, q);
+    p.start();
+    std::this_thread::sleep_for(100ms);
+    EXPECT_LE(q.qsize(), 3);
+    EXPECT_TRUE(q.full());
+    for (int i = 0; i < 1000; ++i) {
+        ASSERT_LE(q.qsize(), 3);
+        ASSERT_EQ(q.get(true, 20s), i);
+    }
+    EXPECT_EQ(joined(p), 0);
+}
+
+void worker(mproc::JoinableQueue<int> tasks, mproc::Queue<long> results) {
+    long sum = 0;
+    for (;;) {
+        const int n = tasks.get();
+        if (n < 0) {
+            tasks.task_done();
+            break;
+        }
+        sum += n;
+        tasks.task_done();
+    }
+    results.put(sum);
+}
+
+TEST_P(QueueConformance, JoinableQueueJoinsAcrossProcesses) {
+    mproc::JoinableQueue<int> tasks;
+    mproc::Queue<long> results;
+    std::vector<mproc::Process> workers;
+    for (int i = 0; i < 2; ++i) workers.emplace_back(worker, tasks, results).start();
+    for (int i = 1; i <= 1000; ++i) tasks.put(i);
+    for (int i = 0; i < 2; ++i) tasks.put(-1);
+    tasks.join();
+    EXPECT_EQ(tasks.qsize(), 0);
+    EXPECT_EQ(results.get(true, 10s) + results.get(true, 10s), 500500);
+    for (auto& w : workers) EXPECT_EQ(joined(w), 0);
+}
+
+void echo(mproc::SimpleQueue<std::string> in, mproc::SimpleQueue<std::string> out) {
+    for (;;) {
+        std::string s = in.get();
+        if (s.empty()) return;
+        out.put(s + s);
+    }
+}
+
+TEST_P(QueueConformance, SimpleQueuesRequestReply) {
+    mproc::SimpleQueue<std::string> in(kSmallBuffer), out(kSmallBuffer);
+    mproc::Process p(echo, in, out);
+    p.start();
+    for (int i = 1; i < 200; ++i) {
+        std::string s(static_cast<std::size_t>(i * 37), 'q');
+        in.put(s);
+        ASSERT_EQ(out.get(), s + s);
+    }
+    in.put("");
+    EXPECT_EQ(joined(p), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, QueueConformance,
+                         ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
+                         method_name);
+
+}  // namespace
