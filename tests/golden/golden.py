@@ -442,6 +442,50 @@ def reference_words(path: str) -> list[str]:
     return words
 
 
+def producer_consumer_lines(lines: list[str], ctx: dict) -> list[str]:
+    """Example 14: `Creating <P> consumers` (P = 2 x cpu_count), then the 10 + P consumer lines
+    in any order (each task once, each consumer's Exiting once and after its own tasks), then the
+    10 results in any order."""
+    p = 2 * cpu_count(ctx)
+    errors = []
+    if not lines or lines[0] != f"Creating {p} consumers":
+        errors.append(f"stdout line 1 is {lines[0] if lines else None!r}, expected 'Creating {p} consumers'")
+    body, results = lines[1:1 + 10 + p], lines[1 + 10 + p:]
+    pattern = re.compile(r"Consumer-(\d+): (?:(\d+) \* (\d+)|(Exiting))\Z")
+    tasks_seen: dict[int, int] = {}
+    exited: dict[int, int] = {}
+    for index, ln in enumerate(body):
+        m = pattern.match(ln)
+        if not m:
+            errors.append(f"stdout line {index + 2} is not a consumer line: {ln!r}")
+            continue
+        k = int(m.group(1))
+        if not 1 <= k <= p:
+            errors.append(f"stdout line {index + 2}: consumer {k} is not in 1..{p}")
+        if m.group(4):
+            if k in exited:
+                errors.append(f"Consumer-{k} exited twice")
+            exited[k] = index
+        else:
+            a, b = int(m.group(2)), int(m.group(3))
+            if a != b or not 0 <= a <= 9:
+                errors.append(f"stdout line {index + 2}: no such task {a} * {b}")
+            if k in exited:
+                errors.append(f"stdout line {index + 2}: Consumer-{k} ran a task after its Exiting line")
+            tasks_seen[a] = tasks_seen.get(a, 0) + 1
+    for i in range(10):
+        if tasks_seen.get(i, 0) != 1:
+            errors.append(f"task {i} * {i} was run {tasks_seen.get(i, 0)} times, expected once")
+    missing = sorted(set(range(1, p + 1)) - set(exited))
+    if missing:
+        errors.append(f"consumers without an Exiting line: {missing}")
+    expected_results = [f"Result: {i} * {i} = {i * i}" for i in range(10)]
+    if sorted(results) != sorted(expected_results):
+        errors.append("the last 10 lines are not the 10 results in any order:\n"
+                      + show_diff(sorted(expected_results), sorted(results), "results, sorted"))
+    return errors
+
+
 def wordcount_files(directory: str) -> list[str]:
     """The port's inputs when run without arguments: the directory's *.rst files, by name."""
     return sorted(n for n in os.listdir(directory)
@@ -552,6 +596,10 @@ EXAMPLES: dict[str, Example] = {
     ),
     # 12. Default names from the subclass's name, in any order.
     "multiprocessing_subclass": Example(stdout=any_order([f"In Worker-{i}" for i in range(1, 6)])),
+    # 13. One object through a Queue, used in the child (which reports its own name).
+    "multiprocessing_queue": Example(stdout=exact(["Doing something fancy in Process-1 for Fancy Dan!"])),
+    # 14. Consumers race for tasks; see producer_consumer_lines.
+    "multiprocessing_producer_consumer": Example(stdout=producer_consumer_lines),
     # 15. The three "starting" lines race; the timed-out waiter reports alone at ~2 s; the set
     #     and the woken waiter race at ~3 s.
     "multiprocessing_event": Example(stdout=groups(EVENT_STARTING, EVENT_TIMED_OUT, EVENT_SET)),
@@ -670,6 +718,16 @@ def _wordcount_good_lines(method: Optional[str] = None) -> list[str]:
             + wordcount_expected_table(WORDCOUNT_FIXTURES))
 
 
+def _producer_consumer_good_lines() -> list[str]:
+    """A correct run of example 14: tasks spread over the consumers, each consumer's Exiting line
+    after its tasks, results in reverse order."""
+    p = 2 * cpu_count({})
+    tasks = [f"Consumer-{1 + i % p}: {i} * {i}" for i in range(10)]
+    exits = [f"Consumer-{k}: Exiting" for k in range(p, 0, -1)]
+    return ([f"Creating {p} consumers"] + tasks + exits
+            + [f"Result: {i} * {i} = {i * i}" for i in reversed(range(10))])
+
+
 def _good_runs(name: str, pid: int) -> list[Run]:
     """A correct separate-pipe run (and a merged run when checked) for each example."""
     j = lambda lines: "".join(ln + "\n" for ln in lines)  # noqa: E731
@@ -692,6 +750,8 @@ def _good_runs(name: str, pid: int) -> list[Run]:
         "multiprocessing_log_to_stderr": (["Doing some work"], _only_logs(LOG_TO_STDERR_MERGED), LOG_TO_STDERR_MERGED),
         "multiprocessing_get_logger": (["Doing some work"], _only_logs(GET_LOGGER_MERGED), GET_LOGGER_MERGED),
         "multiprocessing_subclass": ([f"In Worker-{i}" for i in (2, 1, 3, 5, 4)], [], None),
+        "multiprocessing_queue": (["Doing something fancy in Process-1 for Fancy Dan!"], [], None),
+        "multiprocessing_producer_consumer": (_producer_consumer_good_lines(), [], None),
         "multiprocessing_event": ([EVENT_STARTING[1], EVENT_STARTING[2], EVENT_STARTING[0]] + EVENT_TIMED_OUT
                                   + [EVENT_SET[1], EVENT_SET[0]], [], None),
         "multiprocessing_lock": ([LOCK_LINES[1], LOCK_LINES[0]], [], None),
@@ -787,6 +847,16 @@ def _mutations(run: Run, name: str) -> list[tuple[str, Run]]:
     if name == "multiprocessing_pool_maxtasksperchild":
         m.append(("six replacements", with_(out=j(_pool_good_lines(6)))))
         m.append(("fewer workers than P", with_(out=j(_pool_good_lines(-1)))))
+    if name == "multiprocessing_producer_consumer":
+        p = 2 * cpu_count({})
+        body = lines[1:1 + 10 + p]
+        exit_of_1 = body.index("Consumer-1: Exiting")
+        m.append(("a consumer exits before its task", with_(out=j(lines[:1] + [body[exit_of_1]] + body[:exit_of_1]
+                                                                   + body[exit_of_1 + 1:] + lines[1 + 10 + p:]))))
+        m.append(("a task run twice", with_(out=run.out.replace("Consumer-2: 1 * 1", "Consumer-2: 0 * 0"))))
+        m.append(("a result line before a consumer line", with_(out=j(lines[:1] + lines[-1:] + lines[1:-1]))))
+        m.append(("consumer count from nproc", with_(out=run.out.replace(f"Creating {p} consumers", f"Creating {p + 2} consumers"))))
+        m.append(("consumer 0", with_(out=run.out.replace("Consumer-1: Exiting", "Consumer-0: Exiting"))))
     if name == "multiprocessing_wordcount":
         files = len(wordcount_files(WORDCOUNT_FIXTURES))
         reading, table = lines[:files], lines[files:]
