@@ -42,6 +42,7 @@
 #include "mproc/detail/descriptors.hpp"
 #include "mproc/logging.hpp"
 #include "runtime/process_access.hpp"
+#include "launch/descriptor_transfer.hpp"
 #include "runtime/runtime.hpp"
 
 namespace mproc {
@@ -49,11 +50,41 @@ namespace detail {
 
 enum class FrameKind : std::uint8_t { define = 1, task = 2, stop = 3, result = 4, error = 5 };
 
+// The initializer as a worker receives it: the call itself under fork, its portable encoding under
+// spawn and forkserver. It is encoded with the worker's start request, so that its arguments may
+// be objects that travel only that way (a Queue, a Lock).
+struct InitializerCall {
+    std::shared_ptr<Target> target;    // in the pool, and in forked workers
+    std::vector<std::byte> portable;   // in spawned workers
+
+    template <class Archive>
+    void save(Archive& ar) const {
+        std::vector<std::byte> bytes;
+        if (target) {
+            Encoder out(bytes);
+            target->encode_portable(out);
+        }
+        ar(bytes);
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(portable);
+    }
+    void run() const {
+        if (target) {
+            target->invoke();
+        } else if (!portable.empty()) {
+            Decoder in(portable);
+            run_portable_call(in);
+        }
+    }
+};
+
 // What a worker needs besides its socket; an argument of the worker's Process.
 struct WorkerSettings {
     int maxtasks = 0;                     // 0: no limit
     bool answer_each = false;             // send each result at once (task timeouts measure from it)
-    std::vector<std::byte> initializer;   // a portable call, or empty
+    InitializerCall initializer;
     int inherited_parent_end = -1;        // fork: the pool's end of the socket, copied into the worker
 
     template <class Archive>
@@ -175,10 +206,7 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
     if (settings.inherited_parent_end >= 0) ::close(settings.inherited_parent_end);
     ProgressWord* running = map_progress_word(channel.progress_fd);
     ::close(channel.progress_fd);
-    if (!settings.initializer.empty()) {
-        Decoder in(settings.initializer);
-        run_portable_call(in);
-    }
+    settings.initializer.run();
     struct Site {
         ChunkEntry entry = nullptr;
         const void* function = nullptr;
@@ -329,7 +357,7 @@ private:
     std::size_t window() const;
 
     PoolOptions options_;
-    std::vector<std::byte> initializer_;
+    InitializerCall initializer_;
 
     mutable std::mutex mutex_;  // guards state_, incoming_, worker_handles_
     std::condition_variable started_;
@@ -373,8 +401,14 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
         throw UsageError("maxtasksperchild must be a positive int or None");
     method = options_.context ? *options_.context : default_start_method();
     if (options_.initializer) {
-        Encoder out(initializer_);
-        options_.initializer.target()->encode_portable(out);
+        initializer_.target = options_.initializer.target();
+        // Refuse a call that cannot travel now rather than in every worker; descriptors are
+        // accepted here as they will be in the workers' start requests.
+        std::vector<std::byte> probe;
+        std::vector<int> descriptors;
+        OutgoingDescriptors accept(descriptors);
+        Encoder out(probe);
+        initializer_.target->encode_portable(out);
     }
     wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (wake_fd_ < 0) throw OSError("eventfd", errno);

@@ -13,6 +13,7 @@
 
 #include "helpers/sync_test_helpers.hpp"
 #include "mproc/context.hpp"
+#include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 
@@ -232,6 +233,27 @@ TEST_P(QueueConformance, SimpleQueuesRequestReply) {
     }
     in.put("");
     EXPECT_EQ(joined(p), 0);
+}
+
+// Python's way to give Pool workers a queue: the initializer's arguments.
+std::optional<mproc::Queue<int>> worker_queue;
+void keep_queue(mproc::Queue<int> q) { worker_queue = std::move(q); }
+int report(int x) {
+    worker_queue->put(x * 10);
+    return x;
+}
+
+TEST_P(QueueConformance, PoolWorkersGetAQueueThroughTheInitializer) {
+    mproc::Queue<int> q;
+    {
+        mproc::Pool pool({.processes = 2, .initializer = {keep_queue, q}});
+        EXPECT_EQ(pool.map(report, std::vector<int>{1, 2, 3, 4}), (std::vector<int>{1, 2, 3, 4}));
+        pool.close();
+        pool.join();
+    }
+    std::multiset<int> got;
+    for (int i = 0; i < 4; ++i) got.insert(q.get(true, 10s));
+    EXPECT_EQ(got, (std::multiset<int>{10, 20, 30, 40}));
 }
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, QueueConformance,
