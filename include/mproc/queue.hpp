@@ -19,11 +19,11 @@
 // Pool's initializer arguments.
 //
 // Python's semantics:
-//  - Queue(maxsize): maxsize <= 0 is unbounded, and then put() never blocks. A message that does
-//    not fit in the shared buffer at once (the consumers are behind, or it is larger than the
-//    buffer) waits in this process's memory and a feeder thread, started on demand, writes it out
-//    in order; later messages of this process queue up behind it, so each producer's order is
-//    kept. Memory: the shared buffer has a fixed size (QueueOptions::buffer_size); what waits
+//  - Queue(maxsize): maxsize <= 0 is unbounded, and then put() never blocks for long: it waits at
+//    most QueueOptions::room_wait (1 ms) for room in the shared buffer. A message that finds none
+//    in that time (the consumers are stalled) waits in this process's memory and a feeder thread,
+//    started on demand, writes it out in order; later messages of this process queue up behind
+//    it, so each producer's order is kept. Memory: the shared buffer has a fixed size (QueueOptions::buffer_size); what waits
 //    beyond it costs the producer's own heap, one encoded copy per message, until consumers catch
 //    up.
 //  - A bounded Queue (maxsize > 0): put() waits until fewer than maxsize messages are in the
@@ -83,6 +83,11 @@ struct QueueOptions {
     // Bytes of shared memory for messages in transit, rounded up to a power of two (at least
     // 4 KiB). Each message takes its encoded size plus 16 bytes, rounded up to 8.
     std::size_t buffer_size = std::size_t{1} << 20;
+    // How long put() on an unbounded Queue waits for room in the buffer before it hands the
+    // message to the feeder thread. Waiting a little spares a thread and a copy per message when
+    // consumers are merely slower than producers; zero is Python's behaviour (the feeder takes
+    // every message that does not fit at once).
+    std::chrono::microseconds room_wait = std::chrono::milliseconds(1);
 };
 
 namespace detail {

@@ -18,9 +18,13 @@
 // dead owner was doing (repair_producers, repair_consumers).
 //
 // Wake-ups. A consumer that finds the ring empty spins briefly, then sleeps on data_seq after
-// announcing itself in data_waiters; a producer that publishes checks data_waiters after a full
-// fence and only then pays for FUTEX_WAKE. The same pattern, the other way round, wakes producers
-// waiting for room (space_seq) and JoinableQueue::join (join_seq).
+// raising data_waiting (only the consumer holding get_lock ever waits for data); a producer that
+// publishes checks the flag after a full fence, and the one that finds it raised lowers it and
+// pays for FUTEX_WAKE, so a consumer is woken once, not once per message published while it wakes
+// up. Producers waiting for room say from which head position on they want to be woken
+// (space_wanted: a quarter of the ring free, not the next byte), so that a consumer draining a
+// full ring wakes them once per quarter rather than once per message. JoinableQueue::join sleeps
+// on join_seq.
 //
 // Process-local state (what waits for the feeder thread of an unbounded Queue) lives in a
 // QueueLocal, replaced in a forked child, where the feeder does not exist.
@@ -38,6 +42,7 @@
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -62,9 +67,10 @@ constexpr std::size_t kTypeNameSize = 120;
 // How long a consumer waiting for the rest of a message in chunks sleeps between looks at
 // whether its producer died.
 constexpr auto kProducerCheckInterval = std::chrono::milliseconds(100);
-// Pause instructions a waiting consumer or producer spins for before it sleeps: a few
-// microseconds, which is what a reply from a process that is running takes.
-constexpr int kSpinIterations = 4000;
+// How long a waiting consumer or producer spins before it sleeps: about what a reply from a
+// process that is running on another CPU takes. Spinning longer burns a CPU that the other side
+// may need; not spinning makes every hand-off two system calls and a wake-up.
+constexpr auto kSpinTime = std::chrono::microseconds(20);
 
 enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
 
@@ -97,6 +103,7 @@ struct QueueShared {
     std::uint64_t head_cache;
     std::uint64_t get_count_cache;
     std::atomic<std::uint32_t> streaming;  // a message in chunks is being written
+    std::int64_t room_wait_ns;             // QueueOptions::room_wait; fixed at creation
 
     // The consumers' side, written under get_lock.
     alignas(64) std::atomic<std::uint64_t> head;
@@ -107,9 +114,10 @@ struct QueueShared {
     std::atomic<std::uint32_t> partial;  // a consumer took a message's first chunk, not its last
 
     alignas(64) std::atomic<std::uint32_t> data_seq;
-    std::atomic<std::uint32_t> data_waiters;
+    std::atomic<std::uint32_t> data_waiting;
     alignas(64) std::atomic<std::uint32_t> space_seq;
     std::atomic<std::uint32_t> space_waiters;
+    std::atomic<std::uint64_t> space_wanted;  // the lowest head position a waiting producer needs
     alignas(64) std::atomic<std::int64_t> unfinished;  // JoinableQueue
     std::atomic<std::uint32_t> join_seq;
     std::atomic<std::uint32_t> join_waiters;
@@ -125,6 +133,20 @@ inline void cpu_relax() noexcept {
 #elif defined(__aarch64__)
     asm volatile("yield" ::: "memory");
 #endif
+}
+
+// Spins (with a pause instruction) until ready() or kSpinTime passed; false at once on a single
+// CPU, where the other side cannot make progress while this one spins.
+template <class Ready>
+bool spin_until(Ready ready) {
+    static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
+    if (!several_cpus) return false;
+    const auto start = std::chrono::steady_clock::now();
+    for (unsigned i = 1;; ++i) {
+        cpu_relax();
+        if (ready()) return true;
+        if ((i & 31) == 0 && std::chrono::steady_clock::now() - start > kSpinTime) return false;
+    }
 }
 
 constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
@@ -193,8 +215,11 @@ private:
     void publish(std::uint64_t new_tail, bool completes_message) noexcept;
     bool write_now(std::span<const std::byte> bytes, const TypeTag& tag);
     void write_blocking(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline);
-    void stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline);
-    bool wait_for_space(const Deadline& deadline, std::uint64_t needed);
+    bool stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline,
+                std::optional<std::chrono::nanoseconds> stall);
+    void abandon_stream() noexcept;
+    bool wait_for_space(const Deadline& deadline, std::uint64_t needed, std::uint64_t want);
+    bool put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag);
 
     // Consumers' side; the caller holds get_lock.
     void repair_consumers(bool& skipping);
@@ -367,13 +392,7 @@ void QueueCore::repair_producers() {
     }
     s.head_cache = s.head.load(std::memory_order_acquire);
     s.get_count_cache = s.get_count.load(std::memory_order_acquire);
-    if (s.streaming.load(std::memory_order_relaxed) != 0) {
-        // Room for this record is always kept free while streaming.
-        const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
-        write_record(tail, kAbort, TypeTag{0, {}}, nullptr, 0);
-        publish(tail + kRecordHeaderSize, false);
-        s.streaming.store(0, std::memory_order_relaxed);
-    }
+    if (s.streaming.load(std::memory_order_relaxed) != 0) abandon_stream();
     get_logger().debug("queue: repaired after a producer died holding the queue's lock");
 }
 
@@ -417,7 +436,7 @@ void QueueCore::publish(std::uint64_t new_tail, bool completes_message) noexcept
     s.put_count.store(count, std::memory_order_relaxed);
     s.tail.store(new_tail, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (s.data_waiters.load(std::memory_order_relaxed) != 0) {
+    if (s.data_waiting.load(std::memory_order_relaxed) != 0 && s.data_waiting.exchange(0, std::memory_order_acq_rel) != 0) {
         s.data_seq.fetch_add(1, std::memory_order_release);
         futex_wake(&s.data_seq, kWakeAll);
     }
@@ -435,27 +454,36 @@ bool QueueCore::write_now(std::span<const std::byte> bytes, const TypeTag& tag) 
 
 // Sleeps until a consumer frees room (or takes a message); false when the deadline passed. The
 // caller re-checks the room: without the lock, what was seen here may be taken by another producer.
-bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed) {
+bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed, std::uint64_t want) {
     QueueShared& s = *shared_;
     if (deadline.finite() && deadline.passed()) return false;
-    for (int i = 0; i < kSpinIterations; ++i) {
-        cpu_relax();
-        if ((i & 63) == 63) {
+    if (spin_until([&] {
             const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_acquire));
-            const bool counted = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
-                                                               s.get_count.load(std::memory_order_acquire) <
-                                                           static_cast<std::uint64_t>(s.maxsize);
-            if (free >= needed && counted) return true;
-        }
-    }
+            return free >= needed && (s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
+                                                                s.get_count.load(std::memory_order_acquire) <
+                                                            static_cast<std::uint64_t>(s.maxsize));
+        }))
+        return true;
     s.space_waiters.fetch_add(1, std::memory_order_seq_cst);
-    const std::uint32_t seq = s.space_seq.load(std::memory_order_acquire);
-    const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_seq_cst));
+    const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+    std::uint64_t free = capacity_ - (tail - s.head.load(std::memory_order_seq_cst));
     const bool counted = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
                                                        s.get_count.load(std::memory_order_seq_cst) <
                                                    static_cast<std::uint64_t>(s.maxsize);
+    // Woken when `want` bytes are free (or `needed`, if more), or at the next message taken when
+    // what is missing is a slot of a bounded queue.
+    const std::uint64_t wanted = counted ? tail + std::min(capacity_, std::max(needed, want)) - capacity_ : 0;
+    std::uint64_t current = s.space_wanted.load(std::memory_order_relaxed);
+    while (wanted < current &&
+           !s.space_wanted.compare_exchange_weak(current, wanted, std::memory_order_seq_cst)) {
+    }
+    const std::uint32_t seq = s.space_seq.load(std::memory_order_seq_cst);
+    free = capacity_ - (tail - s.head.load(std::memory_order_seq_cst));
+    const bool counted_now = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
+                                                           s.get_count.load(std::memory_order_seq_cst) <
+                                                       static_cast<std::uint64_t>(s.maxsize);
     int rc = 0;
-    if (free < needed || !counted) rc = futex_wait(&s.space_seq, seq, deadline);
+    if (free < needed || !counted_now) rc = futex_wait(&s.space_seq, seq, deadline);
     s.space_waiters.fetch_sub(1, std::memory_order_relaxed);
     return rc != ETIMEDOUT || !deadline.passed();
 }
@@ -468,7 +496,7 @@ void QueueCore::write_blocking(std::span<const std::byte> bytes, const TypeTag& 
         if (chunked) {
             if (count_allows()) {
                 try {
-                    stream(bytes, tag, deadline);
+                    stream(bytes, tag, deadline, std::nullopt);
                 } catch (...) {
                     unlock_producers();
                     throw;
@@ -481,13 +509,16 @@ void QueueCore::write_blocking(std::span<const std::byte> bytes, const TypeTag& 
             return;
         }
         unlock_producers();
-        if (!wait_for_space(deadline, chunked ? kRecordHeaderSize : size + kRecordHeaderSize)) throw Full();
+        if (!wait_for_space(deadline, chunked ? kRecordHeaderSize : size + kRecordHeaderSize, capacity_ / 4)) throw Full();
     }
 }
 
 // Under put_lock: writes a message larger than a record in chunks, waiting for room as consumers
-// take the earlier ones. Always leaves room for an abort record.
-void QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline) {
+// take the earlier ones. Always leaves room for an abort record. When no room comes within
+// `stall` (if set), abandons the message and returns false; when the deadline passes, abandons it
+// and throws Full.
+bool QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, const Deadline& deadline,
+                       std::optional<std::chrono::nanoseconds> stall) {
     QueueShared& s = *shared_;
     const std::uint64_t max_payload = max_record_ - kRecordHeaderSize;
     s.streaming.store(1, std::memory_order_relaxed);
@@ -497,11 +528,10 @@ void QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, con
         const std::size_t chunk = std::min<std::size_t>(remaining, max_payload);
         const std::uint64_t needed = record_size(chunk) + kRecordHeaderSize;
         while (free_space(needed) < needed) {
-            if (!wait_for_space(deadline, needed) && free_space(needed) < needed) {
-                const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
-                write_record(tail, kAbort, tag, nullptr, 0);
-                publish(tail + kRecordHeaderSize, false);
-                s.streaming.store(0, std::memory_order_relaxed);
+            const Deadline until = stall ? deadline.capped(*stall) : deadline;
+            if (!wait_for_space(until, needed, capacity_ / 4) && free_space(needed) < needed) {
+                abandon_stream();
+                if (stall && !deadline.passed()) return false;
                 throw Full();
             }
         }
@@ -512,6 +542,49 @@ void QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, con
         offset += chunk;
     }
     s.streaming.store(0, std::memory_order_relaxed);
+    return true;
+}
+
+// Under put_lock, mid-stream: ends the message with an abort record, for which there is always room.
+void QueueCore::abandon_stream() noexcept {
+    QueueShared& s = *shared_;
+    const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
+    write_record(tail, kAbort, TypeTag{0, {}}, nullptr, 0);
+    publish(tail + kRecordHeaderSize, false);
+    s.streaming.store(0, std::memory_order_relaxed);
+}
+
+// An unbounded Queue's put(): writes the message itself if room comes within the queue's room
+// wait (QueueOptions::room_wait), else hands it to the feeder; true when written here.
+bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag) {
+    QueueShared& s = *shared_;
+    if (backlog_in_use_.load(std::memory_order_relaxed) || s.streaming.load(std::memory_order_relaxed) != 0)
+        return false;  // behind this process's waiting messages, or another producer's long one
+    const std::chrono::nanoseconds patience(s.room_wait_ns);
+    const Deadline deadline = Deadline::after(patience);
+    if (lock_producers(deadline) != 0) return false;
+    const std::uint64_t size = record_size(bytes.size());
+    if (size > max_record_) {
+        bool written = false;
+        try {
+            written = stream(bytes, tag, deadline, patience);
+        } catch (const Full&) {
+        } catch (...) {
+            unlock_producers();
+            throw;
+        }
+        unlock_producers();
+        return written;
+    }
+    for (;;) {
+        const bool written = write_now(bytes, tag);
+        unlock_producers();
+        if (written) return true;
+        // Woken when a sixteenth of the ring is free: one wake-up per many messages when the
+        // consumers are merely slower than this producer.
+        if (!wait_for_space(deadline, size + kRecordHeaderSize, capacity_ / 16)) return false;
+        if (lock_producers(deadline) != 0) return false;
+    }
 }
 
 void QueueCore::put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int64_t timeout) {
@@ -522,16 +595,8 @@ void QueueCore::put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int6
     if (joinable) s.unfinished.fetch_add(1, std::memory_order_relaxed);
     try {
         if (kind_ != QueueKind::simple && s.maxsize <= 0) {
-            // Unbounded: never blocks. The feeder takes what cannot be written at once.
-            if (backlog_in_use_.load(std::memory_order_relaxed) || s.streaming.load(std::memory_order_relaxed) != 0 ||
-                record_size(bytes.size()) > max_record_) {
-                enqueue_backlog(bytes, tag);
-                return;
-            }
-            lock_producers(Deadline::never());
-            const bool written = write_now(bytes, tag);
-            unlock_producers();
-            if (!written) enqueue_backlog(bytes, tag);
+            // Unbounded: never waits longer than the room wait. The feeder takes the rest.
+            if (!put_unbounded(bytes, tag)) enqueue_backlog(bytes, tag);
             return;
         }
         const Deadline deadline = timeout == kQueueForever ? Deadline::never()
@@ -571,8 +636,10 @@ void QueueCore::consume(std::uint64_t new_head, bool completes_message, bool par
     s.head.store(new_head, std::memory_order_release);
     s.get_count.store(count, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    if (s.space_waiters.load(std::memory_order_relaxed) != 0) {
-        s.space_seq.fetch_add(1, std::memory_order_release);
+    if (s.space_waiters.load(std::memory_order_relaxed) != 0 &&
+        new_head >= s.space_wanted.load(std::memory_order_relaxed)) {
+        s.space_wanted.store(~std::uint64_t{0}, std::memory_order_relaxed);
+        s.space_seq.fetch_add(1, std::memory_order_seq_cst);
         futex_wake(&s.space_seq, kWakeAll);
     }
 }
@@ -607,23 +674,19 @@ bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool
     }
     const bool may_block = in_message || !deadline.finite() || !deadline.passed();
     if (!may_block) return false;
-    for (int i = 0; i < kSpinIterations; ++i) {
-        cpu_relax();
-        tail = s.tail.load(std::memory_order_acquire);
-        if (tail != head) {
-            s.tail_cache = tail;
-            return true;
-        }
+    if (spin_until([&] { return (tail = s.tail.load(std::memory_order_acquire)) != head; })) {
+        s.tail_cache = tail;
+        return true;
     }
     for (;;) {
-        s.data_waiters.fetch_add(1, std::memory_order_seq_cst);
+        s.data_waiting.exchange(1, std::memory_order_seq_cst);
         const std::uint32_t seq = s.data_seq.load(std::memory_order_acquire);
         tail = s.tail.load(std::memory_order_seq_cst);
         if (tail == head) {
             futex_wait(&s.data_seq, seq, in_message ? Deadline::after(kProducerCheckInterval) : deadline);
             tail = s.tail.load(std::memory_order_acquire);
         }
-        s.data_waiters.fetch_sub(1, std::memory_order_relaxed);
+        s.data_waiting.store(0, std::memory_order_relaxed);
         if (tail != head) {
             s.tail_cache = tail;
             return true;
@@ -667,6 +730,8 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
         RecordHeader header;
         std::memcpy(&header, ring_ + (head & (capacity_ - 1)), sizeof header);
         const std::uint64_t next = head + record_size(header.length);
+        if (next - head > max_record_ || next > s.tail_cache)
+            throw ProtocolError(fmt::format("queue: corrupt record (length {}) at position {}", header.length, head));
         switch (header.kind) {
             case kWhole: {
                 if (skipping || assembling) {
@@ -789,6 +854,8 @@ std::shared_ptr<QueueCore> queue_create(QueueKind kind, long maxsize, const Queu
     s->capacity = capacity;
     s->maxsize = kind == QueueKind::simple ? 0 : maxsize;
     s->kind = static_cast<std::uint32_t>(kind);
+    s->space_wanted.store(~std::uint64_t{0}, std::memory_order_relaxed);
+    s->room_wait_ns = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(options.room_wait).count());
     mutex_init(&s->put_lock, false);
     mutex_init(&s->get_lock, false);
     return std::make_shared<QueueCore>(std::move(block), kind);

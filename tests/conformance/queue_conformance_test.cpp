@@ -256,6 +256,34 @@ TEST_P(QueueConformance, PoolWorkersGetAQueueThroughTheInitializer) {
     EXPECT_EQ(got, (std::multiset<int>{10, 20, 30, 40}));
 }
 
+void put_one(mproc::Queue<std::string> q) { q.put("from the child"); }
+
+// A forked child inherits the parent's memory, including messages waiting for the parent's
+// feeder; they must stay the parent's, or they would arrive twice.
+TEST(QueueFork, ChildDoesNotResendItsParentsWaitingMessages) {
+    mproc::Queue<std::string> q(0, mproc::QueueOptions{.buffer_size = 4096, .room_wait = std::chrono::microseconds(0)});
+    for (int i = 0; i < 20; ++i) q.put(std::to_string(i) + std::string(1000, '.'));  // most wait for the feeder
+    mproc::Process child(mproc::ProcessOptions{.start_method = StartMethod::fork}, put_one, q);
+    child.start();
+    std::vector<std::string> got;
+    for (int i = 0; i < 21; ++i) got.push_back(q.get(true, 20s));
+    child.join(20s);
+    EXPECT_EQ(child.exitcode(), 0);
+    EXPECT_THROW(q.get(true, 200ms), mproc::Empty);
+    std::vector<std::string> parents;
+    int from_child = 0;
+    for (auto& s : got) {
+        if (s == "from the child") {
+            ++from_child;
+        } else {
+            parents.push_back(s);
+        }
+    }
+    EXPECT_EQ(from_child, 1);
+    ASSERT_EQ(parents.size(), 20u);
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(parents[static_cast<std::size_t>(i)], std::to_string(i) + std::string(1000, '.'));
+}
+
 INSTANTIATE_TEST_SUITE_P(StartMethods, QueueConformance,
                          ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
                          method_name);
