@@ -67,10 +67,11 @@ constexpr std::size_t kTypeNameSize = 120;
 // How long a consumer waiting for the rest of a message in chunks sleeps between looks at
 // whether its producer died.
 constexpr auto kProducerCheckInterval = std::chrono::milliseconds(100);
-// How long a waiting consumer or producer spins before it sleeps: about what a reply from a
-// process that is running on another CPU takes. Spinning longer burns a CPU that the other side
-// may need; not spinning makes every hand-off two system calls and a wake-up.
-constexpr auto kSpinTime = std::chrono::microseconds(20);
+// How long a waiting consumer or producer spins before it sleeps, at most: about what a reply from
+// a process running on another CPU takes. The budget adapts (SpinBudget): spinning only pays when
+// the other side runs at the same time; when it shares this CPU, every spin is lost time.
+constexpr std::int32_t kMaxSpinNanos = 20'000;
+constexpr std::int32_t kMinSpinNanos = 1'000;
 
 enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
 
@@ -92,8 +93,11 @@ struct QueueShared {
     std::int64_t maxsize;  // <= 0: unbounded
     std::uint32_t kind;
     std::uint32_t reserved;
-    MutexState put_lock;
-    MutexState get_lock;
+    // Each lock on a line of its own: glibc writes into a robust mutex on every lock and unlock
+    // (its robust-list links), and a producer and a consumer sharing that line would slow each
+    // other down on every message.
+    alignas(64) MutexState put_lock;
+    alignas(64) MutexState get_lock;
 
     // The producers' side, written under put_lock (streaming is also read without it).
     alignas(64) std::atomic<std::uint64_t> tail;
@@ -135,17 +139,48 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// Spins (with a pause instruction) until ready() or kSpinTime passed; false at once on a single
-// CPU, where the other side cannot make progress while this one spins.
+// A process-local, per-queue spin budget: doubled (up to the maximum) when a spin ends with what it
+// waited for, halved when it ends in sleep. Below the minimum the waiter sleeps at once, but
+// probes with a short spin one time in 64, so that the budget recovers when the other side gets
+// a CPU of its own again.
+class SpinBudget {
+public:
+    std::int32_t next() noexcept {
+        const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
+        if (ns >= kMinSpinNanos) return ns;
+        return (probe_.fetch_add(1, std::memory_order_relaxed) & 63) == 0 ? kMinSpinNanos : 0;
+    }
+    void record(bool succeeded) noexcept {
+        const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
+        nanos_.store(succeeded ? std::min(kMaxSpinNanos, std::max(kMinSpinNanos, ns * 2)) : ns / 2,
+                     std::memory_order_relaxed);
+    }
+
+private:
+    std::atomic<std::int32_t> nanos_{kMaxSpinNanos};
+    std::atomic<std::uint32_t> probe_{0};
+};
+
+// Spins (with a pause instruction) until ready() or the budget is spent; false at once on a
+// single CPU, where the other side cannot make progress while this one spins.
 template <class Ready>
-bool spin_until(Ready ready) {
+bool spin_until(SpinBudget& budget, Ready ready) {
     static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
     if (!several_cpus) return false;
+    const std::int32_t nanos = budget.next();
+    if (nanos == 0) return false;
+    const auto limit = std::chrono::nanoseconds(nanos);
     const auto start = std::chrono::steady_clock::now();
     for (unsigned i = 1;; ++i) {
         cpu_relax();
-        if (ready()) return true;
-        if ((i & 31) == 0 && std::chrono::steady_clock::now() - start > kSpinTime) return false;
+        if (ready()) {
+            budget.record(true);
+            return true;
+        }
+        if ((i & 31) == 0 && std::chrono::steady_clock::now() - start > limit) {
+            budget.record(false);
+            return false;
+        }
     }
 }
 
@@ -248,6 +283,8 @@ private:
     std::atomic<std::uint64_t> registered_tag_{0};
     std::uint64_t generation_;
     std::unique_ptr<QueueLocal> local_;
+    SpinBudget data_spin_;
+    SpinBudget space_spin_;
 };
 
 namespace {
@@ -457,7 +494,7 @@ bool QueueCore::write_now(std::span<const std::byte> bytes, const TypeTag& tag) 
 bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed, std::uint64_t want) {
     QueueShared& s = *shared_;
     if (deadline.finite() && deadline.passed()) return false;
-    if (spin_until([&] {
+    if (spin_until(space_spin_, [&] {
             const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_acquire));
             return free >= needed && (s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
                                                                 s.get_count.load(std::memory_order_acquire) <
@@ -674,7 +711,7 @@ bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool
     }
     const bool may_block = in_message || !deadline.finite() || !deadline.passed();
     if (!may_block) return false;
-    if (spin_until([&] { return (tail = s.tail.load(std::memory_order_acquire)) != head; })) {
+    if (spin_until(data_spin_, [&] { return (tail = s.tail.load(std::memory_order_acquire)) != head; })) {
         s.tail_cache = tail;
         return true;
     }
@@ -699,6 +736,33 @@ bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool
     }
 }
 
+namespace {
+
+// The bytes of a message being reassembled from chunks, in a per-thread buffer that keeps its size
+// from one message to the next: growing a vector zero-fills what is about to be overwritten, and
+// a fresh megabyte costs page faults, on every message otherwise.
+class Assembly {
+public:
+    std::byte* extend(std::size_t n) {
+        if (buffer_.size() < size_ + n) buffer_.resize(std::max(size_ + n, buffer_.size() * 2));
+        std::byte* p = buffer_.data() + size_;
+        size_ += n;
+        return p;
+    }
+    std::span<const std::byte> bytes() const noexcept { return {buffer_.data(), size_}; }
+    void reset() {
+        size_ = 0;
+        if (buffer_.size() > kKeptBytes) std::vector<std::byte>().swap(buffer_);
+    }
+
+private:
+    static constexpr std::size_t kKeptBytes = std::size_t{64} << 20;
+    std::vector<std::byte> buffer_;
+    std::size_t size_ = 0;
+};
+
+}  // namespace
+
 void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout) {
     if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
     QueueShared& s = *shared_;
@@ -721,7 +785,7 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
         ~Unlock() { ::pthread_mutex_unlock(mutex); }
     } unlock{&s.get_lock.mutex};
 
-    thread_local std::vector<std::byte> assembly;
+    thread_local Assembly assembly;
     bool assembling = false;
     std::uint64_t message_tag = 0;
     for (;;) {
@@ -748,9 +812,9 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
                     if (start + header.length <= capacity_) {
                         decode(std::span<const std::byte>(ring_ + start, header.length));
                     } else {
-                        assembly.resize(header.length);
-                        read_payload(head, header.length, assembly.data());
-                        decode(assembly);
+                        assembly.reset();
+                        read_payload(head, header.length, assembly.extend(header.length));
+                        decode(assembly.bytes());
                     }
                 } catch (...) {
                     consume(next, true, false);
@@ -763,18 +827,14 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
                 skipping = false;
                 assembling = true;
                 message_tag = header.tag;
-                assembly.resize(header.length);
-                read_payload(head, header.length, assembly.data());
+                assembly.reset();
+                read_payload(head, header.length, assembly.extend(header.length));
                 consume(next, false, true);
                 break;
             case kMiddle:
             case kLast: {
                 const bool last = header.kind == kLast;
-                if (assembling) {
-                    const std::size_t had = assembly.size();
-                    assembly.resize(had + header.length);
-                    read_payload(head, header.length, assembly.data() + had);
-                }
+                if (assembling) read_payload(head, header.length, assembly.extend(header.length));
                 // Every message is counted once, at its last record, whoever reads it.
                 consume(next, last, !last);
                 if (!last) break;
@@ -782,21 +842,8 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
                     skipping = false;
                     break;
                 }
-                if (message_tag != tag.hash) {
-                    assembly.clear();
-                    throw_type_mismatch(message_tag, tag);
-                }
-                try {
-                    decode(assembly);
-                } catch (...) {
-                    assembly.clear();
-                    assembly.shrink_to_fit();
-                    throw;
-                }
-                if (assembly.capacity() > max_record_) {
-                    assembly.clear();
-                    assembly.shrink_to_fit();
-                }
+                if (message_tag != tag.hash) throw_type_mismatch(message_tag, tag);
+                decode(assembly.bytes());
                 return;
             }
             case kAbort:
