@@ -586,7 +586,8 @@ bool QueueCore::stream(std::span<const std::byte> bytes, const TypeTag& tag, con
 void QueueCore::abandon_stream() noexcept {
     QueueShared& s = *shared_;
     const std::uint64_t tail = s.tail.load(std::memory_order_relaxed);
-    write_record(tail, kAbort, TypeTag{0, {}}, nullptr, 0);
+    const RecordHeader header{0, kAbort, 0};
+    std::memcpy(ring_ + (tail & (capacity_ - 1)), &header, sizeof header);
     publish(tail + kRecordHeaderSize, false);
     s.streaming.store(0, std::memory_order_relaxed);
 }
