@@ -29,6 +29,7 @@
 // Process-local state (what waits for the feeder thread of an unbounded Queue) lives in a
 // QueueLocal, replaced in a forked child, where the feeder does not exist.
 #include <pthread.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -51,6 +52,7 @@
 #include "mproc/queue.hpp"
 #include "runtime/fork_aware_mutex.hpp"
 #include "runtime/runtime.hpp"
+#include "sync/asymmetric_fence.hpp"
 #include "sync/futex.hpp"
 #include "sync/mutex_state.hpp"
 
@@ -67,11 +69,14 @@ constexpr std::size_t kTypeNameSize = 120;
 // How long a consumer waiting for the rest of a message in chunks sleeps between looks at
 // whether its producer died.
 constexpr auto kProducerCheckInterval = std::chrono::milliseconds(100);
-// How long a waiting consumer or producer spins before it sleeps, at most: about what a reply from
-// a process running on another CPU takes. The budget adapts (SpinBudget): spinning only pays when
-// the other side runs at the same time; when it shares this CPU, every spin is lost time.
-constexpr std::int32_t kMaxSpinNanos = 20'000;
-constexpr std::int32_t kMinSpinNanos = 1'000;
+// The longest a waiter sleeps at a time when the other processes could not be made to fence
+// (asymmetric_fence.hpp): a wake-up they miss then costs at most this much.
+constexpr auto kUnfencedSleep = std::chrono::milliseconds(1);
+// How long a waiting consumer or producer spins before it sleeps, at most: a little more than a
+// wake-up from sleep takes on another CPU, so that a reply from a process that is running (or
+// being woken) arrives during the spin. The budget adapts (SpinBudget).
+constexpr std::int32_t kMaxSpinNanos = 50'000;
+constexpr std::int32_t kMinSpinNanos = 2'000;
 
 enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
 
@@ -93,21 +98,23 @@ struct QueueShared {
     std::int64_t maxsize;  // <= 0: unbounded
     std::uint32_t kind;
     std::uint32_t reserved;
+    std::int64_t room_wait_ns;  // QueueOptions::room_wait
     // Each lock on a line of its own: glibc writes into a robust mutex on every lock and unlock
     // (its robust-list links), and a producer and a consumer sharing that line would slow each
     // other down on every message.
     alignas(64) MutexState put_lock;
     alignas(64) MutexState get_lock;
 
-    // The producers' side, written under put_lock (streaming is also read without it).
+    // The producers' side, written under put_lock (streaming is also read without it). The tail
+    // has a line of its own: a consumer that waits watches it, and each look takes the line from
+    // the producer; what producers write for themselves stays out of that line.
     alignas(64) std::atomic<std::uint64_t> tail;
-    std::atomic<std::uint64_t> put_count;
+    alignas(64) std::atomic<std::uint64_t> put_count;
     std::atomic<std::uint64_t> intent_tail;
     std::atomic<std::uint64_t> intent_put_count;
     std::uint64_t head_cache;
     std::uint64_t get_count_cache;
     std::atomic<std::uint32_t> streaming;  // a message in chunks is being written
-    std::int64_t room_wait_ns;             // QueueOptions::room_wait; fixed at creation
 
     // The consumers' side, written under get_lock.
     alignas(64) std::atomic<std::uint64_t> head;
@@ -139,21 +146,18 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
-// A process-local, per-queue spin budget: doubled (up to the maximum) when a spin ends with what it
-// waited for, halved when it ends in sleep. Below the minimum the waiter sleeps at once, but
-// probes with a short spin one time in 64, so that the budget recovers when the other side gets
-// a CPU of its own again.
+// A process-local, per-queue spin budget: back to the maximum when a spin ends with what it waited
+// for, halved when it ends in sleep. Below the minimum the waiter sleeps at once, but one wait in
+// 32 spins in full, so that the budget recovers when spinning pays again.
 class SpinBudget {
 public:
     std::int32_t next() noexcept {
         const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
         if (ns >= kMinSpinNanos) return ns;
-        return (probe_.fetch_add(1, std::memory_order_relaxed) & 63) == 0 ? kMinSpinNanos : 0;
+        return (probe_.fetch_add(1, std::memory_order_relaxed) & 31) == 0 ? kMaxSpinNanos : 0;
     }
     void record(bool succeeded) noexcept {
-        const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
-        nanos_.store(succeeded ? std::min(kMaxSpinNanos, std::max(kMinSpinNanos, ns * 2)) : ns / 2,
-                     std::memory_order_relaxed);
+        nanos_.store(succeeded ? kMaxSpinNanos : nanos_.load(std::memory_order_relaxed) / 2, std::memory_order_relaxed);
     }
 
 private:
@@ -161,8 +165,8 @@ private:
     std::atomic<std::uint32_t> probe_{0};
 };
 
-// Spins (with a pause instruction) until ready() or the budget is spent; false at once on a
-// single CPU, where the other side cannot make progress while this one spins.
+// Spins until ready() or the budget is spent; false at once on a single CPU. The spin yields the
+// CPU now and then: when the process it waits for shares this CPU, that is what lets it answer.
 template <class Ready>
 bool spin_until(SpinBudget& budget, Ready ready) {
     static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
@@ -171,15 +175,23 @@ bool spin_until(SpinBudget& budget, Ready ready) {
     if (nanos == 0) return false;
     const auto limit = std::chrono::nanoseconds(nanos);
     const auto start = std::chrono::steady_clock::now();
-    for (unsigned i = 1;; ++i) {
-        cpu_relax();
+    // Looks at the other side's line less and less often (up to every 32 pauses, a few hundred
+    // nanoseconds): each look takes the line away from a writer that is still busy, and a writer
+    // left alone for a while publishes several messages for the price of one transfer.
+    unsigned pauses = 1;
+    for (unsigned looks = 1;; ++looks) {
+        for (unsigned i = 0; i < pauses; ++i) cpu_relax();
         if (ready()) {
             budget.record(true);
             return true;
         }
-        if ((i & 31) == 0 && std::chrono::steady_clock::now() - start > limit) {
-            budget.record(false);
-            return false;
+        if (pauses < 32) pauses *= 2;
+        if ((looks & 7) == 0) {
+            if (std::chrono::steady_clock::now() - start > limit) {
+                budget.record(false);
+                return false;
+            }
+            ::sched_yield();
         }
     }
 }
@@ -194,11 +206,6 @@ std::size_t capacity_for(std::size_t requested) {
     return std::max(kMinCapacity, std::bit_ceil(requested));
 }
 
-// The fork generation: bumped in every forked child, so that process-local queue state inherited
-// from the parent can be recognised and replaced.
-std::atomic<std::uint64_t> fork_generation{0};
-void bump_fork_generation() { fork_generation.fetch_add(1, std::memory_order_relaxed); }
-[[maybe_unused]] const int fork_handler_installed = ::pthread_atfork(nullptr, nullptr, bump_fork_generation);
 
 }  // namespace
 
@@ -220,7 +227,7 @@ public:
     QueueCore(SharedBlock block, QueueKind kind)
         : block_(std::move(block)), shared_(block_.as<QueueShared>()), kind_(kind),
           ring_(block_.payload() + kRingOffset), capacity_(shared_->capacity),
-          max_record_(shared_->capacity / 4), generation_(fork_generation.load(std::memory_order_relaxed)),
+          max_record_(shared_->capacity / 4), generation_(fork_generation()),
           local_(std::make_unique<QueueLocal>()) {}
 
     const SharedBlock& block() const noexcept { return block_; }
@@ -241,6 +248,7 @@ public:
 private:
     // Producers' side; the caller holds put_lock.
     int lock_producers(const Deadline& deadline);
+    bool try_lock_producers();
     void unlock_producers() noexcept { ::pthread_mutex_unlock(&shared_->put_lock.mutex); }
     void repair_producers();
     std::uint64_t free_space(std::uint64_t needed);
@@ -321,7 +329,7 @@ void flush_all_queues() {
 // ---- process-local state and the feeder ------------------------------------------------------
 
 QueueLocal& QueueCore::local() {
-    const std::uint64_t now = fork_generation.load(std::memory_order_relaxed);
+    const std::uint64_t now = fork_generation();
     if (generation_ == now) [[likely]]
         return *local_;
     // A forked child: the feeder and its messages stayed in the parent.
@@ -347,7 +355,7 @@ void QueueCore::enqueue_backlog(std::vector<std::byte>& bytes, const TypeTag& ta
     {
         QueueRegistry& registry = QueueRegistry::get();
         std::lock_guard guard(registry.mutex);
-        const std::uint64_t now = fork_generation.load(std::memory_order_relaxed);
+        const std::uint64_t now = fork_generation();
         if (registry.exit_hook_generation != now) {
             registry.exit_hook_generation = now;
             registry.fed.clear();
@@ -417,6 +425,20 @@ int QueueCore::lock_producers(const Deadline& deadline) {
     return rc;
 }
 
+// Takes put_lock if it is free (repairing after a dead owner); false if someone holds it.
+bool QueueCore::try_lock_producers() {
+    const int rc = ::pthread_mutex_trylock(&shared_->put_lock.mutex);
+    if (rc == 0) [[likely]]
+        return true;
+    if (rc == EOWNERDEAD) {
+        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
+        repair_producers();
+        return true;
+    }
+    if (rc != EBUSY) throw OSError("acquiring a queue's lock", rc);
+    return false;
+}
+
 // A producer died holding put_lock: publish what it had committed to, end a message it was writing
 // in chunks.
 void QueueCore::repair_producers() {
@@ -472,7 +494,7 @@ void QueueCore::publish(std::uint64_t new_tail, bool completes_message) noexcept
     std::atomic_signal_fence(std::memory_order_seq_cst);
     s.put_count.store(count, std::memory_order_relaxed);
     s.tail.store(new_tail, std::memory_order_release);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    asymmetric_fence_light();  // against the heavy fence of a consumer about to sleep
     if (s.data_waiting.load(std::memory_order_relaxed) != 0 && s.data_waiting.exchange(0, std::memory_order_acq_rel) != 0) {
         s.data_seq.fetch_add(1, std::memory_order_release);
         futex_wake(&s.data_seq, kWakeAll);
@@ -515,12 +537,17 @@ bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed, s
            !s.space_wanted.compare_exchange_weak(current, wanted, std::memory_order_seq_cst)) {
     }
     const std::uint32_t seq = s.space_seq.load(std::memory_order_seq_cst);
+    // Consumers store the head, then look at space_waiters with only a light fence: make them
+    // fence, so that either they see this waiter or it sees their head. Without that, sleep in
+    // short slices.
+    const bool fenced = asymmetric_fence_heavy();
     free = capacity_ - (tail - s.head.load(std::memory_order_seq_cst));
     const bool counted_now = s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
                                                            s.get_count.load(std::memory_order_seq_cst) <
                                                        static_cast<std::uint64_t>(s.maxsize);
     int rc = 0;
-    if (free < needed || !counted_now) rc = futex_wait(&s.space_seq, seq, deadline);
+    if (free < needed || !counted_now)
+        rc = futex_wait(&s.space_seq, seq, fenced ? deadline : deadline.capped(kUnfencedSleep));
     s.space_waiters.fetch_sub(1, std::memory_order_relaxed);
     return rc != ETIMEDOUT || !deadline.passed();
 }
@@ -599,13 +626,17 @@ bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag)
     if (backlog_in_use_.load(std::memory_order_relaxed) || s.streaming.load(std::memory_order_relaxed) != 0)
         return false;  // behind this process's waiting messages, or another producer's long one
     const std::chrono::nanoseconds patience(s.room_wait_ns);
-    const Deadline deadline = Deadline::after(patience);
-    if (lock_producers(deadline) != 0) return false;
+    std::optional<Deadline> deadline;  // computed only when there is something to wait for
+    const auto until = [&]() -> const Deadline& {
+        if (!deadline) deadline = Deadline::after(patience);
+        return *deadline;
+    };
+    if (!try_lock_producers() && lock_producers(until()) != 0) return false;
     const std::uint64_t size = record_size(bytes.size());
     if (size > max_record_) {
         bool written = false;
         try {
-            written = stream(bytes, tag, deadline, patience);
+            written = stream(bytes, tag, until(), patience);
         } catch (const Full&) {
         } catch (...) {
             unlock_producers();
@@ -620,8 +651,8 @@ bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag)
         if (written) return true;
         // Woken when a sixteenth of the ring is free: one wake-up per many messages when the
         // consumers are merely slower than this producer.
-        if (!wait_for_space(deadline, size + kRecordHeaderSize, capacity_ / 16)) return false;
-        if (lock_producers(deadline) != 0) return false;
+        if (!wait_for_space(until(), size + kRecordHeaderSize, capacity_ / 16)) return false;
+        if (lock_producers(until()) != 0) return false;
     }
 }
 
@@ -673,7 +704,7 @@ void QueueCore::consume(std::uint64_t new_head, bool completes_message, bool par
     std::atomic_signal_fence(std::memory_order_seq_cst);
     s.head.store(new_head, std::memory_order_release);
     s.get_count.store(count, std::memory_order_release);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
+    asymmetric_fence_light();  // against the heavy fence of a producer about to sleep
     if (s.space_waiters.load(std::memory_order_relaxed) != 0 &&
         new_head >= s.space_wanted.load(std::memory_order_relaxed)) {
         s.space_wanted.store(~std::uint64_t{0}, std::memory_order_relaxed);
@@ -719,9 +750,14 @@ bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool
     for (;;) {
         s.data_waiting.exchange(1, std::memory_order_seq_cst);
         const std::uint32_t seq = s.data_seq.load(std::memory_order_acquire);
+        // Producers publish, then look at data_waiting with only a light fence: make them fence
+        // (see wait_for_space).
+        const bool fenced = asymmetric_fence_heavy();
         tail = s.tail.load(std::memory_order_seq_cst);
         if (tail == head) {
-            futex_wait(&s.data_seq, seq, in_message ? Deadline::after(kProducerCheckInterval) : deadline);
+            Deadline until = in_message ? Deadline::after(kProducerCheckInterval) : deadline;
+            if (!fenced) until = until.capped(kUnfencedSleep);
+            futex_wait(&s.data_seq, seq, until);
             tail = s.tail.load(std::memory_order_acquire);
         }
         s.data_waiting.store(0, std::memory_order_relaxed);

@@ -235,6 +235,30 @@ TEST_P(QueueConformance, SimpleQueuesRequestReply) {
     EXPECT_EQ(joined(p), 0);
 }
 
+void echo_with_pauses(mproc::Queue<int> requests, mproc::Queue<int> replies, int count) {
+    for (int i = 0; i < count; ++i) {
+        const int n = requests.get();
+        // Now and then long enough for the other side to stop spinning and sleep.
+        if (i % 7 == 3) std::this_thread::sleep_for(std::chrono::microseconds(60 + i % 5 * 20));
+        replies.put(n + 1);
+    }
+}
+
+// Request/reply where each side now spins, now sleeps: a wake-up lost between a put() and a get()
+// going to sleep would hang this test (the watchdog ends it with a message).
+TEST_P(QueueConformance, NoWakeUpIsLostBetweenSpinningAndSleeping) {
+    constexpr int kRounds = 4000;
+    mproc::Queue<int> requests, replies;
+    mproc::Process p(echo_with_pauses, requests, replies, kRounds);
+    p.start();
+    for (int i = 0; i < kRounds; ++i) {
+        if (i % 11 == 5) std::this_thread::sleep_for(std::chrono::microseconds(70));
+        requests.put(i);
+        ASSERT_EQ(replies.get(true, 20s), i + 1);
+    }
+    EXPECT_EQ(joined(p), 0);
+}
+
 // Python's way to give Pool workers a queue: the initializer's arguments.
 std::optional<mproc::Queue<int>> worker_queue;
 void keep_queue(mproc::Queue<int> q) { worker_queue = std::move(q); }
