@@ -77,6 +77,8 @@ constexpr auto kUnfencedSleep = std::chrono::milliseconds(1);
 // being woken) arrives during the spin. The budget adapts (SpinBudget).
 constexpr std::int32_t kMaxSpinNanos = 50'000;
 constexpr std::int32_t kMinSpinNanos = 2'000;
+// Pause instructions between two looks of a spinning waiter, at most (about a microsecond).
+constexpr unsigned kMaxSpinPauses = 128;
 
 enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
 
@@ -168,25 +170,27 @@ private:
 // Spins until ready() or the budget is spent; false at once on a single CPU. The spin yields the
 // CPU now and then: when the process it waits for shares this CPU, that is what lets it answer.
 template <class Ready>
-bool spin_until(SpinBudget& budget, Ready ready) {
+bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
     static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
     if (!several_cpus) return false;
     const std::int32_t nanos = budget.next();
     if (nanos == 0) return false;
     const auto limit = std::chrono::nanoseconds(nanos);
     const auto start = std::chrono::steady_clock::now();
-    // Looks at the other side's line less and less often (up to every 32 pauses, a few hundred
-    // nanoseconds): each look takes the line away from a writer that is still busy, and a writer
+    // Looks at the other side's line less and less often (up to every 128 pauses, about a
+    // microsecond): each look takes the line away from a writer that is still busy, and a writer
     // left alone for a while publishes several messages for the price of one transfer.
-    unsigned pauses = 1;
+    unsigned pauses = first_pauses;
     for (unsigned looks = 1;; ++looks) {
         for (unsigned i = 0; i < pauses; ++i) cpu_relax();
         if (ready()) {
             budget.record(true);
             return true;
         }
-        if (pauses < 32) pauses *= 2;
-        if ((looks & 7) == 0) {
+        if (pauses < kMaxSpinPauses) pauses *= 2;
+        // Every other look: often enough that a process sharing this CPU answers within a few
+        // looks; a yield with nothing else to run costs a system call and nothing more.
+        if ((looks & 1) == 0) {
             if (std::chrono::steady_clock::now() - start > limit) {
                 budget.record(false);
                 return false;
@@ -290,9 +294,11 @@ private:
     std::atomic<bool> backlog_in_use_{false};
     std::atomic<std::uint64_t> registered_tag_{0};
     std::uint64_t generation_;
+    std::uint64_t exit_flush_generation_ = ~std::uint64_t{0};  // guarded by the registry's mutex
     std::unique_ptr<QueueLocal> local_;
     SpinBudget data_spin_;
     SpinBudget space_spin_;
+    bool draining_ = false;  // the last get() found a message without waiting; under get_lock
 };
 
 namespace {
@@ -361,7 +367,11 @@ void QueueCore::enqueue_backlog(std::vector<std::byte>& bytes, const TypeTag& ta
             registry.fed.clear();
             Runtime::get().at_exit(ExitPhase::after_children, flush_all_queues);
         }
-        registry.fed.push_back(weak_from_this());
+        if (exit_flush_generation_ != now) {
+            exit_flush_generation_ = now;
+            std::erase_if(registry.fed, [](const std::weak_ptr<QueueCore>& core) { return core.expired(); });
+            registry.fed.push_back(weak_from_this());
+        }
     }
     try {
         std::thread(feed, shared_from_this()).detach();
@@ -516,7 +526,7 @@ bool QueueCore::write_now(std::span<const std::byte> bytes, const TypeTag& tag) 
 bool QueueCore::wait_for_space(const Deadline& deadline, std::uint64_t needed, std::uint64_t want) {
     QueueShared& s = *shared_;
     if (deadline.finite() && deadline.passed()) return false;
-    if (spin_until(space_spin_, [&] {
+    if (spin_until(space_spin_, 1, [&] {
             const std::uint64_t free = capacity_ - (s.tail.load(std::memory_order_relaxed) - s.head.load(std::memory_order_acquire));
             return free >= needed && (s.maxsize <= 0 || s.put_count.load(std::memory_order_relaxed) -
                                                                 s.get_count.load(std::memory_order_acquire) <
@@ -735,15 +745,25 @@ void QueueCore::check_producer_alive() {
 
 bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool in_message) {
     QueueShared& s = *shared_;
-    if (s.tail_cache != head) return true;
+    if (s.tail_cache != head) {
+        draining_ = true;
+        return true;
+    }
     std::uint64_t tail = s.tail.load(std::memory_order_acquire);
     if (tail != head) {
         s.tail_cache = tail;
+        draining_ = true;
         return true;
     }
     const bool may_block = in_message || !deadline.finite() || !deadline.passed();
     if (!may_block) return false;
-    if (spin_until(data_spin_, [&] { return (tail = s.tail.load(std::memory_order_acquire)) != head; })) {
+    // A consumer that was taking messages without waiting has caught up with a producer that is
+    // likely still at work: looking again at once would take the tail's line from it for one
+    // message. Waiting a microsecond lets a batch accumulate (twice the messages a second here).
+    // A consumer that had to wait last time is answering requests: it looks at once.
+    const unsigned first_pauses = draining_ ? kMaxSpinPauses : 1;
+    draining_ = false;
+    if (spin_until(data_spin_, first_pauses, [&] { return (tail = s.tail.load(std::memory_order_acquire)) != head; })) {
         s.tail_cache = tail;
         return true;
     }
