@@ -646,8 +646,9 @@ bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag)
     if (size > max_record_) {
         bool written = false;
         try {
-            written = stream(bytes, tag, until(), patience);
-        } catch (const Full&) {
+            // No deadline for the whole message, which may take a while to stream: only each
+            // chunk's wait for room is bounded.
+            written = stream(bytes, tag, Deadline::never(), patience);
         } catch (...) {
             unlock_producers();
             throw;
