@@ -9,15 +9,13 @@
 //   pipe.throughput.1mib mproc.recv_bytes  the child receives with recv_bytes(), a new vector per
 //                                          message, instead of recv_bytes_into() a reused buffer
 #include <sys/socket.h>
-#include <sys/types.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <cstddef>
 #include <vector>
 
 #include "harness.hpp"
+#include "ipc_helpers.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/process.hpp"
 
@@ -25,46 +23,10 @@ namespace {
 
 constexpr std::size_t kMebibyte = std::size_t{1} << 20;
 
-void write_exactly(int fd, const void* data, std::size_t size) {
-    const auto* p = static_cast<const char*>(data);
-    while (size > 0) {
-        const ssize_t n = ::write(fd, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        bench::require(n > 0, "write failed");
-        p += n;
-        size -= static_cast<std::size_t>(n);
-    }
-}
-
-void read_exactly(int fd, void* data, std::size_t size) {
-    auto* p = static_cast<char*>(data);
-    while (size > 0) {
-        const ssize_t n = ::read(fd, p, size);
-        if (n < 0 && errno == EINTR) continue;
-        bench::require(n > 0, "read failed or end of file");
-        p += n;
-        size -= static_cast<std::size_t>(n);
-    }
-}
-
-// fork, run `child` in the child, _exit(0); returns the pid.
-template <class Child>
-pid_t fork_child(Child child) {
-    const pid_t pid = ::fork();
-    bench::require(pid >= 0, "fork failed");
-    if (pid == 0) {
-        child();
-        ::_exit(0);
-    }
-    return pid;
-}
-
-void reap(pid_t pid) {
-    int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    bench::require(WIFEXITED(status) && WEXITSTATUS(status) == 0, "the child failed");
-}
+using bench::ipc::fork_child;
+using bench::ipc::read_exactly;
+using bench::ipc::reap;
+using bench::ipc::write_exactly;
 
 const bench::Register ping_pong{{
     .name = "pipe.pingpong",

@@ -115,19 +115,24 @@ def pipe_pingpong(iterations):
     parent_end, child_end = FORK.Pipe()
     child = FORK.Process(target=_pingpong_child, args=(child_end, iterations))
     child.start()
+    took = _time_round_trips(iterations, parent_end.send, parent_end.recv)
+    child.join()
+    return took
+
+
+def _time_round_trips(iterations, send, receive):
+    """Times `iterations` requests (send) and replies (receive), each reply one more than its request."""
     value = 0
 
     def round_trip():
         nonlocal value
-        parent_end.send(value)
-        reply = parent_end.recv()
+        send(value)
+        reply = receive()
         if reply != value + 1:
             raise RuntimeError("wrong reply")
         value = reply
 
-    took = time_loop(iterations, round_trip)
-    child.join()
-    return took
+    return time_loop(iterations, round_trip)
 
 
 def _throughput_child(conn, iterations):
@@ -253,6 +258,132 @@ def event_pingpong(iterations):
 
     took = time_loop(iterations, round_trip)
     child.join()
+    return took
+
+
+def _pin_parent_and_child():
+    """(saved affinity, parent's CPU, child's CPU): the two processes of a 1 -> 1 queue figure run
+    on two different CPUs, as in mproc_bench (the CPUs are None when there are fewer than two)."""
+    saved = os.sched_getaffinity(0)
+    cpus = sorted(saved)[:2]
+    return (saved, cpus[0], cpus[1]) if len(cpus) == 2 else (saved, None, None)
+
+
+def _queue_producer(queue, go, iterations, cpu, message):
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})
+    go.wait()
+    put = queue.put
+    if message is None:
+        for i in range(1, iterations + 1):
+            put(i)
+    else:
+        for _ in range(iterations):
+            put(message)
+
+
+def _one_to_one(iterations, message, receive):
+    """A child puts `iterations` messages (1..n, or `message`) behind a start line; the parent gets
+    them, calling receive(got) on each. Returns (seconds from the start line to the last get,
+    what the receives added up to)."""
+    queue, go = FORK.Queue(), FORK.Event()
+    saved, parent_cpu, child_cpu = _pin_parent_and_child()
+    child = FORK.Process(target=_queue_producer, args=(queue, go, iterations, child_cpu, message))
+    child.start()
+    if parent_cpu is not None:
+        os.sched_setaffinity(0, {parent_cpu})
+    try:
+        get = queue.get
+        total = 0
+        start = time.perf_counter()
+        go.set()
+        for _ in range(iterations):
+            total += receive(get())
+        took = time.perf_counter() - start
+    finally:
+        os.sched_setaffinity(0, saved)
+    child.join()
+    if child.exitcode != 0:
+        raise RuntimeError(f"the producer's exit code is {child.exitcode}")
+    return took, total
+
+
+@figure("queue.throughput.small", "msg/s", "1 producer process -> 1 consumer process, Queue().put/get of ints, "
+        "pinned to two CPUs, fork context")
+def queue_throughput_small(iterations):
+    took, total = _one_to_one(iterations, None, int)
+    if total != iterations * (iterations + 1) // 2:
+        raise RuntimeError("messages lost")
+    return took
+
+
+def _mpmc_producer(queue, go, first, last):
+    go.wait()
+    put = queue.put
+    for i in range(first, last + 1):
+        put(i)
+    put(-1)
+
+
+def _mpmc_consumer(queue, go, results):
+    go.wait()
+    get = queue.get
+    count = total = 0
+    while True:
+        value = get()
+        if value == -1:
+            break
+        count += 1
+        total += value
+    results.put((count, total))
+
+
+@figure("queue.throughput.mpmc", "msg/s", "2 producer processes -> 2 consumer processes, one Queue() of ints "
+        "(not pinned), fork context")
+def queue_throughput_mpmc(iterations):
+    # Each producer ends with -1; each consumer stops at its first -1, so when both have stopped
+    # every message was taken (each producer's -1 follows all its messages).
+    queue, go, results = FORK.Queue(), FORK.Event(), FORK.SimpleQueue()
+    half = iterations // 2
+    children = [FORK.Process(target=_mpmc_producer, args=(queue, go, 1, half)),
+                FORK.Process(target=_mpmc_producer, args=(queue, go, half + 1, iterations)),
+                FORK.Process(target=_mpmc_consumer, args=(queue, go, results)),
+                FORK.Process(target=_mpmc_consumer, args=(queue, go, results))]
+    for child in children:
+        child.start()
+    start = time.perf_counter()
+    go.set()
+    (count1, total1), (count2, total2) = results.get(), results.get()
+    took = time.perf_counter() - start
+    for child in children:
+        child.join()
+    if count1 + count2 != iterations or total1 + total2 != iterations * (iterations + 1) // 2:
+        raise RuntimeError("messages lost")
+    return took
+
+
+def _queue_pingpong_child(requests, replies, iterations):
+    for _ in range(iterations):
+        replies.put(requests.get() + 1)
+
+
+@figure("queue.pingpong", "us/round_trip", "two processes, two Queue()s: put(request), get() the reply against "
+        "put(get() + 1) (not pinned), fork context")
+def queue_pingpong(iterations):
+    requests, replies = FORK.Queue(), FORK.Queue()
+    child = FORK.Process(target=_queue_pingpong_child, args=(requests, replies, iterations))
+    child.start()
+    took = _time_round_trips(iterations, requests.put, replies.get)
+    child.join()
+    return took
+
+
+@figure("queue.throughput.1mib", "MB/s", "1 producer process -> 1 consumer process, Queue().put/get of 1 MiB "
+        "bytes, pinned to two CPUs, fork context", bytes_per_iteration=MEBIBYTE)
+def queue_throughput_1mib(iterations):
+    took, total = _one_to_one(iterations, bytes(MEBIBYTE), len)
+    if total != iterations * MEBIBYTE:
+        raise RuntimeError("bytes lost")
     return took
 
 
