@@ -15,6 +15,7 @@
 
 #include "managers/protocol.hpp"
 #include "managers/server_state.hpp"
+#include "managers/wire.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
 #include "runtime/process_access.hpp"
@@ -42,9 +43,13 @@ std::string server_key_of(const ProxyToken& token) {
 
 // The connections of one thread, one per server (Python: one per thread). After fork the child's
 // copies are dropped, not used: the parent's thread owns the other end of those conversations.
+struct ServerConnection {
+    Connection connection;
+    FrameReader reader;
+};
 struct ThreadConnections {
     int pid = 0;
-    std::unordered_map<std::string, Connection> by_server;
+    std::unordered_map<std::string, ServerConnection> by_server;
     std::vector<std::byte> request;
 };
 thread_local ThreadConnections connections;
@@ -68,13 +73,10 @@ Connection connect_to(const ProxyToken& token) {
     }
 }
 
-Blob decode_reply(std::vector<std::byte>&& reply) {
+Blob decode_reply(std::span<const std::byte> reply) {
     if (reply.empty()) throw ProtocolError("manager: empty reply");
-    if (reply[0] == std::byte{kReplyOk}) {
-        reply.erase(reply.begin());
-        return std::move(reply);
-    }
-    Decoder in(std::span<const std::byte>(reply).subspan(1));
+    if (reply[0] == std::byte{kReplyOk}) return Blob(reply.begin() + 1, reply.end());
+    Decoder in(reply.subspan(1));
     auto kind = in.read<std::string>();
     auto message = in.read<std::string>();
     raise_remote(kind, message);
@@ -91,16 +93,18 @@ Blob request(const ProxyToken& token, const std::string& key, std::uint64_t id, 
         mine.pid = pid;
     }
     auto it = mine.by_server.find(key);
-    if (it == mine.by_server.end()) it = mine.by_server.emplace(key, connect_to(token)).first;
-    mine.request.clear();
+    if (it == mine.by_server.end()) it = mine.by_server.emplace(key, ServerConnection{connect_to(token), {}}).first;
+    mine.request.assign(kFrameHeader, std::byte{0});
     Encoder out(mine.request);
     out.write(id);
-    out.write(std::string(method));
+    out.write_varint(method.size());
+    out.write_bytes(std::as_bytes(std::span(method.data(), method.size())));
     out.write(args);
-    std::vector<std::byte> reply;
+    std::span<const std::byte> reply;
     try {
-        it->second.send_bytes(mine.request);
-        reply = it->second.recv_bytes();
+        const int fd = it->second.connection.fileno();
+        send_frame(fd, mine.request);
+        reply = it->second.reader.next(fd, kDefaultMaxMessageSize);
     } catch (const OSError& e) {
         mine.by_server.erase(it);
         server_gone(token, e);

@@ -10,6 +10,7 @@
 
 #include "managers/protocol.hpp"
 #include "managers/server_state.hpp"
+#include "managers/wire.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
 #include "runtime/process_access.hpp"
@@ -115,15 +116,15 @@ void ServerState::wait_for_shutdown() {
 
 void ServerState::serve_client(Connection connection, std::uint64_t connection_id) {
     const Caller caller{connection_id};
+    const int fd = connection.fileno();
+    FrameReader reader;
     std::vector<std::byte> reply;
+    std::string method;
+    Blobs args;
     for (;;) {
-        std::vector<std::byte> request;
         std::uint64_t id = 0;
-        std::string method;
-        Blobs args;
         try {
-            request = connection.recv_bytes();
-            Decoder in(request);
+            Decoder in(reader.next(fd, kDefaultMaxMessageSize));
             id = in.read<std::uint64_t>();
             in.read_into(method);
             in.read_into(args);
@@ -134,30 +135,34 @@ void ServerState::serve_client(Connection connection, std::uint64_t connection_i
             get_logger().warning("manager: dropped a client that sent a malformed request: {}", e.what());
             return;
         }
-        reply.clear();
+        reply.assign(kFrameHeader, std::byte{0});
         try {
             Blob result = dispatch(id, method, args, caller);
             reply.push_back(std::byte{kReplyOk});
             reply.insert(reply.end(), result.begin(), result.end());
         } catch (const ServerError& e) {
-            reply.assign(1, std::byte{kReplyError});
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
             encode_into(reply, e.kind);
             encode_into(reply, e.message);
         } catch (const DecodeError& e) {
-            reply.assign(1, std::byte{kReplyError});
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
             encode_into(reply, std::string("DecodeError"));
             encode_into(reply, std::string(e.what()));
         } catch (const std::exception& e) {
-            reply.assign(1, std::byte{kReplyError});
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
             encode_into(reply, demangled_name(typeid(e)));
             encode_into(reply, std::string(e.what()));
         } catch (...) {
-            reply.assign(1, std::byte{kReplyError});
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
             encode_into(reply, std::string("unknown exception"));
             encode_into(reply, std::string("a method threw something that is not a std::exception"));
         }
         try {
-            connection.send_bytes(reply);
+            send_frame(fd, reply);
         } catch (const std::exception&) {
             return;  // the client is gone
         }
