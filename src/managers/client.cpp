@@ -52,7 +52,28 @@ struct ThreadConnections {
     std::unordered_map<std::string, ServerConnection> by_server;
     std::vector<std::byte> request;
 };
-thread_local ThreadConnections connections;
+// Proxies destroyed late (static ones, after the thread's thread_local objects are gone) still
+// reach their server, on a connection of their own: the cache is a plain pointer that stays
+// readable after its owner's destructor ran.
+thread_local ThreadConnections* cached_connections = nullptr;
+thread_local bool connections_gone = false;
+struct ConnectionsOwner {
+    ~ConnectionsOwner() {
+        delete cached_connections;
+        cached_connections = nullptr;
+        connections_gone = true;
+    }
+};
+thread_local ConnectionsOwner connections_owner;
+
+ThreadConnections* thread_connections() {
+    if (connections_gone) return nullptr;
+    if (cached_connections == nullptr) {
+        static_cast<void>(&connections_owner);  // constructs it, so that it runs at thread exit
+        cached_connections = new ThreadConnections;
+    }
+    return cached_connections;
+}
 
 [[noreturn]] void server_gone(const ProxyToken& token, const std::exception& cause) {
     throw ManagerDiedError(fmt::format("the manager at {} is gone: {}", connection::to_string(address_of(token)),
@@ -86,7 +107,9 @@ Blob decode_reply(std::span<const std::byte> reply) {
 // result. The connection is dropped when the exchange fails, so the next call connects anew.
 Blob request(const ProxyToken& token, const std::string& key, std::uint64_t id, std::string_view method,
              const Blobs& args) {
-    ThreadConnections& mine = connections;
+    ThreadConnections* cached = thread_connections();
+    ThreadConnections one_off;
+    ThreadConnections& mine = cached != nullptr ? *cached : one_off;
     const int pid = static_cast<int>(::getpid());
     if (mine.pid != pid) {
         mine.by_server.clear();  // closes this process's copies only
@@ -131,6 +154,9 @@ HeldReferences& held_references() {
 }
 
 void release(ProxyState& state) noexcept {
+    // Late in the process's exit (static proxies), when connecting anew may touch libraries
+    // already torn down: the reference is left to the server's end.
+    if (connections_gone) return;
     try {
         request(state.token, state.server_key, kServerObject, "decref", {dumps(state.token.id)});
     } catch (const std::exception& e) {
@@ -280,6 +306,9 @@ struct ManagerState {
     std::optional<Process> process;
     int owner_pid = 0;
     std::shared_ptr<ServerState> server;
+    // The owner's own connection, opened at start(): shutdown needs no new handshake, so it works
+    // even from a static destructor after the crypto library has been torn down.
+    std::optional<Connection> control;
 
     ProxyToken token_for(std::uint64_t id, std::string type_id) const {
         ProxyToken token;
@@ -346,7 +375,18 @@ void ManagerState::shutdown() {
     get_logger().debug("sending shutdown message to manager");
     if (server_process.is_alive()) {
         try {
-            ask_server("shutdown");
+            if (control) {
+                std::vector<std::byte> message;
+                Encoder out(message);
+                out.write(kServerObject);
+                out.write(std::string("shutdown"));
+                out.write(Blobs{});
+                control->send_bytes(message);
+                decode_reply(control->recv_bytes());
+                control.reset();
+            } else {
+                ask_server("shutdown");
+            }
         } catch (const std::exception& e) {
             get_logger().debug("manager: shutdown request failed: {}", e.what());
         }
@@ -445,6 +485,7 @@ void BaseManager::start() {
     }
     s.process = server;
     s.owner_pid = static_cast<int>(::getpid());
+    s.control = detail::connect_to(s.token_for(detail::kServerObject, ""));
     s.phase = detail::ManagerPhase::started;
     detail::LiveManagers& live = detail::live_managers();
     std::lock_guard lock(live.mutex);
