@@ -190,7 +190,8 @@ public:
     using ProcessError::ProcessError;
 };
 
-// A managed object's own code threw in the server: the exception's type name and message.
+// Code run in another process threw: the exception's type name and message. A managed object's
+// method in the manager's server (managers.hpp); a Pool task throws its subclass TaskError.
 class RemoteError : public ProcessError {
 public:
     RemoteError(std::string type_name, std::string message)

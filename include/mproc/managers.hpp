@@ -146,6 +146,13 @@ class DictProxy;
 
 namespace detail {
 
+// A timeout as the server takes it: nanoseconds, -1 for none.
+template <class Rep, class Period>
+std::int64_t server_timeout(std::chrono::duration<Rep, Period> timeout) {
+    auto t = to_timeout(timeout);
+    return t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1};
+}
+
 // d[key] = value and V v = d[key] (Python's __setitem__ and __getitem__).
 template <class Owner, class Key, class V>
 class ItemRef {
@@ -398,13 +405,13 @@ public:
     void put(const T& item) const { call_typed<void>("put", item, std::int64_t{-1}); }
     template <class Rep, class Period>
     void put(const T& item, std::chrono::duration<Rep, Period> timeout) const {
-        call_typed<void>("put", item, to_nanoseconds(timeout));
+        call_typed<void>("put", item, detail::server_timeout(timeout));
     }
     void put_nowait(const T& item) const { call_typed<void>("put", item, std::int64_t{0}); }
     T get() const { return call_typed<T>("get", std::int64_t{-1}); }
     template <class Rep, class Period>
     T get(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<T>("get", to_nanoseconds(timeout));
+        return call_typed<T>("get", detail::server_timeout(timeout));
     }
     T get_nowait() const { return call_typed<T>("get", std::int64_t{0}); }
     std::size_t qsize() const { return call_typed<std::uint64_t>("qsize"); }
@@ -415,8 +422,7 @@ protected:
     const char* proxy_name() const override { return "AutoProxy[Queue]"; }
     template <class Rep, class Period>
     static std::int64_t to_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
-        auto t = detail::to_timeout(timeout);
-        return t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1};
+        return detail::server_timeout(timeout);
     }
 };
 
@@ -445,8 +451,7 @@ public:
     bool acquire(bool blocking = true) const { return call_typed<bool>("acquire", std::int64_t{blocking ? -1 : 0}); }
     template <class Rep, class Period>
     bool acquire(std::chrono::duration<Rep, Period> timeout) const {
-        auto t = detail::to_timeout(timeout);
-        return call_typed<bool>("acquire", t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1});
+        return call_typed<bool>("acquire", detail::server_timeout(timeout));
     }
     // ValueError for a semaphore released too often; UsageError for an RLock not held here.
     void release() const { call_typed<void>("release"); }
@@ -469,8 +474,7 @@ public:
     void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        auto t = detail::to_timeout(timeout);
-        return call_typed<bool>("wait", t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1});
+        return call_typed<bool>("wait", detail::server_timeout(timeout));
     }
     // Waits until predicate() is true (checked with the lock held), as Python's wait_for.
     template <class Predicate>
@@ -508,8 +512,7 @@ public:
     void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        auto t = detail::to_timeout(timeout);
-        return call_typed<bool>("wait", t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1});
+        return call_typed<bool>("wait", detail::server_timeout(timeout));
     }
 
 protected:
@@ -525,9 +528,7 @@ public:
     int wait() const { return static_cast<int>(call_typed<std::int64_t>("wait", std::int64_t{-1})); }
     template <class Rep, class Period>
     int wait(std::chrono::duration<Rep, Period> timeout) const {
-        auto t = detail::to_timeout(timeout);
-        return static_cast<int>(
-            call_typed<std::int64_t>("wait", t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1}));
+        return static_cast<int>(call_typed<std::int64_t>("wait", detail::server_timeout(timeout)));
     }
     void abort() const { call_typed<void>("abort"); }
     void reset() const { call_typed<void>("reset"); }
