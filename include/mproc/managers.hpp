@@ -585,7 +585,9 @@ private:
 class Server {
 public:
     // Serves until a client sends the shutdown request (BaseManager::shutdown on a connected
-    // client does). Clients are served by threads of their own.
+    // client does). Clients are served by threads of their own; after the request no new client
+    // is accepted (the listener closes, removing its socket file), and the clients already
+    // connected are served until they disconnect.
     void serve_forever();
     // The address listened on, with the port the kernel chose when 0 was asked for.
     const Address& address() const;

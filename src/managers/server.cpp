@@ -89,12 +89,20 @@ void ServerState::start_accepting(const std::shared_ptr<ServerState>& self) {
     std::thread([self] {
         for (;;) {
             try {
-                Connection connection = self->listener.accept();
+                // Wakes up now and then to see whether the server was asked to stop: the
+                // listener is closed by this thread, the only one that uses it.
+                std::optional<Connection> accepted = self->listener.accept(std::chrono::milliseconds(200));
                 std::uint64_t id;
                 {
                     std::lock_guard lock(self->mutex);
+                    if (self->stopping) {
+                        self->listener.close();
+                        return;
+                    }
                     id = self->next_connection++;
                 }
+                if (!accepted) continue;
+                Connection connection = std::move(*accepted);
                 std::thread([self, id, c = std::move(connection)]() mutable { self->serve_client(std::move(c), id); })
                     .detach();
             } catch (const AuthenticationError& e) {
