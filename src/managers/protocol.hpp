@@ -77,6 +77,10 @@ struct ServerSettings {
 // Listener cannot, since it stays open under the threads until the process ends.
 void remove_socket(const Address& address);
 
+// Removes a Unix socket file that nobody listens on any more (its server was killed), so that a
+// new server can take the address: Python's restart needs a retry; TCP has SO_REUSEADDR.
+void clear_stale_socket(const Address& address);
+
 // The body of the server process: listen, send the address on `reply`, serve until shutdown.
 void manager_server_main(const ServerSettings& settings, Connection& reply);
 

@@ -1,6 +1,12 @@
 // The manager's server: accepts clients, serves each on a thread of its own, keeps the objects
 // and their reference counts.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <exception>
 #include <thread>
@@ -79,8 +85,34 @@ void remove_socket(const Address& address) {
     if (slash != std::string::npos && slash > 0) ::rmdir(unix_address->path.substr(0, slash).c_str());
 }
 
+void clear_stale_socket(const Address& address) {
+    const auto* unix_address = std::get_if<UnixAddress>(&address);
+    if (unix_address == nullptr || unix_address->path.empty() || unix_address->path[0] == '\0') return;
+    struct stat info {};
+    if (::lstat(unix_address->path.c_str(), &info) != 0 || !S_ISSOCK(info.st_mode)) return;
+    sockaddr_un peer{};
+    if (unix_address->path.size() >= sizeof peer.sun_path) return;
+    peer.sun_family = AF_UNIX;
+    std::memcpy(peer.sun_path, unix_address->path.c_str(), unix_address->path.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    // Nobody listening: the socket file of a server that was killed.
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0 && errno == ECONNREFUSED) {
+        get_logger().debug("manager: removing the stale socket {}", unix_address->path);
+        ::unlink(unix_address->path.c_str());
+    }
+    ::close(fd);
+}
+
+namespace {
+Listener open_listener(const std::optional<Address>& where, const AuthKey& key) {
+    if (where) clear_stale_socket(*where);
+    return Listener(listener_options(where, key));
+}
+}  // namespace
+
 ServerState::ServerState(std::optional<Address> where, AuthKey key, std::map<std::string, RegisteredType> registered)
-    : listener(listener_options(where, key)),
+    : listener(open_listener(where, key)),
       address(listener.address()),
       authkey(std::move(key)),
       types(std::move(registered)) {}

@@ -163,6 +163,37 @@ TEST(ManagerFaults, KilledServerIsManagerDiedErrorAtOnce) {
     EXPECT_EQ(manager.process()->exitcode(), -SIGKILL);
 }
 
+// Row 26: a server killed on a fixed address can be replaced on the same address at once.
+TEST(ManagerFaults, RestartOnTheSameAddressAfterAKill) {
+    const mproc::AuthKey key = mproc::AuthKey::random();
+    const std::string path = std::get<mproc::UnixAddress>(mproc::connection::arbitrary_address(mproc::Family::af_unix)).path;
+    std::vector<mproc::Address> addresses = {mproc::UnixAddress(path)};
+    {
+        // A TCP port the kernel picked for a first server.
+        mproc::SyncManager probe({.address = mproc::TcpAddress{"127.0.0.1", 0}, .authkey = key});
+        probe.start();
+        addresses.push_back(probe.address());
+        ASSERT_EQ(::kill(*probe.process()->pid(), SIGKILL), 0);
+        probe.shutdown();
+    }
+    for (const auto& address : addresses) {
+        SCOPED_TRACE(mproc::connection::to_string(address));
+        mproc::SyncManager first({.address = address, .authkey = key});
+        first.start();
+        auto d = first.dict<int, int>();
+        d[1] = 1;
+        ASSERT_EQ(::kill(*first.process()->pid(), SIGKILL), 0);
+        first.join();
+        EXPECT_THROW(d.getitem(1), mproc::ManagerDiedError);
+        mproc::SyncManager second({.address = address, .authkey = key});
+        second.start();
+        auto again = second.dict<int, int>();
+        again[2] = 2;
+        EXPECT_EQ(again.getitem(2), 2);
+    }
+    ::unlink(path.c_str());
+}
+
 void own_a_manager(mproc::Connection& report) {
     auto manager = mproc::Manager();
     report.send(*manager.process()->pid());
