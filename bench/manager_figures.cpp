@@ -101,7 +101,7 @@ const bench::Register dict_op{{
 
 const bench::Register start{{
     .name = "manager.start",
-    .unit = bench::micros_per("start"),
+    .unit = bench::millis_per("start"),
     .description = "Manager() + the first dict(); raw: fork a process that listens on a Unix socket, connect, one round trip",
     .impls = {
         {"mproc", [](std::size_t iterations) {

@@ -363,7 +363,7 @@ def manager_dict_op(iterations):
     return took
 
 
-@figure("manager.start", "us/start", "Manager() + the first dict(), fork context (shutdown outside the time)")
+@figure("manager.start", "ms/start", "Manager() + the first dict(), fork context (shutdown outside the time)")
 def manager_start(iterations):
     total = 0.0
     for _ in range(iterations):
