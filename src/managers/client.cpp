@@ -18,6 +18,7 @@
 #include "managers/wire.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
+#include "runtime/fork_aware_mutex.hpp"
 #include "runtime/process_access.hpp"
 #include "runtime/runtime.hpp"
 
@@ -80,18 +81,31 @@ ThreadConnections* thread_connections() {
                                        cause.what()));
 }
 
+// Runs `exchange`; a failure of the transport (refused, reset, closed, cut short) means the server
+// is gone: `drop()` forgets the connection and ManagerDiedError says so. Remote errors and
+// AuthenticationError pass through.
+template <class Exchange, class Drop>
+auto or_server_gone(const ProxyToken& token, Exchange&& exchange, Drop&& drop) {
+    try {
+        return exchange();
+    } catch (const OSError& e) {
+        drop();
+        server_gone(token, e);
+    } catch (const EOFError& e) {
+        drop();
+        server_gone(token, e);
+    } catch (const ProtocolError& e) {
+        drop();
+        server_gone(token, e);
+    }
+}
+
+void keep() {}
+
 Connection connect_to(const ProxyToken& token) {
     ClientOptions options;
     options.authkey = AuthKey(std::span<const std::byte>(token.authkey));
-    try {
-        return Client(address_of(token), options);
-    } catch (const OSError& e) {
-        server_gone(token, e);
-    } catch (const EOFError& e) {
-        server_gone(token, e);
-    } catch (const ProtocolError& e) {
-        server_gone(token, e);
-    }
+    return or_server_gone(token, [&] { return Client(address_of(token), options); }, keep);
 }
 
 Blob decode_reply(std::span<const std::byte> reply) {
@@ -101,6 +115,16 @@ Blob decode_reply(std::span<const std::byte> reply) {
     auto kind = in.read<std::string>();
     auto message = in.read<std::string>();
     raise_remote(kind, message);
+}
+
+// A request to the server itself, without arguments, as a Connection message.
+std::vector<std::byte> server_request(std::string_view method) {
+    std::vector<std::byte> message;
+    Encoder out(message);
+    out.write(kServerObject);
+    out.write(std::string(method));
+    out.write(Blobs{});
+    return message;
 }
 
 // Sends one request on the calling thread's connection to the token's server and returns the
@@ -123,28 +147,21 @@ Blob request(const ProxyToken& token, const std::string& key, std::uint64_t id, 
     out.write_varint(method.size());
     out.write_bytes(std::as_bytes(std::span(method.data(), method.size())));
     out.write(args);
-    std::span<const std::byte> reply;
-    try {
-        const int fd = it->second.connection.fileno();
-        send_frame(fd, mine.request);
-        reply = it->second.reader.next(fd, kDefaultMaxMessageSize);
-    } catch (const OSError& e) {
-        mine.by_server.erase(it);
-        server_gone(token, e);
-    } catch (const EOFError& e) {
-        mine.by_server.erase(it);
-        server_gone(token, e);
-    } catch (const ProtocolError& e) {
-        mine.by_server.erase(it);
-        server_gone(token, e);
-    }
-    return decode_reply(std::move(reply));
+    const std::span<const std::byte> reply = or_server_gone(
+        token,
+        [&] {
+            const int fd = it->second.connection.fileno();
+            send_frame(fd, mine.request);
+            return it->second.reader.next(fd, kDefaultMaxMessageSize);
+        },
+        [&] { mine.by_server.erase(it); });
+    return decode_reply(reply);
 }
 
 // The states whose references this process holds, released by the exit sequence: a child's
 // proxies usually live until _exit and would otherwise keep their objects alive.
 struct HeldReferences {
-    std::mutex mutex;
+    ForkAwareMutex mutex;
     std::unordered_set<ProxyState*> states;
     int registered_pid = 0;
 };
@@ -184,12 +201,15 @@ void hold(ProxyState& state) {
     const int pid = static_cast<int>(::getpid());
     state.holder.store(pid);
     HeldReferences& held = held_references();
-    std::lock_guard lock(held.mutex);
-    held.states.insert(&state);
-    if (held.registered_pid != pid) {
+    bool first_in_this_process = false;
+    {
+        std::lock_guard lock(held.mutex);
+        held.states.insert(&state);
+        first_in_this_process = held.registered_pid != pid;
         held.registered_pid = pid;
-        Runtime::get().at_exit(ExitPhase::before_children, release_all_at_exit);
     }
+    // Outside the lock: the runtime's mutex is older, and fork takes them in creation order.
+    if (first_in_this_process) Runtime::get().at_exit(ExitPhase::before_children, release_all_at_exit);
 }
 
 // Takes this process's own reference to an inherited state, once.
@@ -322,19 +342,14 @@ struct ManagerState {
     Blob ask_server(std::string_view method) const {
         const ProxyToken token = token_for(kServerObject, "");
         Connection connection = connect_to(token);
-        std::vector<std::byte> message;
-        Encoder out(message);
-        out.write(kServerObject);
-        out.write(std::string(method));
-        out.write(Blobs{});
-        try {
-            connection.send_bytes(message);
-            return decode_reply(connection.recv_bytes());
-        } catch (const OSError& e) {
-            server_gone(token, e);
-        } catch (const EOFError& e) {
-            server_gone(token, e);
-        }
+        const std::vector<std::byte> message = server_request(method);
+        return or_server_gone(
+            token,
+            [&] {
+                connection.send_bytes(message);
+                return decode_reply(connection.recv_bytes());
+            },
+            keep);
     }
     void shutdown();
 };
@@ -344,7 +359,7 @@ namespace {
 // The managers this process started, shut down by its exit sequence (Python's finalizer,
 // exitpriority 0: before the children are joined).
 struct LiveManagers {
-    std::mutex mutex;
+    ForkAwareMutex mutex;
     std::vector<std::weak_ptr<ManagerState>> started;
     int registered_pid = 0;
 };
@@ -376,12 +391,7 @@ void ManagerState::shutdown() {
     if (server_process.is_alive()) {
         try {
             if (control) {
-                std::vector<std::byte> message;
-                Encoder out(message);
-                out.write(kServerObject);
-                out.write(std::string("shutdown"));
-                out.write(Blobs{});
-                control->send_bytes(message);
+                control->send_bytes(server_request("shutdown"));
                 decode_reply(control->recv_bytes());
                 control.reset();
             } else {
@@ -488,12 +498,15 @@ void BaseManager::start() {
     s.control = detail::connect_to(s.token_for(detail::kServerObject, ""));
     s.phase = detail::ManagerPhase::started;
     detail::LiveManagers& live = detail::live_managers();
-    std::lock_guard lock(live.mutex);
-    live.started.push_back(state_);
-    if (live.registered_pid != s.owner_pid) {
+    bool first_in_this_process = false;
+    {
+        std::lock_guard lock(live.mutex);
+        live.started.push_back(state_);
+        first_in_this_process = live.registered_pid != s.owner_pid;
         live.registered_pid = s.owner_pid;
-        detail::Runtime::get().at_exit(detail::ExitPhase::before_children, detail::shut_down_live_managers);
     }
+    if (first_in_this_process)
+        detail::Runtime::get().at_exit(detail::ExitPhase::before_children, detail::shut_down_live_managers);
 }
 
 Server BaseManager::get_server() {
