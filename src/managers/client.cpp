@@ -326,9 +326,11 @@ struct ManagerState {
     std::optional<Process> process;
     int owner_pid = 0;
     std::shared_ptr<ServerState> server;
-    // The owner's own connection, opened at start(): shutdown needs no new handshake, so it works
-    // even from a static destructor after the crypto library has been torn down.
-    std::optional<Connection> control;
+    // The owner's end of the channel the server was started with, kept as a connection to it:
+    // no handshake, so shutdown works even from a static destructor after the crypto library was
+    // torn down, and starting costs one authenticated connection (the first proxy's) only.
+    mutable std::optional<Connection> control;
+    mutable std::mutex control_mutex;  // one request at a time on it
 
     ProxyToken token_for(std::uint64_t id, std::string type_id) const {
         ProxyToken token;
@@ -341,6 +343,16 @@ struct ManagerState {
     // A request to the server itself on a connection of its own, outside the threads' caches.
     Blob ask_server(std::string_view method) const {
         const ProxyToken token = token_for(kServerObject, "");
+        if (control && owner_pid == static_cast<int>(::getpid())) {
+            std::lock_guard lock(control_mutex);
+            return or_server_gone(
+                token,
+                [&] {
+                    control->send_bytes(server_request(method));
+                    return decode_reply(control->recv_bytes());
+                },
+                keep);
+        }
         Connection connection = connect_to(token);
         const std::vector<std::byte> message = server_request(method);
         return or_server_gone(
@@ -390,13 +402,7 @@ void ManagerState::shutdown() {
     get_logger().debug("sending shutdown message to manager");
     if (server_process.is_alive()) {
         try {
-            if (control) {
-                control->send_bytes(server_request("shutdown"));
-                decode_reply(control->recv_bytes());
-                control.reset();
-            } else {
-                ask_server("shutdown");
-            }
+            ask_server("shutdown");
         } catch (const std::exception& e) {
             get_logger().debug("manager: shutdown request failed: {}", e.what());
         }
@@ -414,6 +420,7 @@ void ManagerState::shutdown() {
         }
     }
     server_process.join();
+    control.reset();
     // A server that did not end by itself could not remove its socket.
     if (server_process.exitcode() != 0 && !options.address) remove_socket(address);
 }
@@ -475,11 +482,13 @@ void BaseManager::start() {
     for (const auto& type : s.registry) settings.types.push_back(detail::to_wire(type));
 
     auto [from_server, to_parent] = Pipe();
+    const detail::ServerChannel channel{to_parent.fileno()};
     Process server(ProcessOptions{.start_method = s.options.context, .die_with_parent = true},
-                   &detail::manager_server_main, std::move(settings), std::move(to_parent));
+                   &detail::manager_server_main, std::move(settings), channel);
     const std::string default_name = server.name();
     server.set_name(type_name() + default_name.substr(default_name.find('-')));
     server.start();
+    to_parent.close();  // the server has its own copy now
     std::string failure = "Unable to start server";
     try {
         // The server reports its address once it listens, or why it could not.
@@ -495,7 +504,7 @@ void BaseManager::start() {
     }
     s.process = server;
     s.owner_pid = static_cast<int>(::getpid());
-    s.control = detail::connect_to(s.token_for(detail::kServerObject, ""));
+    s.control = std::move(from_server);
     s.phase = detail::ManagerPhase::started;
     detail::LiveManagers& live = detail::live_managers();
     bool first_in_this_process = false;

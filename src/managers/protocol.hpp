@@ -14,6 +14,7 @@
 
 #include "mproc/connection.hpp"
 #include "mproc/detail/code_ref.hpp"
+#include "mproc/detail/descriptors.hpp"
 #include "mproc/detail/manager_types.hpp"
 
 namespace mproc::detail {
@@ -81,7 +82,24 @@ void remove_socket(const Address& address);
 // new server can take the address: Python's restart needs a retry; TCP has SO_REUSEADDR.
 void clear_stale_socket(const Address& address);
 
-// The body of the server process: listen, send the address on `reply`, serve until shutdown.
-void manager_server_main(const ServerSettings& settings, Connection& reply);
+// The server's end of the socketpair it is started with. A plain descriptor, not a Connection, so
+// that the owner can close its own copy once the server has it (inherited by fork, or sent with
+// the start request): then the owner's end sees end of file when the server dies.
+struct ServerChannel {
+    int fd = -1;
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(DescriptorRef{fd, "a manager's channel"});
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        DescriptorRef channel{-1, "a manager's channel"};
+        ar(channel);
+        fd = channel.fd;
+    }
+};
+
+// The body of the server process: listen, send the address on the channel, serve until shutdown.
+void manager_server_main(const ServerSettings& settings, const ServerChannel& channel);
 
 }  // namespace mproc::detail

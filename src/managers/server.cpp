@@ -287,7 +287,8 @@ Blob ServerState::call_server(std::string_view method, const Blobs& args) {
     throw ServerError{"AttributeError", fmt::format("the manager has no method '{}'", method)};
 }
 
-void manager_server_main(const ServerSettings& settings, Connection& reply) {
+void manager_server_main(const ServerSettings& settings, const ServerChannel& channel) {
+    Connection reply = Connection::from_fd(channel.fd);
     std::map<std::string, RegisteredType> types;
     for (const auto& wire : settings.types) types.emplace(wire.type_id, from_wire(wire));
     std::optional<Address> where;
@@ -304,7 +305,15 @@ void manager_server_main(const ServerSettings& settings, Connection& reply) {
     set_address(listening, state->address);
     reply.send(std::string());
     reply.send(listening);
-    reply.close();
+    // The channel the server was started with stays open as its owner's control connection: it
+    // needs no handshake (only the owner has the other end), so shutting down costs no crypto.
+    std::uint64_t control_id;
+    {
+        std::lock_guard lock(state->mutex);
+        control_id = state->next_connection++;
+    }
+    std::thread([state, control_id, c = std::move(reply)]() mutable { state->serve_client(std::move(c), control_id); })
+        .detach();
     state->start_accepting(state);
     get_logger().info("manager serving at {}", connection::to_string(state->address));
     state->wait_for_shutdown();

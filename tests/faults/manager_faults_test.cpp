@@ -163,6 +163,17 @@ TEST(ManagerFaults, KilledServerIsManagerDiedErrorAtOnce) {
     EXPECT_EQ(manager.process()->exitcode(), -SIGKILL);
 }
 
+TEST(ManagerFaults, ShutdownRightAfterAKillReturns) {
+    for (int i = 0; i < 5; ++i) {
+        auto manager = mproc::Manager();
+        ASSERT_EQ(::kill(*manager.process()->pid(), SIGKILL), 0);
+        const auto start = std::chrono::steady_clock::now();
+        manager.shutdown();  // the request meets a dead server: end of file, not a wait
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+        EXPECT_EQ(manager.process()->exitcode(), -SIGKILL);
+    }
+}
+
 // Row 26: a server killed on a fixed address can be replaced on the same address at once.
 TEST(ManagerFaults, RestartOnTheSameAddressAfterAKill) {
     const mproc::AuthKey key = mproc::AuthKey::random();
