@@ -1,5 +1,6 @@
 // The client side of managers: proxies' connections and reference counts, and BaseManager's
 // life cycle (start, connect, serve, shut down).
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -76,6 +77,23 @@ ThreadConnections* thread_connections() {
     return cached_connections;
 }
 
+// getpid(2) is a system call (glibc stopped caching it); every proxy call asks which process it
+// is in, so the answer is cached and renewed in a forked child by an atfork handler.
+std::atomic<int> cached_pid{0};
+
+int current_pid() noexcept {
+    int pid = cached_pid.load(std::memory_order_relaxed);
+    if (pid != 0) return pid;
+    static const bool registered = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { cached_pid.store(0, std::memory_order_relaxed); });
+        return true;
+    }();
+    static_cast<void>(registered);
+    pid = static_cast<int>(::getpid());
+    cached_pid.store(pid, std::memory_order_relaxed);
+    return pid;
+}
+
 [[noreturn]] void server_gone(const ProxyToken& token, const std::exception& cause) {
     throw ManagerDiedError(fmt::format("the manager at {} is gone: {}", connection::to_string(address_of(token)),
                                        cause.what()));
@@ -134,7 +152,7 @@ Blob request(const ProxyToken& token, const std::string& key, std::uint64_t id, 
     ThreadConnections* cached = thread_connections();
     ThreadConnections one_off;
     ThreadConnections& mine = cached != nullptr ? *cached : one_off;
-    const int pid = static_cast<int>(::getpid());
+    const int pid = current_pid();
     if (mine.pid != pid) {
         mine.by_server.clear();  // closes this process's copies only
         mine.pid = pid;
@@ -186,19 +204,19 @@ void release_all_at_exit() {
     {
         HeldReferences& held = held_references();
         std::lock_guard lock(held.mutex);
-        const int pid = static_cast<int>(::getpid());
+        const int pid = current_pid();
         for (ProxyState* state : held.states)
             if (state->holder.load() == pid) mine.push_back(state);
     }
     for (ProxyState* state : mine) {
-        int expected = static_cast<int>(::getpid());
+        int expected = current_pid();
         if (state->holder.compare_exchange_strong(expected, 0)) release(*state);
     }
 }
 
 // Records that this process holds a reference through `state`.
 void hold(ProxyState& state) {
-    const int pid = static_cast<int>(::getpid());
+    const int pid = current_pid();
     state.holder.store(pid);
     HeldReferences& held = held_references();
     bool first_in_this_process = false;
@@ -214,7 +232,7 @@ void hold(ProxyState& state) {
 
 // Takes this process's own reference to an inherited state, once.
 void acquire_inherited(ProxyState& state) {
-    const int pid = static_cast<int>(::getpid());
+    const int pid = current_pid();
     int current = state.holder.load();
     if (current == pid) return;
     if (!state.holder.compare_exchange_strong(current, pid)) return;
@@ -242,7 +260,7 @@ ProxyState::~ProxyState() {
         std::lock_guard lock(held.mutex);
         held.states.erase(this);
     }
-    int expected = static_cast<int>(::getpid());
+    int expected = current_pid();
     if (holder.compare_exchange_strong(expected, 0)) release(*this);
 }
 
@@ -284,7 +302,7 @@ Address BaseProxy::address() const {
 
 detail::Blob BaseProxy::callmethod(std::string_view method, const detail::Blobs& args) const {
     if (!state_) empty_proxy();
-    if (state_->holder.load(std::memory_order_relaxed) != static_cast<int>(::getpid()))
+    if (state_->holder.load(std::memory_order_relaxed) != detail::current_pid())
         detail::acquire_inherited(*state_);
     return detail::request(state_->token, state_->server_key, state_->token.id, method, args);
 }
@@ -343,7 +361,7 @@ struct ManagerState {
     // A request to the server itself on a connection of its own, outside the threads' caches.
     Blob ask_server(std::string_view method) const {
         const ProxyToken token = token_for(kServerObject, "");
-        if (control && owner_pid == static_cast<int>(::getpid())) {
+        if (control && owner_pid == current_pid()) {
             std::lock_guard lock(control_mutex);
             return or_server_gone(
                 token,
@@ -386,7 +404,7 @@ void shut_down_live_managers() {
         LiveManagers& live = live_managers();
         std::lock_guard lock(live.mutex);
         for (auto& weak : live.started)
-            if (auto state = weak.lock(); state && state->owner_pid == static_cast<int>(::getpid()))
+            if (auto state = weak.lock(); state && state->owner_pid == current_pid())
                 mine.push_back(std::move(state));
         live.started.clear();
     }
@@ -396,7 +414,7 @@ void shut_down_live_managers() {
 }  // namespace
 
 void ManagerState::shutdown() {
-    if (phase != ManagerPhase::started || owner_pid != static_cast<int>(::getpid())) return;
+    if (phase != ManagerPhase::started || owner_pid != current_pid()) return;
     phase = ManagerPhase::shut_down;
     Process& server_process = *process;
     get_logger().debug("sending shutdown message to manager");
@@ -503,7 +521,7 @@ void BaseManager::start() {
         throw ProcessError(failure + ": " + e.what());
     }
     s.process = server;
-    s.owner_pid = static_cast<int>(::getpid());
+    s.owner_pid = detail::current_pid();
     s.control = std::move(from_server);
     s.phase = detail::ManagerPhase::started;
     detail::LiveManagers& live = detail::live_managers();
