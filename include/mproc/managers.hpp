@@ -331,6 +331,8 @@ public:
         static_assert(assert_encodable<T>());
         callmethod("__setattr__", {dumps(std::string(name)), dumps(detail::type_fingerprint<T>()), dumps(value)});
     }
+    // A string literal is stored as a std::string: read it back with get<std::string>.
+    void set(std::string_view name, const char* text) const { set(name, std::string(text)); }
     // AttributeError("'Namespace' object has no attribute 'x'") when there is none; DecodeError
     // when it was set as another type.
     template <class T>

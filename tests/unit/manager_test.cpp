@@ -142,7 +142,7 @@ TEST(Manager, NamespaceAttributesAndTheMutableGotcha) {
     auto manager = mproc::Manager();
     auto ns = manager.Namespace();
     ns.set("x", 10);
-    ns.set("name", std::string("hello"));
+    ns.set("name", "hello");
     EXPECT_EQ(ns.get<int>("x"), 10);
     EXPECT_EQ(ns.get<std::string>("name"), "hello");
     try {
