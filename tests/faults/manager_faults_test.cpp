@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -117,6 +118,28 @@ TEST_F(InProcessServer, GarbageAfterAuthenticationDropsThatClientOnly) {
     EXPECT_TRUE(wait_logged("dropped a client that sent a malformed request"));
     d[3] = 4;
     EXPECT_EQ(d.getitem(3), 4);
+}
+
+TEST_F(InProcessServer, HostileLengthAfterAuthenticationIsDropped) {
+    auto d = client_->dict<int, int>();
+    mproc::Connection rogue = mproc::Client(mproc::UnixAddress(address_), {.authkey = key_});
+    // A frame that announces 1 GiB - 1 bytes (under the limit) and brings 3: the server must not
+    // allocate for what never comes, nor wait once the peer is gone.
+    const unsigned char header[] = {0x3f, 0xff, 0xff, 0xff, 'a', 'b', 'c'};
+    ASSERT_EQ(::write(rogue.fileno(), header, sizeof header), static_cast<ssize_t>(sizeof header));
+    ::shutdown(rogue.fileno(), SHUT_WR);
+    EXPECT_THROW(rogue.recv_bytes(), mproc::EOFError);
+    EXPECT_TRUE(wait_logged("got end of file during message"));
+    // Lengths over the limit and negative lengths other than -1 are refused at once.
+    for (auto [bytes, message] : {std::pair{std::array<unsigned char, 4>{0x7f, 0xff, 0xff, 0xff}, "bad message length 2147483647"},
+                                  std::pair{std::array<unsigned char, 4>{0xff, 0xff, 0xff, 0xf0}, "bad message length -16"}}) {
+        mproc::Connection hostile = mproc::Client(mproc::UnixAddress(address_), {.authkey = key_});
+        ASSERT_EQ(::write(hostile.fileno(), bytes.data(), bytes.size()), 4);
+        EXPECT_THROW(hostile.recv_bytes(), mproc::EOFError);
+        EXPECT_TRUE(wait_logged(message)) << message;
+    }
+    d[5] = 6;
+    EXPECT_EQ(d.getitem(5), 6);
 }
 
 TEST_F(InProcessServer, IdleUnauthenticatedClientsBlockNobody) {
