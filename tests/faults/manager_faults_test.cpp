@@ -144,6 +144,7 @@ TEST_F(InProcessServer, HostileLengthAfterAuthenticationIsDropped) {
 
 TEST_F(InProcessServer, IdleUnauthenticatedClientsBlockNobody) {
     const int threads_before = mproc::testing::count_entries("/proc/self/task");
+    const int fds_before = mproc::testing::count_open_fds();
     std::vector<int> idle;
     for (int i = 0; i < 200; ++i) {
         const int fd = connect_raw(address_);
@@ -158,6 +159,9 @@ TEST_F(InProcessServer, IdleUnauthenticatedClientsBlockNobody) {
     EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
     // Unauthenticated peers get no thread of their own.
     EXPECT_LT(mproc::testing::count_entries("/proc/self/task") - threads_before, 10);
+    // The server's side of them is capped (the listener's pending table), beside the test's own
+    // 200 ends.
+    EXPECT_LT(mproc::testing::count_open_fds() - fds_before - static_cast<int>(idle.size()), 80);
     for (int fd : idle) ::close(fd);
 }
 
