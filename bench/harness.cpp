@@ -247,6 +247,10 @@ void print_table(const Figure& figure, const std::vector<Result>& results) {
 
 }  // namespace
 
+Unit millis_per(std::string_view what) {
+    return {fmt::format("ms/{}", what), [](double s) { return s * 1e3; }};
+}
+
 Unit micros_per(std::string_view what) {
     return {fmt::format("us/{}", what), [](double s) { return s * 1e6; }};
 }

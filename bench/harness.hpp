@@ -45,6 +45,7 @@ struct Unit {
     std::function<double(double seconds_per_iteration)> from_seconds_per_iteration;
 };
 
+Unit millis_per(std::string_view what);                  // "ms/<what>"
 Unit micros_per(std::string_view what);                  // "us/<what>"
 Unit nanos_per(std::string_view what);                   // "ns/<what>"
 Unit per_second(std::string_view what);                  // "<what>/s": one <what> per iteration

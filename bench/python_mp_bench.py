@@ -458,6 +458,54 @@ def pool_cpu_2(iterations):
     return burn_batch(2, iterations)
 
 
+MANAGERS = {}
+
+
+def _dict_ops(d, iterations):
+    d[0] = 0
+    start = time.perf_counter()
+    for i in range(1, iterations + 1):
+        if i % 2 == 0:
+            d[i % 16] = i
+        else:
+            d.get(i % 16)
+    return time.perf_counter() - start
+
+
+def _dict_ops_child(d, iterations, conn):
+    conn.send(_dict_ops(d, iterations))
+
+
+def _shared_dict():
+    if "dict" not in MANAGERS:
+        manager = FORK.Manager()
+        MANAGERS["dict"] = (manager, manager.dict())
+    return MANAGERS["dict"][1]
+
+
+@figure("manager.dict.op", "us/op", "a Manager().dict()'s set or get, from a child process, fork context")
+def manager_dict_op(iterations):
+    d = _shared_dict()
+    parent_end, child_end = FORK.Pipe()
+    child = FORK.Process(target=_dict_ops_child, args=(d, iterations, child_end))
+    child.start()
+    took = parent_end.recv()
+    child.join()
+    return took
+
+
+@figure("manager.start", "ms/start", "Manager() + the first dict(), fork context (shutdown outside the time)")
+def manager_start(iterations):
+    total = 0.0
+    for _ in range(iterations):
+        start = time.perf_counter()
+        manager = FORK.Manager()
+        manager.dict()
+        total += time.perf_counter() - start
+        manager.shutdown()
+    return total
+
+
 def to_unit(unit, seconds_per_iteration, bytes_per_iteration=None):
     if unit.startswith("us/"):
         return seconds_per_iteration * 1e6

@@ -21,8 +21,19 @@
 //       │                       holds the lock now (not in Python, where the lock stays locked)
 //       ├── BrokenBarrierError  a Barrier was aborted, reset, timed out or lost a party
 //       │                       (Python: threading.BrokenBarrierError)
-//       ├── Empty               a queue's get() found nothing in time (Python: queue.Empty)
-//       └── Full                a bounded queue's put() found no room in time (Python: queue.Full)
+//       ├── KeyError            a managed dict has no such key (Python: KeyError); what() is the key's repr
+//       ├── IndexError          a managed list or array index is out of range (Python: IndexError)
+//       ├── ValueError          a managed list has no such value (index, remove), a semaphore was
+//       │                       released too often (Python: ValueError)
+//       ├── AttributeError      a Namespace has no such attribute, or a proxy does not expose the
+//       │                       method called (Python: AttributeError, with Python's message)
+//       ├── RemoteError         a managed object's method threw in the manager's server; type_name()
+//       │                       and message() say what (Python: multiprocessing.managers.RemoteError)
+//       ├── Empty / Full        a queue (Queue or a managed one) had nothing to get / no room to
+//       │                       put in time (Python: queue.Empty, queue.Full)
+//       └── EOFError
+//           └── ManagerDiedError the manager's server is gone: killed, shut down, or unreachable
+//                               (Python: EOFError, ConnectionRefusedError, BrokenPipeError)
 //
 // An uncaught exception in a child process ends it with exit code 1 after its type and message are
 // written to the child's stderr; a child's exit request (mproc::exit) is not an exception of this
@@ -157,17 +168,63 @@ public:
     using ProcessError::ProcessError;
 };
 
-// Queue::get() with block == false or a timeout found no message in time (Python: queue.Empty).
+// Errors from managed objects (managers.hpp). Python raises its built-in exceptions; mproc keeps
+// them inside its hierarchy so that `catch (const mproc::ProcessError&)` still sees every error.
+class KeyError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+class IndexError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+class ValueError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+class AttributeError : public ProcessError {
+public:
+    using ProcessError::ProcessError;
+};
+
+// Code run in another process threw: the exception's type name and message. A managed object's
+// method in the manager's server (managers.hpp); a Pool task throws its subclass TaskError.
+class RemoteError : public ProcessError {
+public:
+    RemoteError(std::string type_name, std::string message)
+        : ProcessError(type_name + ": " + message), type_name_(std::move(type_name)), message_(std::move(message)) {}
+    const std::string& type_name() const noexcept { return type_name_; }
+    const std::string& message() const noexcept { return message_; }
+
+private:
+    std::string type_name_;
+    std::string message_;
+};
+
+// get() with block == false or a timeout found no message in time, on a Queue (queue.hpp) or a
+// managed queue (Python: queue.Empty).
 class Empty : public ProcessError {
 public:
     Empty() : ProcessError("queue is empty") {}
+    using ProcessError::ProcessError;
 };
 
-// A bounded Queue's put() with block == false or a timeout found no room in time (Python:
+// A bounded queue's put() with block == false or a timeout found no room in time (Python:
 // queue.Full).
 class Full : public ProcessError {
 public:
     Full() : ProcessError("queue is full") {}
+    using ProcessError::ProcessError;
+};
+
+// The manager's server cannot be reached: its process ended (killed, or shut down) or its address
+// refuses connections. A proxy call that was in flight when the server died throws this too.
+class ManagerDiedError : public EOFError {
+public:
+    using EOFError::EOFError;
 };
 
 }  // namespace mproc

@@ -6,6 +6,7 @@
 #include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
+#include "mproc/managers.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/shared_memory.hpp"

@@ -75,17 +75,11 @@ private:
     int exitcode_;
 };
 
-// A task threw: the exception's type name and message, as the worker saw them.
-class TaskError : public ProcessError {
+// A task threw: the exception's type name and message, as the worker saw them. A RemoteError
+// (errors.hpp): an exception thrown in another process, carried back as its name and message.
+class TaskError : public RemoteError {
 public:
-    TaskError(std::string type_name, std::string message)
-        : ProcessError(type_name + ": " + message), type_name_(std::move(type_name)), message_(std::move(message)) {}
-    const std::string& type_name() const noexcept { return type_name_; }
-    const std::string& message() const noexcept { return message_; }
-
-private:
-    std::string type_name_;
-    std::string message_;
+    using RemoteError::RemoteError;
 };
 
 // A call to run once in every worker when it starts (Python's initializer + initargs):

@@ -539,6 +539,67 @@ def wordcount_lines(lines: list[str], ctx: dict) -> list[str]:
     return []
 
 
+SEMAPHORE_LIST = r"\[(?:'\d'(?:, '\d')*)?\]"
+SEMAPHORE_ACTIVATING = re.compile(rf"Activating (\d) now running ({SEMAPHORE_LIST})\Z")
+SEMAPHORE_RUNNING = re.compile(rf"Now running ({SEMAPHORE_LIST})\Z")
+
+
+def semaphore_invariants(lines: list[str], ctx: dict) -> list[str]:
+    """Example 18: the sequence is random; only its invariants are checked."""
+    errors = []
+    activated: dict[str, int] = {}
+    running_lines = 0
+    for ln in lines:
+        m = SEMAPHORE_ACTIVATING.match(ln)
+        listed = None
+        if m:
+            activated[m.group(1)] = activated.get(m.group(1), 0) + 1
+            listed = re.findall(r"'(\d)'", m.group(2))
+            if m.group(1) not in listed:
+                errors.append(f"{ln!r}: the activated worker is not in the list")
+        else:
+            m = SEMAPHORE_RUNNING.match(ln)
+            if not m:
+                errors.append(f"{ln!r} is neither 'Activating <d> now running <list>' nor 'Now running <list>'")
+                continue
+            running_lines += 1
+            listed = re.findall(r"'(\d)'", m.group(1))
+        if len(set(listed)) != len(listed):
+            errors.append(f"{ln!r}: a worker is listed twice")
+        if len(listed) > 3:
+            errors.append(f"{ln!r}: more than 3 workers at once (the semaphore's limit)")
+    for d in "0123456789":
+        if activated.get(d, 0) != 1:
+            errors.append(f"worker {d} has {activated.get(d, 0)} 'Activating' lines, expected 1")
+    if running_lines == 0:
+        errors.append("no 'Now running' line")
+    if errors:
+        return [f"{ctx['what']} breaks the semaphore example's invariants:\n" + "\n".join(errors)]
+    return []
+
+
+def manager_dict_pairs(lines: list[str], ctx: dict) -> list[str]:
+    """Example 19: one line, the ten pairs i: 2i in any order."""
+    m = re.fullmatch(r"Results: \{(.*)\}", lines[0]) if len(lines) == 1 else None
+    if not m:
+        return [f"{ctx['what']} should be one line 'Results: {{<pairs>}}', got {lines!r}"]
+    pairs = m.group(1).split(", ")
+    expected = [f"{i}: {2 * i}" for i in range(10)]
+    if sorted(pairs) != sorted(expected):
+        return [f"{ctx['what']}: the pairs {pairs} are not exactly {expected} in some order"]
+    return []
+
+
+NAMESPACES_LINES = ["Before event, error: 'Namespace' object has no attribute 'value'", "After event: This is the value"]
+# The consumer is started first but may read after the producer wrote (spec: a known race).
+NAMESPACES_RACE = ["Before event: This is the value", "After event: This is the value"]
+NAMESPACES_MUTABLE_LINES = ["Before event: []", "After event : []"]
+SEMAPHORE_GOOD = (["Activating 0 now running ['0']", "Activating 1 now running ['0', '1']",
+                   "Activating 2 now running ['0', '1', '2']", "Now running ['0', '1', '2']"]
+                  + [f"Activating {i} now running ['{i - 2}', '{i - 1}', '{i}']" for i in range(3, 9)]
+                  + ["Now running ['7', '8']", "Activating 9 now running ['8', '9']"])
+
+
 EXAMPLES: dict[str, Example] = {
     # 1. Five children print `Worker`; identical lines, so EXACT.
     "multiprocessing_simple": Example(stdout=exact(["Worker"] * 5)),
@@ -607,6 +668,14 @@ EXAMPLES: dict[str, Example] = {
     "multiprocessing_lock": Example(stdout=any_order(LOCK_LINES)),
     # 17. The 1 s sleeps order the first four lines; the two woken stage-2 processes race.
     "multiprocessing_condition": Example(stdout=groups(*[[ln] for ln in CONDITION_SEQUENCE], CONDITION_RUNNING)),
+    # 18. Random sleeps: invariants only (each worker activated once, at most 3 at a time).
+    "multiprocessing_semaphore": Example(stdout=semaphore_invariants),
+    # 19. The children's assignments reach the manager in any order.
+    "multiprocessing_manager_dict": Example(stdout=manager_dict_pairs),
+    # 20. EXACT, or the rare variant where the producer wrote first.
+    "multiprocessing_namespaces": Example(stdout=one_of(NAMESPACES_LINES, NAMESPACES_RACE)),
+    # 21. The change to the copy is not seen.
+    "multiprocessing_namespaces_mutable": Example(stdout=exact(NAMESPACES_MUTABLE_LINES)),
     # 22. Each worker's `Starting` line comes out when it exits, during join(): between the
     #     Built-in and Pool lines, P of them, any order.
     "multiprocessing_pool": Example(stdout=pool_starting(replacements=0)),
@@ -756,6 +825,10 @@ def _good_runs(name: str, pid: int) -> list[Run]:
                                   + [EVENT_SET[1], EVENT_SET[0]], [], None),
         "multiprocessing_lock": ([LOCK_LINES[1], LOCK_LINES[0]], [], None),
         "multiprocessing_condition": (CONDITION_SEQUENCE + [CONDITION_RUNNING[1], CONDITION_RUNNING[0]], [], None),
+        "multiprocessing_semaphore": (SEMAPHORE_GOOD, [], None),
+        "multiprocessing_manager_dict": (["Results: {0: 0, 2: 4, 1: 2, 3: 6, 4: 8, 5: 10, 6: 12, 7: 14, 9: 18, 8: 16}"], [], None),
+        "multiprocessing_namespaces": (NAMESPACES_LINES, [], None),
+        "multiprocessing_namespaces_mutable": (NAMESPACES_MUTABLE_LINES, [], None),
         "multiprocessing_pool": (_pool_good_lines(0), [], None),
         "multiprocessing_pool_maxtasksperchild": (_pool_good_lines(3), [], None),
         "multiprocessing_wordcount": (_wordcount_good_lines(), [], None),
@@ -842,6 +915,20 @@ def _mutations(run: Run, name: str) -> list[tuple[str, Run]]:
         m.append(("address in upper case", with_(out=run.out.replace(builtin, builtin.split("0x")[0] + "0x" + builtin.split("0x")[1].upper()))))
         m.append(("a result changed", with_(out=run.out.replace("16, 18]", "16, 19]"))))
         m.append(("Input line misaligned", with_(out=run.out.replace("Input   :", "Input :"))))
+    if name == "multiprocessing_semaphore":
+        m.append(("four at once", with_(out=run.out.replace("['8', '9']\n", "['6', '7', '8', '9']\n"))))
+        m.append(("a worker activated twice", with_(out=run.out + "Activating 3 now running ['3']\n")))
+        m.append(("activated worker not listed", with_(out=run.out.replace("Activating 0 now running ['0']", "Activating 0 now running []"))))
+        m.append(("no Now running line", with_(out=j([ln for ln in lines if not ln.startswith("Now")]))))
+        m.append(("a worker listed twice", with_(out=run.out.replace("['7', '8']", "['8', '8']"))))
+    if name == "multiprocessing_manager_dict":
+        m.append(("a value wrong", with_(out=run.out.replace("9: 18", "9: 19"))))
+        m.append(("a pair missing", with_(out=run.out.replace(", 8: 16", ""))))
+        m.append(("Python's repr lost", with_(out=run.out.replace(": ", "=").replace("Results=", "Results: "))))
+    if name == "multiprocessing_namespaces_mutable":
+        m.append(("the copy's change was shared", with_(out=j([lines[0], "After event : ['This is the value']"]))))
+    if name == "multiprocessing_namespaces":
+        m.append(("the attribute never arrived", with_(out=j([lines[0], lines[0].replace("Before event,", "After event,")]))))
     if name == "multiprocessing_pool":
         m.append(("one worker too many", with_(out=j(lines[:-1] + [f"Starting {lines[2].split()[1].rsplit('-', 1)[0]}-{len(lines) - 2}"] + lines[-1:]))))
     if name == "multiprocessing_pool_maxtasksperchild":

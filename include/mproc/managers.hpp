@@ -1,0 +1,726 @@
+#pragma once
+// Managers: objects that live in a server process and are used from any process through proxies
+// (Python's multiprocessing.managers: Manager(), SyncManager, BaseManager, the proxies).
+//
+//   mproc::SyncManager manager = mproc::Manager();          // starts SyncManager-1
+//   mproc::DictProxy<int, int> d = manager.dict<int, int>();
+//   mproc::Process p([](mproc::DictProxy<int, int> d) { d[1] = 2; }, d);
+//   p.start(); p.join();
+//   std::cout << d << '\n';                                  // {1: 2}
+//
+// The server process (named SyncManager-N, or BaseManager-N, drawing a number like any process)
+// listens on a private Unix socket with a random authkey; every process that holds a proxy
+// connects to it, one connection per thread, and calls the object's methods by name. A proxy is
+// a handle: copies refer to the same remote object, and it can be handed to children under every
+// start method, to Pool workers, or through a Queue or a Connection (its address, authkey and
+// object id travel; the receiver connects anew).
+//
+// Lifetime: the server belongs to the process that started it. It stops when the manager object
+// is destroyed there, when shutdown() is called, or when that process exits (the exit sequence
+// shuts it down before joining children, as Python's finalizer does); it is killed if its owner
+// dies (SIGKILL included). Shutting down escalates as Python's does: a shutdown request, then
+// join(shutdown_timeout), then SIGTERM, then SIGKILL. Objects are reference counted: each process
+// holding proxies of an object holds a reference, released when its last proxy goes or the
+// process exits, and the object is deleted when no reference is left.
+//
+// How it differs from Python, by design:
+//  - Typed. A managed value is stored in the server as its encoding (codec.hpp) and the proxy
+//    names the type: DictProxy<K, V>, ListProxy<T>, ValueProxy<T>, QueueProxy<T>. Keys compare by
+//    their encoding. A Namespace attribute is read with get<T>(name); reading it as another type
+//    than it was set with is a DecodeError naming both types.
+//  - Python's gotcha is kept: a value read from a proxy is a copy. Changing a list read from a
+//    Namespace changes the copy only; set it again to share the change.
+//  - User types are registered with the methods they expose, by member pointer:
+//      manager.register_type<Counter>("Counter").method<&Counter::increment>("increment");
+//    The member pointer is a template argument so that the method's entry point is a plain
+//    function, which reaches a server started by spawn or forkserver as a code reference.
+//    Calling a method that was not exposed is an AttributeError with Python's message.
+//  - Errors are typed: KeyError, IndexError, ValueError, AttributeError (errors.hpp) with
+//    Python's messages; an exception thrown by a user type's method in the server is a
+//    RemoteError carrying its type name and message; a server that is gone (killed, shut down)
+//    is a ManagerDiedError on the next call, or on the call in flight, without waiting.
+//  - The server drops a client that sends garbage or fails the authkey challenge, logging why,
+//    and goes on serving the others; a client that connects and says nothing is disconnected
+//    when its handshake deadline passes and never holds up anyone else.
+//  - Proxies carry the authkey when they are encoded, also into a Queue or a Connection (Python
+//    only while spawning): treat an encoded proxy as a secret.
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <ostream>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "mproc/authkey.hpp"
+#include "mproc/codec.hpp"
+#include "mproc/connection.hpp"
+#include "mproc/detail/manager_repr.hpp"
+#include "mproc/detail/manager_types.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/process.hpp"
+
+namespace mproc {
+
+namespace detail {
+struct ProxyState;
+struct ManagerState;
+struct ServerState;
+}  // namespace detail
+
+// The handle every proxy shares (Python's BaseProxy): which object, in which server.
+class BaseProxy {
+public:
+    // An empty proxy, a place to move a real one into; calling through it is a UsageError.
+    BaseProxy() = default;
+
+    // The type id the object was created with ("dict", "list", "Counter", ...).
+    const std::string& type_id() const;
+    // The object's id in its server.
+    std::uint64_t object_id() const;
+    // The server's address.
+    Address address() const;
+    bool valid() const noexcept { return state_ != nullptr; }
+
+    // Calls `method` with each argument encoded on its own and returns the encoded result
+    // (Python's _callmethod). The typed proxies and call<R>() go through here.
+    detail::Blob callmethod(std::string_view method, const detail::Blobs& args = {}) const;
+
+    // Python's repr: <DictProxy object, typeid 'dict' at 0x...>.
+    std::string repr() const;
+
+    // How a proxy travels: its token; the receiver connects to the server and takes a reference.
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(token());
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        detail::ProxyToken token;
+        ar(token);
+        adopt(token);
+    }
+
+protected:
+    explicit BaseProxy(std::shared_ptr<detail::ProxyState> state) noexcept : state_(std::move(state)) {}
+    template <class R, class... A>
+    R call_typed(std::string_view method, const A&... args) const {
+        return detail::decode_result<R>(callmethod(method, detail::encode_args(args...)));
+    }
+    virtual const char* proxy_name() const { return "BaseProxy"; }
+
+private:
+    friend class BaseManager;
+    detail::ProxyToken token() const;
+    void adopt(const detail::ProxyToken& token);
+
+    std::shared_ptr<detail::ProxyState> state_;
+};
+
+// A proxy of a registered user type: call<R>("method", args...).
+class Proxy : public BaseProxy {
+public:
+    Proxy() = default;
+    explicit Proxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    // Calls an exposed method; R is what it returns (void for nothing). AttributeError when the
+    // type does not expose `method`; RemoteError when the method throws in the server.
+    template <class R = void, class... A>
+    R call(std::string_view method, const A&... args) const {
+        return call_typed<R>(method, args...);
+    }
+
+protected:
+    const char* proxy_name() const override { return "AutoProxy"; }
+};
+
+template <class K, class V>
+class DictProxy;
+
+namespace detail {
+
+// A timeout as the server takes it: nanoseconds, -1 for none.
+template <class Rep, class Period>
+std::int64_t server_timeout(std::chrono::duration<Rep, Period> timeout) {
+    auto t = to_timeout(timeout);
+    return t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1};
+}
+
+// d[key] = value and V v = d[key] (Python's __setitem__ and __getitem__).
+template <class Owner, class Key, class V>
+class ItemRef {
+public:
+    ItemRef(const Owner& owner, Key key) : owner_(owner), key_(std::move(key)) {}
+    ItemRef& operator=(const V& value) {
+        owner_.set(key_, value);
+        return *this;
+    }
+    operator V() const { return owner_.getitem(key_); }  // NOLINT: implicit, reads like Python
+    V get() const { return owner_.getitem(key_); }
+
+private:
+    const Owner& owner_;
+    Key key_;
+};
+
+}  // namespace detail
+
+// A managed dict (Python's DictProxy). Insertion-ordered, as Python's dict is.
+template <class K, class V>
+class DictProxy : public BaseProxy {
+    static_assert(assert_encodable<K>() && assert_encodable<V>());
+
+public:
+    DictProxy() = default;
+    explicit DictProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    detail::ItemRef<DictProxy, K, V> operator[](const K& key) const { return {*this, key}; }
+    // The value of `key`; KeyError (what(): the key's repr) when there is none.
+    V getitem(const K& key) const {
+        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("get", key);
+        if (!found) throw KeyError(detail::py_repr(key));
+        return loads<V>(*found);
+    }
+    std::optional<V> get(const K& key) const {
+        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("get", key);
+        if (!found) return std::nullopt;
+        return loads<V>(*found);
+    }
+    V get(const K& key, const V& fallback) const { return get(key).value_or(fallback); }
+    void set(const K& key, const V& value) const { call_typed<void>("__setitem__", key, value); }
+    // Python's del d[key]; KeyError when there is none.
+    void erase(const K& key) const {
+        if (!call_typed<bool>("__delitem__", key)) throw KeyError(detail::py_repr(key));
+    }
+    V pop(const K& key) const {
+        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("pop", key);
+        if (!found) throw KeyError(detail::py_repr(key));
+        return loads<V>(*found);
+    }
+    V pop(const K& key, const V& fallback) const {
+        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("pop", key);
+        return found ? loads<V>(*found) : fallback;
+    }
+    // The last item inserted, removed; KeyError("popitem(): dictionary is empty") when empty.
+    std::pair<K, V> popitem() const {
+        auto item = call_typed<std::pair<detail::Blob, detail::Blob>>("popitem");
+        return {loads<K>(item.first), loads<V>(item.second)};
+    }
+    V setdefault(const K& key, const V& fallback = V{}) const {
+        return call_typed<V>("setdefault", key, fallback);
+    }
+    std::vector<K> keys() const { return decode_all<K>(call_typed<detail::Blobs>("keys")); }
+    std::vector<V> values() const { return decode_all<V>(call_typed<detail::Blobs>("values")); }
+    std::vector<std::pair<K, V>> items() const {
+        auto raw = call_typed<std::vector<std::pair<detail::Blob, detail::Blob>>>("items");
+        std::vector<std::pair<K, V>> out;
+        out.reserve(raw.size());
+        for (auto& [key, value] : raw) out.emplace_back(loads<K>(key), loads<V>(value));
+        return out;
+    }
+    // Adds or replaces the items of any range of pairs (a std::map, a vector of pairs...).
+    template <class R>
+    void update(const R& pairs) const {
+        std::vector<std::pair<detail::Blob, detail::Blob>> raw;
+        for (const auto& [key, value] : pairs) raw.emplace_back(dumps(static_cast<const K&>(key)), dumps(static_cast<const V&>(value)));
+        callmethod("update", {dumps(raw)});
+    }
+    void update(std::initializer_list<std::pair<const K, V>> pairs) const { update<>(pairs); }
+    bool contains(const K& key) const { return call_typed<bool>("__contains__", key); }
+    std::size_t size() const { return call_typed<std::uint64_t>("__len__"); }
+    bool empty() const { return size() == 0; }
+    void clear() const { call_typed<void>("clear"); }
+    // A plain copy of the contents (Python's copy(), which returns a dict).
+    template <class Map = std::map<K, V>>
+    Map copy() const {
+        Map out;
+        for (auto& [key, value] : items()) out.insert_or_assign(std::move(key), std::move(value));
+        return out;
+    }
+    // Python's str(d): {0: 0, 1: 2}, in insertion order.
+    std::string str() const { return detail::py_repr_mapping(items()); }
+    friend std::ostream& operator<<(std::ostream& os, const DictProxy& d) { return os << d.str(); }
+
+protected:
+    const char* proxy_name() const override { return "DictProxy"; }
+
+private:
+    template <class T>
+    static std::vector<T> decode_all(const detail::Blobs& raw) {
+        std::vector<T> out;
+        out.reserve(raw.size());
+        for (const auto& each : raw) out.push_back(loads<T>(each));
+        return out;
+    }
+};
+
+// A managed list (Python's ListProxy). Indexes may be negative, counting from the end.
+template <class T>
+class ListProxy : public BaseProxy {
+    static_assert(assert_encodable<T>());
+
+public:
+    ListProxy() = default;
+    explicit ListProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    detail::ItemRef<ListProxy, std::int64_t, T> operator[](std::int64_t index) const { return {*this, index}; }
+    // IndexError("list index out of range").
+    T getitem(std::int64_t index) const { return call_typed<T>("__getitem__", index); }
+    // IndexError("list assignment index out of range").
+    void set(std::int64_t index, const T& value) const { call_typed<void>("__setitem__", index, value); }
+    void append(const T& value) const { call_typed<void>("append", value); }
+    template <class R>
+    void extend(const R& values) const {
+        detail::Blobs raw;
+        for (const auto& value : values) raw.push_back(dumps(static_cast<const T&>(value)));
+        callmethod("extend", {dumps(raw)});
+    }
+    void extend(std::initializer_list<T> values) const { extend<>(values); }
+    // ValueError("<repr> is not in list").
+    std::size_t index(const T& value) const { return call_typed<std::uint64_t>("index", value); }
+    void insert(std::int64_t index, const T& value) const { call_typed<void>("insert", index, value); }
+    // IndexError("pop from empty list") / ("pop index out of range").
+    T pop(std::int64_t index = -1) const { return call_typed<T>("pop", index); }
+    // ValueError("list.remove(x): x not in list").
+    void remove(const T& value) const { call_typed<void>("remove", value); }
+    std::size_t count(const T& value) const { return call_typed<std::uint64_t>("count", value); }
+    bool contains(const T& value) const { return call_typed<bool>("__contains__", value); }
+    void erase(std::int64_t index) const { call_typed<void>("__delitem__", index); }
+    void reverse() const { call_typed<void>("reverse"); }
+    void clear() const { call_typed<void>("clear"); }
+    std::size_t size() const { return call_typed<std::uint64_t>("__len__"); }
+    bool empty() const { return size() == 0; }
+    // Python's l[start:stop], a copy; bounds are clamped as Python clamps them.
+    std::vector<T> slice(std::int64_t start, std::int64_t stop) const {
+        return decode_all(call_typed<detail::Blobs>("slice", start, stop));
+    }
+    // Python's l[:] or copy(): a plain copy of the elements.
+    std::vector<T> copy() const { return decode_all(call_typed<detail::Blobs>("copy")); }
+    // Python's str(l): ['0', '1'].
+    std::string str() const { return detail::py_repr_sequence(copy(), "[", "]"); }
+    friend std::ostream& operator<<(std::ostream& os, const ListProxy& l) { return os << l.str(); }
+
+protected:
+    const char* proxy_name() const override { return "ListProxy"; }
+
+private:
+    static std::vector<T> decode_all(const detail::Blobs& raw) {
+        std::vector<T> out;
+        out.reserve(raw.size());
+        for (const auto& each : raw) out.push_back(loads<T>(each));
+        return out;
+    }
+};
+
+// A managed namespace (Python's Namespace): attributes by name, each of any Encodable type.
+// Reading gives a copy.
+class Namespace : public BaseProxy {
+public:
+    Namespace() = default;
+    explicit Namespace(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    template <class T>
+    void set(std::string_view name, const T& value) const {
+        static_assert(assert_encodable<T>());
+        callmethod("__setattr__", {dumps(std::string(name)), dumps(detail::type_fingerprint<T>()), dumps(value)});
+    }
+    // A string literal is stored as a std::string: read it back with get<std::string>.
+    void set(std::string_view name, const char* text) const { set(name, std::string(text)); }
+    // AttributeError("'Namespace' object has no attribute 'x'") when there is none; DecodeError
+    // when it was set as another type.
+    template <class T>
+    T get(std::string_view name) const {
+        static_assert(assert_encodable<T>());
+        auto [fingerprint, value] = call_typed<std::pair<std::string, detail::Blob>>("__getattr__", std::string(name));
+        if (fingerprint != detail::type_fingerprint<T>()) wrong_type(name, fingerprint, typeid(T));
+        return loads<T>(value);
+    }
+    bool contains(std::string_view name) const { return call_typed<bool>("__contains__", std::string(name)); }
+    // Python's delattr; AttributeError when there is none.
+    void erase(std::string_view name) const { call_typed<void>("__delattr__", std::string(name)); }
+    // The attribute names, in the order they were first set.
+    std::vector<std::string> names() const { return call_typed<std::vector<std::string>>("names"); }
+
+protected:
+    const char* proxy_name() const override { return "NamespaceProxy"; }
+
+private:
+    [[noreturn]] static void wrong_type(std::string_view name, const std::string& stored, const std::type_info& asked);
+};
+
+// A managed value (Python's ValueProxy: get, set, .value).
+template <class T>
+class ValueProxy : public BaseProxy {
+    static_assert(assert_encodable<T>());
+
+public:
+    ValueProxy() = default;
+    explicit ValueProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+    T get() const { return call_typed<T>("get"); }
+    void set(const T& value) const { call_typed<void>("set", value); }
+    T value() const { return get(); }
+    void set_value(const T& value) const { set(value); }
+
+protected:
+    const char* proxy_name() const override { return "ValueProxy"; }
+};
+
+// A managed fixed-size array (Python's ArrayProxy: len, get and set an element).
+template <class T>
+class ArrayProxy : public BaseProxy {
+    static_assert(assert_encodable<T>());
+
+public:
+    ArrayProxy() = default;
+    explicit ArrayProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+    detail::ItemRef<ArrayProxy, std::int64_t, T> operator[](std::int64_t index) const { return {*this, index}; }
+    T getitem(std::int64_t index) const { return call_typed<T>("__getitem__", index); }
+    void set(std::int64_t index, const T& value) const { call_typed<void>("__setitem__", index, value); }
+    std::size_t size() const { return call_typed<std::uint64_t>("__len__"); }
+    std::vector<T> copy() const {
+        std::vector<T> out;
+        for (const auto& each : call_typed<detail::Blobs>("copy")) out.push_back(loads<T>(each));
+        return out;
+    }
+
+protected:
+    const char* proxy_name() const override { return "ArrayProxy"; }
+};
+
+// A managed queue (Python's queue.Queue through a manager). get and put block; with a timeout they
+// throw Empty / Full when it runs out.
+template <class T>
+class QueueProxy : public BaseProxy {
+    static_assert(assert_encodable<T>());
+
+public:
+    QueueProxy() = default;
+    explicit QueueProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    void put(const T& item) const { call_typed<void>("put", item, std::int64_t{-1}); }
+    template <class Rep, class Period>
+    void put(const T& item, std::chrono::duration<Rep, Period> timeout) const {
+        call_typed<void>("put", item, detail::server_timeout(timeout));
+    }
+    void put_nowait(const T& item) const { call_typed<void>("put", item, std::int64_t{0}); }
+    T get() const { return call_typed<T>("get", std::int64_t{-1}); }
+    template <class Rep, class Period>
+    T get(std::chrono::duration<Rep, Period> timeout) const {
+        return call_typed<T>("get", detail::server_timeout(timeout));
+    }
+    T get_nowait() const { return call_typed<T>("get", std::int64_t{0}); }
+    std::size_t qsize() const { return call_typed<std::uint64_t>("qsize"); }
+    bool empty() const { return qsize() == 0; }
+    bool full() const { return call_typed<bool>("full"); }
+
+protected:
+    const char* proxy_name() const override { return "AutoProxy[Queue]"; }
+    template <class Rep, class Period>
+    static std::int64_t to_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
+        return detail::server_timeout(timeout);
+    }
+};
+
+// A managed JoinableQueue: task_done() and join() besides the queue's methods.
+template <class T>
+class JoinableQueueProxy : public QueueProxy<T> {
+public:
+    JoinableQueueProxy() = default;
+    explicit JoinableQueueProxy(BaseProxy base) : QueueProxy<T>(std::move(base)) {}
+    // ValueError("task_done() called too many times").
+    void task_done() const { this->template call_typed<void>("task_done"); }
+    void join() const { this->template call_typed<void>("join"); }
+
+protected:
+    const char* proxy_name() const override { return "AutoProxy[JoinableQueue]"; }
+};
+
+// A managed Lock, RLock, Semaphore or BoundedSemaphore (Python's AcquirerProxy). Lockable, so
+// std::scoped_lock and std::unique_lock work (Python's `with`). The lock lives in the server; an
+// RLock is owned by the calling thread's connection.
+class AcquirerProxy : public BaseProxy {
+public:
+    AcquirerProxy() = default;
+    explicit AcquirerProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+
+    bool acquire(bool blocking = true) const { return call_typed<bool>("acquire", std::int64_t{blocking ? -1 : 0}); }
+    template <class Rep, class Period>
+    bool acquire(std::chrono::duration<Rep, Period> timeout) const {
+        return call_typed<bool>("acquire", detail::server_timeout(timeout));
+    }
+    // ValueError for a semaphore released too often; UsageError for an RLock not held here.
+    void release() const { call_typed<void>("release"); }
+
+    void lock() const { acquire(); }
+    bool try_lock() const { return acquire(false); }
+    void unlock() const { release(); }
+
+protected:
+    const char* proxy_name() const override { return "AcquirerProxy"; }
+};
+
+// A managed Condition (Python's ConditionProxy), with its own RLock in the server.
+class ConditionProxy : public AcquirerProxy {
+public:
+    ConditionProxy() = default;
+    explicit ConditionProxy(BaseProxy base) : AcquirerProxy(std::move(base)) {}
+
+    // Releases the lock, waits for a notify, takes the lock back. The lock must be held.
+    void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
+    template <class Rep, class Period>
+    bool wait(std::chrono::duration<Rep, Period> timeout) const {
+        return call_typed<bool>("wait", detail::server_timeout(timeout));
+    }
+    // Waits until predicate() is true (checked with the lock held), as Python's wait_for.
+    template <class Predicate>
+    bool wait_for(Predicate predicate) const {
+        while (!predicate()) wait();
+        return true;
+    }
+    template <class Predicate, class Rep, class Period>
+    bool wait_for(Predicate predicate, std::chrono::duration<Rep, Period> timeout) const {
+        const auto deadline = std::chrono::steady_clock::now() + timeout;
+        bool result = predicate();
+        while (!result) {
+            const auto left = deadline - std::chrono::steady_clock::now();
+            if (left <= left.zero()) break;
+            wait(left);
+            result = predicate();
+        }
+        return result;
+    }
+    void notify(int n = 1) const { call_typed<void>("notify", std::int64_t{n}); }
+    void notify_all() const { call_typed<void>("notify_all"); }
+
+protected:
+    const char* proxy_name() const override { return "ConditionProxy"; }
+};
+
+// A managed Event (Python's EventProxy).
+class EventProxy : public BaseProxy {
+public:
+    EventProxy() = default;
+    explicit EventProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+    bool is_set() const { return call_typed<bool>("is_set"); }
+    void set() const { call_typed<void>("set"); }
+    void clear() const { call_typed<void>("clear"); }
+    void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
+    template <class Rep, class Period>
+    bool wait(std::chrono::duration<Rep, Period> timeout) const {
+        return call_typed<bool>("wait", detail::server_timeout(timeout));
+    }
+
+protected:
+    const char* proxy_name() const override { return "EventProxy"; }
+};
+
+// A managed Barrier (Python's BarrierProxy). BrokenBarrierError as threading.Barrier raises it.
+class BarrierProxy : public BaseProxy {
+public:
+    BarrierProxy() = default;
+    explicit BarrierProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
+    // The arrival index, 0 .. parties - 1.
+    int wait() const { return static_cast<int>(call_typed<std::int64_t>("wait", std::int64_t{-1})); }
+    template <class Rep, class Period>
+    int wait(std::chrono::duration<Rep, Period> timeout) const {
+        return static_cast<int>(call_typed<std::int64_t>("wait", detail::server_timeout(timeout)));
+    }
+    void abort() const { call_typed<void>("abort"); }
+    void reset() const { call_typed<void>("reset"); }
+    int parties() const { return static_cast<int>(call_typed<std::int64_t>("parties")); }
+    int n_waiting() const { return static_cast<int>(call_typed<std::int64_t>("n_waiting")); }
+    bool broken() const { return call_typed<bool>("broken"); }
+
+protected:
+    const char* proxy_name() const override { return "BarrierProxy"; }
+};
+
+struct ManagerOptions {
+    // Where the server listens. Unset: a new private Unix socket path (removed at shutdown).
+    // A TcpAddress needs an authkey (the process's own key is used when none is given).
+    std::optional<Address> address{};
+    // Unset: the authkey of the current process (Python: current_process().authkey).
+    std::optional<AuthKey> authkey{};
+    // The start method of the server process. Unset: the default (context.hpp).
+    std::optional<StartMethod> context{};
+    // How long shutdown() waits for the server to end before terminating it (Python 3.11's
+    // shutdown_timeout), and then again before killing it.
+    std::chrono::milliseconds shutdown_timeout{1000};
+};
+
+struct TypeOptions {
+    // Every create() of the type returns the same object, created on the first (Python: register
+    // with a callable that returns one shared object, the remote-manager idiom).
+    bool shared = false;
+};
+
+class BaseManager;
+
+// What register_type returns: add the methods the proxy may call.
+template <class T>
+class TypeRegistration {
+public:
+    // Exposes the member function M under `name`:
+    //   .method<&Counter::increment>("increment")
+    template <auto M>
+    TypeRegistration& method(std::string name) {
+        static_assert(std::is_same_v<typename detail::member_function<decltype(M)>::object, T>,
+                      "the member function must belong to the registered type");
+        entry_->methods.push_back({std::move(name), &detail::call_member<M>});
+        return *this;
+    }
+
+private:
+    friend class BaseManager;
+    explicit TypeRegistration(detail::RegisteredType* entry) : entry_(entry) {}
+    detail::RegisteredType* entry_;
+};
+
+// The server side run in the calling process (Python's Server): for a remote manager.
+class Server {
+public:
+    // Serves until a client sends the shutdown request (BaseManager::shutdown on a connected
+    // client does). Clients are served by threads of their own; after the request no new client
+    // is accepted (the listener closes, removing its socket file), and the clients already
+    // connected are served until they disconnect.
+    void serve_forever();
+    // The address listened on, with the port the kernel chose when 0 was asked for.
+    const Address& address() const;
+
+private:
+    friend class BaseManager;
+    explicit Server(std::shared_ptr<detail::ServerState> state) : state_(std::move(state)) {}
+    std::shared_ptr<detail::ServerState> state_;
+};
+
+// Python's BaseManager: register types, then start() a server process, serve in this process
+// (get_server().serve_forever()), or connect() to a server somewhere else.
+class BaseManager {
+public:
+    explicit BaseManager(ManagerOptions options = {});
+    BaseManager(BaseManager&&) noexcept;
+    BaseManager& operator=(BaseManager&&) noexcept;
+    BaseManager(const BaseManager&) = delete;
+    BaseManager& operator=(const BaseManager&) = delete;
+    // Shuts the server down if this process started it.
+    virtual ~BaseManager();
+
+    // Registers a user type: a proxy of it is made by create(type_id, constructor arguments).
+    // Register before start() or get_server(); a connecting client registers nothing.
+    template <class T, class... CtorArgs>
+    TypeRegistration<T> register_type(std::string type_id, TypeOptions options = {}) {
+        detail::RegisteredType entry;
+        entry.type_id = std::move(type_id);
+        entry.class_name = detail::type_name_of(typeid(T));
+        entry.create = &detail::make_object<T, CtorArgs...>;
+        entry.destroy = &detail::delete_object<T>;
+        entry.shared = options.shared;
+        return TypeRegistration<T>(add_registration(std::move(entry)));
+    }
+
+    // Starts the server process. ProcessError("Unable to start server") when it fails to come up;
+    // UsageError when already started or connected.
+    void start();
+    // A server in this process, listening on the manager's address (Python's get_server()).
+    Server get_server();
+    // Connects to a running server at the manager's address; AuthenticationError for a wrong key,
+    // ManagerDiedError when nothing listens there.
+    void connect();
+    // Stops the server this process started (request, join, terminate, kill), or, on a connected
+    // client, asks the remote server to stop. Idempotent.
+    void shutdown();
+    // Waits for the server process this process started to end.
+    void join();
+
+    // A new object of a registered type (or a built-in one: "dict", "list", ...).
+    template <class... A>
+    Proxy create(std::string_view type_id, const A&... args) {
+        return Proxy(create_raw(type_id, detail::encode_args(args...)));
+    }
+
+    // The address of the server (after start(), get_server() or, as given, for connect()).
+    Address address() const;
+    const AuthKey& authkey() const;
+    // The server process this process started; nullopt otherwise.
+    std::optional<Process> process() const;
+    // How many objects the server holds (Python's _number_of_objects, for tests and debugging).
+    std::size_t number_of_objects() const;
+
+protected:
+    BaseProxy create_raw(std::string_view type_id, const detail::Blobs& args);
+    // The class name used for the server process's name (SyncManager-1).
+    virtual const char* type_name() const { return "BaseManager"; }
+
+private:
+    detail::RegisteredType* add_registration(detail::RegisteredType entry);
+    std::shared_ptr<detail::ManagerState> state_;
+};
+
+// Python's SyncManager: the built-in types. Manager() returns one, started.
+class SyncManager : public BaseManager {
+public:
+    using BaseManager::BaseManager;
+
+    template <class K, class V>
+    DictProxy<K, V> dict() {
+        return DictProxy<K, V>(create_raw("dict", {}));
+    }
+    template <class K, class V, class R>
+    DictProxy<K, V> dict(const R& initial) {
+        DictProxy<K, V> d = dict<K, V>();
+        d.update(initial);
+        return d;
+    }
+    template <class T>
+    ListProxy<T> list() {
+        return ListProxy<T>(create_raw("list", {}));
+    }
+    template <class T, class R>
+    ListProxy<T> list(const R& initial) {
+        ListProxy<T> l = list<T>();
+        l.extend(initial);
+        return l;
+    }
+    mproc::Namespace Namespace() { return mproc::Namespace(create_raw("Namespace", {})); }
+    template <class T>
+    ValueProxy<T> Value(const T& initial = T{}) {
+        return ValueProxy<T>(create_raw("Value", {dumps(initial)}));
+    }
+    template <class T>
+    ArrayProxy<T> Array(std::size_t size, const T& initial = T{}) {
+        return ArrayProxy<T>(create_raw("Array", {dumps(static_cast<std::uint64_t>(size)), dumps(initial)}));
+    }
+    // maxsize 0: unbounded.
+    template <class T>
+    QueueProxy<T> Queue(std::size_t maxsize = 0) {
+        return QueueProxy<T>(create_raw("Queue", {dumps(static_cast<std::uint64_t>(maxsize))}));
+    }
+    template <class T>
+    JoinableQueueProxy<T> JoinableQueue(std::size_t maxsize = 0) {
+        return JoinableQueueProxy<T>(create_raw("JoinableQueue", {dumps(static_cast<std::uint64_t>(maxsize))}));
+    }
+    AcquirerProxy Lock() { return AcquirerProxy(create_raw("Lock", {})); }
+    AcquirerProxy RLock() { return AcquirerProxy(create_raw("RLock", {})); }
+    AcquirerProxy Semaphore(int value = 1) { return AcquirerProxy(create_raw("Semaphore", {dumps(std::int64_t{value})})); }
+    AcquirerProxy BoundedSemaphore(int value = 1) {
+        return AcquirerProxy(create_raw("BoundedSemaphore", {dumps(std::int64_t{value})}));
+    }
+    ConditionProxy Condition() { return ConditionProxy(create_raw("Condition", {})); }
+    EventProxy Event() { return EventProxy(create_raw("Event", {})); }
+    BarrierProxy Barrier(int parties) { return BarrierProxy(create_raw("Barrier", {dumps(std::int64_t{parties})})); }
+
+protected:
+    const char* type_name() const override { return "SyncManager"; }
+};
+
+// A started SyncManager (Python's multiprocessing.Manager()).
+SyncManager Manager(ManagerOptions options = {});
+
+}  // namespace mproc

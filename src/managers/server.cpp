@@ -1,0 +1,326 @@
+// The manager's server: accepts clients, serves each on a thread of its own, keeps the objects
+// and their reference counts.
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include <exception>
+#include <thread>
+#include <typeinfo>
+
+#include <fmt/format.h>
+
+#include "managers/protocol.hpp"
+#include "managers/server_state.hpp"
+#include "managers/wire.hpp"
+#include "mproc/logging.hpp"
+#include "mproc/managers.hpp"
+#include "runtime/process_access.hpp"
+
+namespace mproc::detail {
+
+std::string type_name_of(const std::type_info& type) { return unqualified_type_name(type); }
+
+void check_argument_count(std::string_view what, std::size_t expected, std::size_t given) {
+    if (expected != given)
+        throw ServerError{"UsageError", fmt::format("{} takes {} argument{} ({} given)", what, expected,
+                                                    expected == 1 ? "" : "s", given)};
+}
+
+Address address_of(const ProxyToken& token) {
+    if (token.family == 1) return TcpAddress{token.location, token.port};
+    return UnixAddress{token.location};
+}
+
+void set_address(ProxyToken& token, const Address& address) {
+    if (const auto* tcp = std::get_if<TcpAddress>(&address)) {
+        token.family = 1;
+        token.location = tcp->host;
+        token.port = tcp->port;
+    } else {
+        token.family = 0;
+        token.location = std::get<UnixAddress>(address).path;
+        token.port = 0;
+    }
+}
+
+WireType to_wire(const RegisteredType& type) {
+    WireType wire{type.type_id, type.class_name, code_ref_of_function(type.create), code_ref_of_function(type.destroy),
+                  {}, type.shared};
+    for (const auto& method : type.methods) wire.methods.push_back({method.name, code_ref_of_function(method.call)});
+    return wire;
+}
+
+RegisteredType from_wire(const WireType& wire) {
+    RegisteredType type{wire.type_id, wire.class_name, resolve_function<void*(const Blobs&)>(wire.create),
+                        resolve_function<void(void*)>(wire.destroy), {}, wire.shared};
+    for (const auto& method : wire.methods)
+        type.methods.push_back({method.name, resolve_function<Blob(void*, const Blobs&)>(method.call)});
+    return type;
+}
+
+namespace {
+
+ListenerOptions listener_options(const std::optional<Address>& address, const AuthKey& key) {
+    ListenerOptions options;
+    options.address = address;
+    options.authkey = key;
+    // Python 3.13's backlog; a burst of children connecting at once is not refused.
+    options.backlog = 128;
+    return options;
+}
+
+}  // namespace
+
+void remove_socket(const Address& address) {
+    const auto* unix_address = std::get_if<UnixAddress>(&address);
+    if (unix_address == nullptr || unix_address->path.empty() || unix_address->path[0] == '\0') return;
+    ::unlink(unix_address->path.c_str());
+    // The private directory the path was made in, if it is empty now.
+    const auto slash = unix_address->path.rfind('/');
+    if (slash != std::string::npos && slash > 0) ::rmdir(unix_address->path.substr(0, slash).c_str());
+}
+
+void clear_stale_socket(const Address& address) {
+    const auto* unix_address = std::get_if<UnixAddress>(&address);
+    if (unix_address == nullptr || unix_address->path.empty() || unix_address->path[0] == '\0') return;
+    struct stat info {};
+    if (::lstat(unix_address->path.c_str(), &info) != 0 || !S_ISSOCK(info.st_mode)) return;
+    sockaddr_un peer{};
+    if (unix_address->path.size() >= sizeof peer.sun_path) return;
+    peer.sun_family = AF_UNIX;
+    std::memcpy(peer.sun_path, unix_address->path.c_str(), unix_address->path.size() + 1);
+    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) return;
+    // Nobody listening: the socket file of a server that was killed.
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0 && errno == ECONNREFUSED) {
+        get_logger().debug("manager: removing the stale socket {}", unix_address->path);
+        ::unlink(unix_address->path.c_str());
+    }
+    ::close(fd);
+}
+
+namespace {
+Listener open_listener(const std::optional<Address>& where, const AuthKey& key) {
+    if (where) clear_stale_socket(*where);
+    return Listener(listener_options(where, key));
+}
+}  // namespace
+
+ServerState::ServerState(std::optional<Address> where, AuthKey key, std::map<std::string, RegisteredType> registered)
+    : listener(open_listener(where, key)),
+      address(listener.address()),
+      authkey(std::move(key)),
+      types(std::move(registered)) {}
+
+void ServerState::start_accepting(const std::shared_ptr<ServerState>& self) {
+    std::thread([self] {
+        for (;;) {
+            try {
+                // Wakes up now and then to see whether the server was asked to stop: the
+                // listener is closed by this thread, the only one that uses it.
+                std::optional<Connection> accepted = self->listener.accept(std::chrono::milliseconds(200));
+                std::uint64_t id;
+                {
+                    std::lock_guard lock(self->mutex);
+                    if (self->stopping) {
+                        self->listener.close();
+                        return;
+                    }
+                    id = self->next_connection++;
+                }
+                if (!accepted) continue;
+                Connection connection = std::move(*accepted);
+                std::thread([self, id, c = std::move(connection)]() mutable { self->serve_client(std::move(c), id); })
+                    .detach();
+            } catch (const AuthenticationError& e) {
+                get_logger().warning("manager: refused a client: {}", e.what());
+            } catch (const std::exception& e) {
+                if (self->listener.closed()) return;
+                get_logger().warning("manager: accept failed: {}", e.what());
+                // Out of descriptors or memory: give the other threads a moment to free some.
+                std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            }
+        }
+    }).detach();
+}
+
+void ServerState::wait_for_shutdown() {
+    std::unique_lock lock(mutex);
+    stopped.wait(lock, [this] { return stopping; });
+}
+
+void ServerState::serve_client(Connection connection, std::uint64_t connection_id) {
+    const Caller caller{connection_id};
+    const int fd = connection.fileno();
+    FrameReader reader;
+    std::vector<std::byte> reply;
+    std::string method;
+    Blobs args;
+    for (;;) {
+        std::uint64_t id = 0;
+        try {
+            Decoder in(reader.next(fd, kDefaultMaxMessageSize));
+            id = in.read<std::uint64_t>();
+            in.read_into(method);
+            in.read_into(args);
+            in.expect_end();
+        } catch (const EOFError&) {
+            return;  // the client closed its connection: it is done
+        } catch (const std::exception& e) {
+            get_logger().warning("manager: dropped a client that sent a malformed request: {}", e.what());
+            return;
+        }
+        reply.assign(kFrameHeader, std::byte{0});
+        try {
+            Blob result = dispatch(id, method, args, caller);
+            reply.push_back(std::byte{kReplyOk});
+            reply.insert(reply.end(), result.begin(), result.end());
+        } catch (const ServerError& e) {
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
+            encode_into(reply, e.kind);
+            encode_into(reply, e.message);
+        } catch (const DecodeError& e) {
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
+            encode_into(reply, std::string("DecodeError"));
+            encode_into(reply, std::string(e.what()));
+        } catch (const std::exception& e) {
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
+            encode_into(reply, demangled_name(typeid(e)));
+            encode_into(reply, std::string(e.what()));
+        } catch (...) {
+            reply.assign(kFrameHeader, std::byte{0});
+            reply.push_back(std::byte{kReplyError});
+            encode_into(reply, std::string("unknown exception"));
+            encode_into(reply, std::string("a method threw something that is not a std::exception"));
+        }
+        try {
+            send_frame(fd, reply);
+        } catch (const std::exception&) {
+            return;  // the client is gone
+        }
+        if (id == kServerObject && method == "shutdown") {
+            std::lock_guard lock(mutex);
+            stopping = true;
+            stopped.notify_all();
+        }
+    }
+}
+
+Blob ServerState::dispatch(std::uint64_t id, std::string_view method, const Blobs& args, const Caller& caller) {
+    if (id == kServerObject) return call_server(method, args);
+    std::shared_ptr<Referent> referent;
+    {
+        std::lock_guard lock(mutex);
+        auto it = objects.find(id);
+        if (it == objects.end())
+            throw ServerError{"ReferenceError", fmt::format("no object with id {} in the manager (already released?)", id)};
+        referent = it->second.referent;
+    }
+    return referent->call(method, args, caller);
+}
+
+Blob ServerState::call_server(std::string_view method, const Blobs& args) {
+    if (method == "ping") return {};
+    if (method == "number_of_objects") {
+        std::lock_guard lock(mutex);
+        return dumps(static_cast<std::uint64_t>(objects.size()));
+    }
+    if (method == "shutdown") {
+        get_logger().info("manager received shutdown message");
+        return {};
+    }
+    if (method == "create") {
+        check_argument_count("create", 2, args.size());
+        const auto type_id = loads<std::string>(args[0]);
+        const auto ctor_args = loads<Blobs>(args[1]);
+        std::shared_ptr<Referent> referent;
+        auto registered = types.find(type_id);
+        if (registered != types.end()) {
+            if (registered->second.shared) {
+                std::lock_guard lock(mutex);
+                auto existing = shared_objects.find(type_id);
+                if (existing != shared_objects.end()) {
+                    ++objects.at(existing->second).refcount;
+                    return dumps(existing->second);
+                }
+            }
+            referent = make_registered(registered->second, ctor_args);
+        } else {
+            referent = make_builtin(type_id, ctor_args);
+        }
+        if (!referent) throw ServerError{"UsageError", fmt::format("unknown type id '{}'", type_id)};
+        std::lock_guard lock(mutex);
+        const std::uint64_t id = next_id++;
+        // A shared object keeps one reference of the server's own, so that it lives as long as
+        // the server, as the object a Python registered callable returns does.
+        const bool shared = registered != types.end() && registered->second.shared;
+        objects.emplace(id, Entry{std::move(referent), shared ? 2u : 1u, type_id});
+        if (shared) shared_objects.emplace(type_id, id);
+        get_logger().debug("manager: created a {} object, id {}", type_id, id);
+        return dumps(id);
+    }
+    if (method == "incref" || method == "decref") {
+        check_argument_count(method, 1, args.size());
+        const auto id = loads<std::uint64_t>(args[0]);
+        std::shared_ptr<Referent> dying;  // destroyed after the lock is released
+        std::lock_guard lock(mutex);
+        auto it = objects.find(id);
+        if (it == objects.end())
+            throw ServerError{"ReferenceError", fmt::format("no object with id {} in the manager (already released?)", id)};
+        if (method == "incref") {
+            ++it->second.refcount;
+        } else if (--it->second.refcount == 0) {
+            get_logger().debug("manager: disposing of the {} object, id {}", it->second.type_id, id);
+            dying = std::move(it->second.referent);
+            objects.erase(it);
+        }
+        return {};
+    }
+    throw ServerError{"AttributeError", fmt::format("the manager has no method '{}'", method)};
+}
+
+void manager_server_main(const ServerSettings& settings, const ServerChannel& channel) {
+    Connection reply = Connection::from_fd(channel.fd);
+    std::map<std::string, RegisteredType> types;
+    for (const auto& wire : settings.types) types.emplace(wire.type_id, from_wire(wire));
+    std::optional<Address> where;
+    if (settings.has_address) where = address_of(settings.where);
+    std::shared_ptr<ServerState> state;
+    try {
+        state = std::make_shared<ServerState>(where, AuthKey(std::span<const std::byte>(settings.authkey)),
+                                              std::move(types));
+    } catch (const std::exception& e) {
+        reply.send(std::string(e.what()));
+        return;
+    }
+    ProxyToken listening;
+    set_address(listening, state->address);
+    reply.send(std::string());
+    reply.send(listening);
+    // The channel the server was started with stays open as its owner's control connection: it
+    // needs no handshake (only the owner has the other end), so shutting down costs no crypto.
+    std::uint64_t control_id;
+    {
+        std::lock_guard lock(state->mutex);
+        control_id = state->next_connection++;
+    }
+    std::thread([state, control_id, c = std::move(reply)]() mutable { state->serve_client(std::move(c), control_id); })
+        .detach();
+    state->start_accepting(state);
+    get_logger().info("manager serving at {}", connection::to_string(state->address));
+    state->wait_for_shutdown();
+    if (!settings.has_address) remove_socket(state->address);
+    // Clients' threads may still be inside a call; the process ends under them (as Python's
+    // server does with sys.exit), so the state is never destroyed.
+    new std::shared_ptr<ServerState>(std::move(state));
+}
+
+}  // namespace mproc::detail

@@ -1,0 +1,71 @@
+#pragma once
+// The manager's server: the objects it owns, their reference counts, and the threads that serve
+// the clients (one per authenticated connection, as Python's Server has; a call that blocks, a
+// lock's acquire or a queue's get, blocks only its own client).
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "mproc/connection.hpp"
+#include "mproc/detail/manager_types.hpp"
+
+namespace mproc::detail {
+
+// Who is calling: the server thread serving one client connection. An RLock is owned by it.
+struct Caller {
+    std::uint64_t connection = 0;
+};
+
+// An object owned by the server.
+class Referent {
+public:
+    virtual ~Referent() = default;
+    // Runs `method`; throws ServerError for the caller's mistakes (a missing key, an unexposed
+    // method) and DecodeError for arguments that are not what the method takes.
+    virtual Blob call(std::string_view method, const Blobs& args, const Caller& caller) = 0;
+};
+
+// A built-in referent for a SyncManager type id ("dict", "Lock", ...); nullptr if there is none.
+std::shared_ptr<Referent> make_builtin(std::string_view type_id, const Blobs& args);
+
+// A referent of a registered user type.
+std::shared_ptr<Referent> make_registered(const RegisteredType& type, const Blobs& args);
+
+struct ServerState {
+    ServerState(std::optional<Address> address, AuthKey key, std::map<std::string, RegisteredType> types);
+
+    // Accepts clients on a thread of its own until the process ends.
+    void start_accepting(const std::shared_ptr<ServerState>& self);
+    // Blocks until a client asks for shutdown.
+    void wait_for_shutdown();
+
+    void serve_client(Connection connection, std::uint64_t connection_id);
+    Blob dispatch(std::uint64_t id, std::string_view method, const Blobs& args, const Caller& caller);
+    Blob call_server(std::string_view method, const Blobs& args);
+
+    Listener listener;
+    Address address;
+    AuthKey authkey;
+    std::map<std::string, RegisteredType> types;
+
+    std::mutex mutex;  // guards the members below
+    struct Entry {
+        std::shared_ptr<Referent> referent;
+        std::uint64_t refcount = 0;
+        std::string type_id;
+    };
+    std::unordered_map<std::uint64_t, Entry> objects;
+    std::map<std::string, std::uint64_t> shared_objects;
+    std::uint64_t next_id = 1;
+    std::uint64_t next_connection = 1;
+    bool stopping = false;
+    std::condition_variable stopped;
+};
+
+}  // namespace mproc::detail

@@ -1,0 +1,95 @@
+#include "managers/wire.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "mproc/errors.hpp"
+
+namespace mproc::detail {
+
+namespace {
+// A buffer that grew for one large message shrinks back after it.
+constexpr std::size_t kKeep = 64 * 1024;
+
+std::uint32_t big_endian_32(const std::byte* p) {
+    std::uint32_t v;
+    std::memcpy(&v, p, 4);
+    return __builtin_bswap32(v);
+}
+}  // namespace
+
+void send_frame(int fd, std::vector<std::byte>& frame) {
+    const std::size_t payload = frame.size() - kFrameHeader;
+    if (payload > 0x7fffffffu) throw UsageError("manager: a message over 2 GiB");
+    const std::uint32_t length = __builtin_bswap32(static_cast<std::uint32_t>(payload));
+    std::memcpy(frame.data(), &length, 4);
+    std::size_t sent = 0;
+    while (sent < frame.size()) {
+        const ssize_t n = ::send(fd, frame.data() + sent, frame.size() - sent, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw OSError("send", errno);
+        }
+        sent += static_cast<std::size_t>(n);
+    }
+}
+
+bool FrameReader::fill(int fd, std::size_t want) {
+    if (end_ - begin_ >= want) return true;
+    if (begin_ > 0) {
+        std::memmove(buffer_.data(), buffer_.data() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+    }
+    if (buffer_.size() < kKeep) buffer_.resize(kKeep);
+    while (end_ < want) {
+        // Memory grows with the bytes that arrive, not with the length a peer announces.
+        if (end_ == buffer_.size()) buffer_.resize(std::min(want, buffer_.size() * 2));
+        const ssize_t n = ::read(fd, buffer_.data() + end_, buffer_.size() - end_);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw OSError("recv", errno);
+        }
+        if (n == 0) return false;
+        end_ += static_cast<std::size_t>(n);
+    }
+    return true;
+}
+
+std::span<const std::byte> FrameReader::next(int fd, std::size_t max_size) {
+    if (begin_ == end_) {
+        begin_ = end_ = 0;
+        if (buffer_.size() > kKeep) std::vector<std::byte>(kKeep).swap(buffer_);
+    }
+    if (!fill(fd, 4)) {
+        if (end_ == begin_) throw EOFError("end of file: the other end of the connection is closed");
+        throw ProtocolError("got end of file during message");
+    }
+    std::size_t header = 4;
+    const auto length32 = static_cast<std::int32_t>(big_endian_32(buffer_.data() + begin_));
+    std::uint64_t length = 0;
+    if (length32 >= 0) {
+        length = static_cast<std::uint64_t>(length32);
+    } else if (length32 == -1) {
+        if (!fill(fd, 12)) throw ProtocolError("got end of file during message");
+        length = (std::uint64_t{big_endian_32(buffer_.data() + begin_ + 4)} << 32) |
+                 big_endian_32(buffer_.data() + begin_ + 8);
+        header = 12;
+    } else {
+        throw ProtocolError(fmt::format("bad message length {}", length32));
+    }
+    if (length > max_size) throw ProtocolError(fmt::format("bad message length {} (the limit is {})", length, max_size));
+    if (!fill(fd, header + length)) throw ProtocolError("got end of file during message");
+    std::span<const std::byte> payload(buffer_.data() + begin_ + header, length);
+    begin_ += header + length;
+    return payload;
+}
+
+}  // namespace mproc::detail
