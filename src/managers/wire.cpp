@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "mproc/errors.hpp"
+#include "sync/spin.hpp"
 
 namespace mproc::detail {
 
@@ -52,7 +53,25 @@ bool FrameReader::fill(int fd, std::size_t want) {
     while (end_ < want) {
         // Memory grows with the bytes that arrive, not with the length a peer announces.
         if (end_ == buffer_.size()) buffer_.resize(std::min(want, buffer_.size() * 2));
-        const ssize_t n = ::read(fd, buffer_.data() + end_, buffer_.size() - end_);
+        // The answer to a request usually comes within microseconds from a process that is
+        // running: look for it without sleeping for a while (sync/spin.hpp), since waking up on
+        // another CPU costs tens of microseconds here.
+        ssize_t n = -1;
+        int error = 0;
+        const bool arrived = spinning_ && spin_until(spin_, 1, [&] {
+            n = ::recv(fd, buffer_.data() + end_, buffer_.size() - end_, MSG_DONTWAIT);
+            if (n >= 0) return true;
+            error = errno;
+            return error != EAGAIN && error != EWOULDBLOCK && error != EINTR;
+        });
+        if (arrived && n < 0) {
+            if (error == ENOTSOCK) {
+                spinning_ = false;  // not a socket: read it the plain way from now on
+                continue;
+            }
+            throw OSError("recv", error);
+        }
+        if (!arrived) n = ::read(fd, buffer_.data() + end_, buffer_.size() - end_);
         if (n < 0) {
             if (errno == EINTR) continue;
             throw OSError("recv", errno);

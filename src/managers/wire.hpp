@@ -11,6 +11,8 @@
 #include <span>
 #include <vector>
 
+#include "sync/spin.hpp"
+
 namespace mproc::detail {
 
 // Room for the length at the front of a frame being built.
@@ -29,6 +31,8 @@ public:
 
 private:
     bool fill(int fd, std::size_t want);  // false at end of file
+    SpinBudget spin_;
+    bool spinning_ = true;
     std::vector<std::byte> buffer_;
     std::size_t begin_ = 0;
     std::size_t end_ = 0;

@@ -29,7 +29,6 @@
 // Process-local state (what waits for the feeder thread of an unbounded Queue) lives in a
 // QueueLocal, replaced in a forked child, where the feeder does not exist.
 #include <pthread.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -54,6 +53,7 @@
 #include "runtime/runtime.hpp"
 #include "sync/asymmetric_fence.hpp"
 #include "sync/futex.hpp"
+#include "sync/spin.hpp"
 #include "sync/mutex_state.hpp"
 
 namespace mproc::detail {
@@ -72,14 +72,6 @@ constexpr auto kProducerCheckInterval = std::chrono::milliseconds(100);
 // The longest a waiter sleeps at a time when the other processes could not be made to fence
 // (asymmetric_fence.hpp): a wake-up they miss then costs at most this much.
 constexpr auto kUnfencedSleep = std::chrono::milliseconds(1);
-// How long a waiting consumer or producer spins before it sleeps, at most: a little more than a
-// wake-up from sleep takes on another CPU, so that a reply from a process that is running (or
-// being woken) arrives during the spin. The budget adapts (SpinBudget).
-constexpr std::int32_t kMaxSpinNanos = 50'000;
-constexpr std::int32_t kMinSpinNanos = 2'000;
-// Pause instructions between two looks of a spinning waiter, at most (about a microsecond).
-constexpr unsigned kMaxSpinPauses = 128;
-
 enum RecordKind : std::uint32_t { kWhole = 1, kFirst = 2, kMiddle = 3, kLast = 4, kAbort = 5 };
 
 struct RecordHeader {
@@ -139,66 +131,6 @@ struct QueueShared {
 };
 
 constexpr std::size_t kRingOffset = (sizeof(QueueShared) + 63) / 64 * 64;
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield" ::: "memory");
-#endif
-}
-
-// A process-local, per-queue spin budget: back to the maximum when a spin ends with what it waited
-// for, halved when it ends in sleep. Below the minimum the waiter sleeps at once, but one wait in
-// 32 spins in full, so that the budget recovers when spinning pays again.
-class SpinBudget {
-public:
-    std::int32_t next() noexcept {
-        const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
-        if (ns >= kMinSpinNanos) return ns;
-        return (probe_.fetch_add(1, std::memory_order_relaxed) & 31) == 0 ? kMaxSpinNanos : 0;
-    }
-    void record(bool succeeded) noexcept {
-        nanos_.store(succeeded ? kMaxSpinNanos : nanos_.load(std::memory_order_relaxed) / 2, std::memory_order_relaxed);
-    }
-
-private:
-    std::atomic<std::int32_t> nanos_{kMaxSpinNanos};
-    std::atomic<std::uint32_t> probe_{0};
-};
-
-// Spins until ready() or the budget is spent; false at once on a single CPU. The spin yields the
-// CPU now and then: when the process it waits for shares this CPU, that is what lets it answer.
-template <class Ready>
-bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
-    static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
-    if (!several_cpus) return false;
-    const std::int32_t nanos = budget.next();
-    if (nanos == 0) return false;
-    const auto limit = std::chrono::nanoseconds(nanos);
-    const auto start = std::chrono::steady_clock::now();
-    // Looks at the other side's line less and less often (up to every 128 pauses, about a
-    // microsecond): each look takes the line away from a writer that is still busy, and a writer
-    // left alone for a while publishes several messages for the price of one transfer.
-    unsigned pauses = first_pauses;
-    for (unsigned looks = 1;; ++looks) {
-        for (unsigned i = 0; i < pauses; ++i) cpu_relax();
-        if (ready()) {
-            budget.record(true);
-            return true;
-        }
-        if (pauses < kMaxSpinPauses) pauses *= 2;
-        // Every other look: often enough that a process sharing this CPU answers within a few
-        // looks; a yield with nothing else to run costs a system call and nothing more.
-        if ((looks & 1) == 0) {
-            if (std::chrono::steady_clock::now() - start > limit) {
-                budget.record(false);
-                return false;
-            }
-            ::sched_yield();
-        }
-    }
-}
 
 constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
     return (kRecordHeaderSize + payload + 15) / 16 * 16;

@@ -1,0 +1,94 @@
+#pragma once
+// Spinning before sleeping, for waits whose answer usually comes from a process running on another
+// CPU (a queue's next message, a manager's reply). Waking a process that sleeps on another CPU
+// costs tens of microseconds on a virtual machine; a spin that sees the answer arrive costs well
+// under one. Spinning only pays while the other side runs, so the budget adapts, and the spin
+// yields the CPU now and then for the case where the other side shares this CPU.
+#include <sched.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+
+namespace mproc::detail {
+
+// How long a waiter spins before it sleeps, at most: a little more than a wake-up from sleep takes
+// on another CPU, so that an answer from a process that is running (or being woken) arrives
+// during the spin.
+inline constexpr std::int32_t kMaxSpinNanos = 50'000;
+inline constexpr std::int32_t kMinSpinNanos = 2'000;
+// Pause instructions between two looks of a spinning waiter, at most (about a microsecond).
+inline constexpr unsigned kMaxSpinPauses = 128;
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    asm volatile("yield" ::: "memory");
+#endif
+}
+
+// A spin budget (one per queue and process, one per manager connection): back to the maximum when a
+// spin ends with what it waited for, halved when it ends in sleep. Below the minimum the waiter sleeps at once, but one wait in
+// 32 spins in full, so that the budget recovers when spinning pays again.
+class SpinBudget {
+public:
+    SpinBudget() = default;
+    // Copies (and moves) carry the budget over: the owner of a connection may be moved.
+    SpinBudget(const SpinBudget& other) noexcept
+        : nanos_(other.nanos_.load(std::memory_order_relaxed)), probe_(other.probe_.load(std::memory_order_relaxed)) {}
+    SpinBudget& operator=(const SpinBudget& other) noexcept {
+        nanos_.store(other.nanos_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        probe_.store(other.probe_.load(std::memory_order_relaxed), std::memory_order_relaxed);
+        return *this;
+    }
+
+    std::int32_t next() noexcept {
+        const std::int32_t ns = nanos_.load(std::memory_order_relaxed);
+        if (ns >= kMinSpinNanos) return ns;
+        return (probe_.fetch_add(1, std::memory_order_relaxed) & 31) == 0 ? kMaxSpinNanos : 0;
+    }
+    void record(bool succeeded) noexcept {
+        nanos_.store(succeeded ? kMaxSpinNanos : nanos_.load(std::memory_order_relaxed) / 2, std::memory_order_relaxed);
+    }
+
+private:
+    std::atomic<std::int32_t> nanos_{kMaxSpinNanos};
+    std::atomic<std::uint32_t> probe_{0};
+};
+
+// Spins until ready() or the budget is spent; false at once on a single CPU. The spin yields the
+// CPU now and then: when the process it waits for shares this CPU, that is what lets it answer.
+template <class Ready>
+bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
+    static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
+    if (!several_cpus) return false;
+    const std::int32_t nanos = budget.next();
+    if (nanos == 0) return false;
+    const auto limit = std::chrono::nanoseconds(nanos);
+    const auto start = std::chrono::steady_clock::now();
+    // Looks less and less often (up to every 128 pauses, about a microsecond): a look at shared
+    // memory takes its cache line away from a writer that is still busy, and a writer left alone
+    // for a while publishes several messages for the price of one transfer.
+    unsigned pauses = first_pauses;
+    for (unsigned looks = 1;; ++looks) {
+        for (unsigned i = 0; i < pauses; ++i) cpu_relax();
+        if (ready()) {
+            budget.record(true);
+            return true;
+        }
+        if (pauses < kMaxSpinPauses) pauses *= 2;
+        // Every other look: often enough that a process sharing this CPU answers within a few
+        // looks; a yield with nothing else to run costs a system call and nothing more.
+        if ((looks & 1) == 0) {
+            if (std::chrono::steady_clock::now() - start > limit) {
+                budget.record(false);
+                return false;
+            }
+            ::sched_yield();
+        }
+    }
+}
+
+}  // namespace mproc::detail
