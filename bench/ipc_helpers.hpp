@@ -23,6 +23,7 @@
 #include "harness.hpp"
 #include "mproc/context.hpp"
 #include "mproc/process.hpp"
+#include "sync/spin.hpp"
 
 namespace bench::ipc {
 
@@ -58,13 +59,8 @@ inline void futex_wake(std::atomic<std::uint32_t>& word) {
     ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(&word), FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
 }
 
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#elif defined(__aarch64__)
-    asm volatile("yield" ::: "memory");
-#endif
-}
+// The pause instruction mproc's own spins use (src/sync/spin.hpp).
+using mproc::detail::cpu_relax;
 
 // A start line both processes cross together, so that the timed part starts with both running.
 struct Gate {

@@ -206,24 +206,36 @@ private:
     std::shared_ptr<QueueCore> core_;
 };
 
+// What Queue and JoinableQueue add to SimpleQueue: a maximum size and the feeder thread.
+template <Encodable T, QueueKind Kind>
+class FedQueue : public BasicQueue<T, Kind> {
+    using Base = BasicQueue<T, Kind>;
+
+public:
+    // The number of messages in the shared buffer (approximate, as in Python).
+    long qsize() const { return queue_qsize(this->core()); }
+    bool full() const { return queue_full(this->core()); }
+    long maxsize() const { return queue_maxsize(this->core()); }
+
+    // After close(): waits until the feeder has written out what this process put.
+    void join_thread() { queue_join_thread(this->core()); }
+    // This process will not wait for its feeder when it exits (what it has not written is lost).
+    void cancel_join_thread() { queue_cancel_join_thread(this->core()); }
+
+protected:
+    using Base::Base;
+};
+
 }  // namespace detail
 
 // Python's multiprocessing.Queue.
 template <Encodable T>
-class Queue : public detail::BasicQueue<T, detail::QueueKind::queue> {
-    using Base = detail::BasicQueue<T, detail::QueueKind::queue>;
+class Queue : public detail::FedQueue<T, detail::QueueKind::queue> {
+    using Base = detail::FedQueue<T, detail::QueueKind::queue>;
 
 public:
     // maxsize <= 0: unbounded.
     explicit Queue(long maxsize = 0, const QueueOptions& options = {}) : Base(maxsize, options) {}
-
-    // The number of messages in the shared buffer (approximate, as in Python).
-    long qsize() const { return detail::queue_qsize(this->core()); }
-    bool full() const { return detail::queue_full(this->core()); }
-    long maxsize() const { return detail::queue_maxsize(this->core()); }
-
-    void join_thread() { detail::queue_join_thread(this->core()); }
-    void cancel_join_thread() { detail::queue_cancel_join_thread(this->core()); }
 
     // A handle to the same queue that carries U: for queues that carry several types. get() of a
     // message of another type raises DecodeError.
@@ -251,18 +263,11 @@ public:
 // Python's multiprocessing.JoinableQueue: a Queue whose consumers report each message done
 // (task_done), so that join() can wait until every message put has been processed.
 template <Encodable T>
-class JoinableQueue : public detail::BasicQueue<T, detail::QueueKind::joinable> {
-    using Base = detail::BasicQueue<T, detail::QueueKind::joinable>;
+class JoinableQueue : public detail::FedQueue<T, detail::QueueKind::joinable> {
+    using Base = detail::FedQueue<T, detail::QueueKind::joinable>;
 
 public:
     explicit JoinableQueue(long maxsize = 0, const QueueOptions& options = {}) : Base(maxsize, options) {}
-
-    long qsize() const { return detail::queue_qsize(this->core()); }
-    bool full() const { return detail::queue_full(this->core()); }
-    long maxsize() const { return detail::queue_maxsize(this->core()); }
-
-    void join_thread() { detail::queue_join_thread(this->core()); }
-    void cancel_join_thread() { detail::queue_cancel_join_thread(this->core()); }
 
     // UsageError("task_done() called too many times") when there is no unfinished message.
     void task_done() { detail::queue_task_done(this->core()); }

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "helpers/queue_test_helpers.hpp"
 #include "helpers/sync_test_helpers.hpp"
 #include "mproc/context.hpp"
 #include "mproc/pool.hpp"
@@ -24,58 +25,14 @@ namespace {
 
 constexpr mproc::QueueOptions kSmallBuffer{.buffer_size = 4096};
 
-struct Item {
-    int producer = 0;
-    int seq = 0;
-    std::string payload;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(producer, seq, payload);
-    }
-};
+using Item = mproc::testing::QueueItem;
 
-// Deterministic content, so a consumer can tell a garbled message from a good one. Sizes range
-// from empty to about 3 times the test queues' 4 KiB buffer.
-std::string payload_for(int producer, int seq) {
-    std::mt19937 rng(static_cast<unsigned>(producer * 1000003 + seq));
-    const std::size_t size = (seq % 17 == 0) ? 6000 + rng() % 6000 : rng() % 300;
-    std::string s(size, '\0');
-    for (std::size_t i = 0; i < size; ++i) s[i] = static_cast<char>('a' + (producer + seq + i) % 26);
-    return s;
-}
+std::string payload_for(int producer, int seq) { return mproc::testing::queue_payload(producer, seq, kSmallBuffer.buffer_size); }
 
-class QueueConformance : public ::testing::TestWithParam<StartMethod> {
+class QueueConformance : public mproc::testing::PerStartMethodTest {
 protected:
-    void SetUp() override {
-        mproc::set_start_method(std::string(mproc::to_string(GetParam())), true);
-        {
-            mproc::Process warm_up([] {});
-            warm_up.start();
-            warm_up.join();
-        }
-        fds_ = mproc::testing::count_open_fds();
-    }
-    void TearDown() override {
-        mproc::set_start_method(std::nullopt, true);
-        EXPECT_EQ(mproc::testing::count_open_fds(), fds_) << "descriptors leaked";
-    }
-    static int joined(mproc::Process& p, std::chrono::seconds limit = 30s) {
-        p.join(limit);
-        if (p.is_alive()) {
-            p.kill();
-            p.join();
-            ADD_FAILURE() << "a child did not end in " << limit.count() << " s";
-        }
-        return p.exitcode().value_or(-1000);
-    }
-
-    mproc::testing::Watchdog watchdog_{std::chrono::seconds(100), "a queue conformance test"};
-    int fds_ = 0;
+    QueueConformance() : PerStartMethodTest("a queue conformance test") {}
 };
-
-std::string method_name(const ::testing::TestParamInfo<StartMethod>& info) {
-    return std::string(mproc::to_string(info.param));
-}
 
 void greet(mproc::Queue<std::string> q, int n) { q.put("hello from " + std::to_string(n)); }
 
@@ -310,6 +267,6 @@ TEST(QueueFork, ChildDoesNotResendItsParentsWaitingMessages) {
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, QueueConformance,
                          ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
-                         method_name);
+                         mproc::testing::start_method_name);
 
 }  // namespace

@@ -28,49 +28,10 @@ using mproc::StartMethod;
 
 namespace {
 
-class SyncConformance : public ::testing::TestWithParam<StartMethod> {
+class SyncConformance : public mproc::testing::PerStartMethodTest {
 protected:
-    void SetUp() override {
-        mproc::set_start_method(std::string(mproc::to_string(GetParam())), true);
-        // The fork server keeps a descriptor once started: start it before counting.
-        {
-            mproc::Process warm_up([] {});
-            warm_up.start();
-            warm_up.join();
-        }
-        fds_ = mproc::testing::count_open_fds();
-        shm_ = mproc::testing::shm_entries();
-    }
-    void TearDown() override {
-        mproc::set_start_method(std::nullopt, true);
-        EXPECT_EQ(mproc::testing::count_open_fds(), fds_) << "descriptors leaked";
-        EXPECT_TRUE(mproc::testing::new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
-    }
-
-    template <class F, class... Args>
-    static mproc::Process started(F target, Args... args) {
-        mproc::Process p(target, args...);
-        p.start();
-        return p;
-    }
-    static int joined(mproc::Process& p) {
-        p.join(30s);
-        if (p.is_alive()) {
-            p.kill();
-            p.join();
-            ADD_FAILURE() << "a child did not end in 30 s";
-        }
-        return p.exitcode().value_or(-1000);
-    }
-
-    mproc::testing::Watchdog watchdog_{std::chrono::seconds(90), "a sync conformance test"};
-    int fds_ = 0;
-    std::set<std::string> shm_;
+    SyncConformance() : PerStartMethodTest("a sync conformance test") {}
 };
-
-std::string method_name(const ::testing::TestParamInfo<StartMethod>& info) {
-    return std::string(mproc::to_string(info.param));
-}
 
 void add_under_lock(mproc::Value<long> counter, int times) {
     for (int i = 0; i < times; ++i) {
@@ -171,7 +132,7 @@ void set_all(std::vector<mproc::Event> events) {
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, SyncConformance,
                          ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
-                         method_name);
+                         mproc::testing::start_method_name);
 
 TEST_P(SyncConformance, LockedIncrementsFromSeveralProcessesAreExact) {
     mproc::Value<long> counter(0);

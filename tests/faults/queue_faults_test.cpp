@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "helpers/queue_test_helpers.hpp"
 #include "helpers/sync_test_helpers.hpp"
 #include "mproc/context.hpp"
 #include "mproc/process.hpp"
@@ -24,22 +25,9 @@ constexpr int kMaxSeq = 1 << 20;
 constexpr int kMaxProducers = 64;
 constexpr mproc::QueueOptions kSmallBuffer{.buffer_size = 8192};
 
-struct Item {
-    int producer = 0;
-    int seq = 0;
-    std::string payload;
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(producer, seq, payload);
-    }
-};
+using Item = mproc::testing::QueueItem;
 
-// Sizes from empty to about twice the buffer, so that some messages travel in chunks.
-std::string payload_for(int producer, int seq) {
-    std::mt19937 rng(static_cast<unsigned>(producer * 7919 + seq));
-    const std::size_t size = (seq % 23 == 0) ? 9000 + rng() % 8000 : rng() % 200;
-    return std::string(size, static_cast<char>('A' + (producer * 3 + seq) % 26));
-}
+std::string payload_for(int producer, int seq) { return mproc::testing::queue_payload(producer, seq, kSmallBuffer.buffer_size); }
 
 class QueueFaults : public mproc::testing::LeakCheckedTest {
 protected:

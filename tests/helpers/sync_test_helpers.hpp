@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "helpers/test_helpers.hpp"
+#include "mproc/context.hpp"
 #include "mproc/process.hpp"
 
 namespace mproc::testing {
@@ -114,5 +115,55 @@ private:
     int fds_ = 0;
     std::set<std::string> shm_;
 };
+
+// A suite run once per start method (TEST_P over StartMethod values): the method is the default
+// during each test, and a test must leave no new descriptor or /dev/shm entry; a watchdog ends a
+// test that hangs.
+class PerStartMethodTest : public ::testing::TestWithParam<StartMethod> {
+protected:
+    explicit PerStartMethodTest(const char* what) : watchdog_(std::chrono::seconds(90), what) {}
+    void SetUp() override {
+        set_start_method(std::string(to_string(GetParam())), true);
+        // The fork server keeps a descriptor once started: start it before counting.
+        {
+            Process warm_up([] {});
+            warm_up.start();
+            warm_up.join();
+        }
+        fds_ = count_open_fds();
+        shm_ = shm_entries();
+    }
+    void TearDown() override {
+        set_start_method(std::nullopt, true);
+        EXPECT_EQ(count_open_fds(), fds_) << "descriptors leaked";
+        EXPECT_TRUE(new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
+    }
+
+    template <class F, class... Args>
+    static Process started(F target, Args... args) {
+        Process p(target, args...);
+        p.start();
+        return p;
+    }
+    // Joins `p` (killing it if it runs past `limit`, which fails the test) and returns its exit code.
+    static int joined(Process& p, std::chrono::seconds limit = std::chrono::seconds(30)) {
+        p.join(limit);
+        if (p.is_alive()) {
+            p.kill();
+            p.join();
+            ADD_FAILURE() << "a child did not end in " << limit.count() << " s";
+        }
+        return p.exitcode().value_or(-1000);
+    }
+
+private:
+    Watchdog watchdog_;
+    int fds_ = 0;
+    std::set<std::string> shm_;
+};
+
+inline std::string start_method_name(const ::testing::TestParamInfo<StartMethod>& info) {
+    return std::string(to_string(info.param));
+}
 
 }  // namespace mproc::testing
