@@ -10,8 +10,8 @@
 //
 // A queue is a ring buffer in shared memory (a sealed memfd, like every primitive in
 // synchronize.hpp) with two robust locks, one for producers and one for consumers, and futex
-// wake-ups; a consumer spins for a few microseconds before it sleeps, so a reply that comes
-// quickly never pays for a system call. Handles are references: copies share the queue, and a
+// wake-ups; a consumer spins (up to 50 µs, yielding the CPU, less when spins keep failing) before
+// it sleeps, so a reply that comes from a running process never pays for a wake-up. Handles are references: copies share the queue, and a
 // copy given to a Process as an argument is the same queue in the child under every start method
 // (inherited under fork; its memory sent with the start request under spawn and forkserver).
 // Sending a queue anywhere else (a Connection, another Queue, a Pool task) is a UsageError, as
