@@ -73,6 +73,7 @@
 #include <vector>
 
 #include "mproc/codec.hpp"
+#include "mproc/detail/decoding_scope.hpp"
 #include "mproc/detail/shared_block.hpp"
 #include "mproc/detail/type_tag.hpp"
 #include "mproc/errors.hpp"
@@ -182,6 +183,9 @@ public:
 
 protected:
     BasicQueue(long maxsize, const QueueOptions& options) : core_(queue_create(Kind, maxsize, options)) {}
+    // A default-constructed queue; empty while a child decodes its arguments (decoding_scope.hpp),
+    // since load() replaces it at once.
+    BasicQueue() : core_(ArgumentDecoding::active() ? nullptr : queue_create(Kind, 0, QueueOptions{})) {}
     explicit BasicQueue(std::shared_ptr<QueueCore> core) noexcept : core_(std::move(core)) {}
 
     QueueCore& core() const {
@@ -234,8 +238,10 @@ class Queue : public detail::FedQueue<T, detail::QueueKind::queue> {
     using Base = detail::FedQueue<T, detail::QueueKind::queue>;
 
 public:
+    // An unbounded queue with the default options.
+    Queue() = default;
     // maxsize <= 0: unbounded.
-    explicit Queue(long maxsize = 0, const QueueOptions& options = {}) : Base(maxsize, options) {}
+    explicit Queue(long maxsize, const QueueOptions& options = {}) : Base(maxsize, options) {}
 
     // A handle to the same queue that carries U: for queues that carry several types. get() of a
     // message of another type raises DecodeError.
@@ -257,7 +263,8 @@ class SimpleQueue : public detail::BasicQueue<T, detail::QueueKind::simple> {
     using Base = detail::BasicQueue<T, detail::QueueKind::simple>;
 
 public:
-    explicit SimpleQueue(const QueueOptions& options = {}) : Base(0, options) {}
+    SimpleQueue() = default;
+    explicit SimpleQueue(const QueueOptions& options) : Base(0, options) {}
 };
 
 // Python's multiprocessing.JoinableQueue: a Queue whose consumers report each message done
@@ -267,7 +274,8 @@ class JoinableQueue : public detail::FedQueue<T, detail::QueueKind::joinable> {
     using Base = detail::FedQueue<T, detail::QueueKind::joinable>;
 
 public:
-    explicit JoinableQueue(long maxsize = 0, const QueueOptions& options = {}) : Base(maxsize, options) {}
+    JoinableQueue() = default;
+    explicit JoinableQueue(long maxsize, const QueueOptions& options = {}) : Base(maxsize, options) {}
 
     // UsageError("task_done() called too many times") when there is no unfinished message.
     void task_done() { detail::queue_task_done(this->core()); }

@@ -970,7 +970,10 @@ void queue_join(QueueCore& core) {
 
 std::string queue_repr(const QueueCore& core) { return core.repr(); }
 
-void queue_throw_moved_from() { throw UsageError("a Queue has no shared memory (it was moved from)"); }
+void queue_throw_moved_from() {
+    throw UsageError("a Queue has no shared memory (it was moved from, or default-constructed while a child decoded "
+                     "its arguments and never given a queue)");
+}
 
 std::vector<std::byte>& queue_encode_buffer() {
     thread_local std::vector<std::byte> buffer;

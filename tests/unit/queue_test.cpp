@@ -202,6 +202,22 @@ TEST(Queue, MovedFromHandleIsAUsageError) {
     EXPECT_EQ(other.get(), 1);
 }
 
+// Arguments decoded in a spawned child are default-constructed, then loaded: a default Queue made
+// then must not allocate a ring only to drop it (and is empty until loaded).
+TEST(Queue, DefaultConstructionWhileDecodingArgumentsAllocatesNothing) {
+    {
+        const mproc::detail::ArgumentDecoding scope;
+        mproc::Queue<int> placeholder;
+        EXPECT_THROW(placeholder.put(1), mproc::UsageError);
+        mproc::Queue<int> explicit_one(0);  // constructed on purpose: a real queue
+        explicit_one.put(1);
+        EXPECT_EQ(explicit_one.get(), 1);
+    }
+    mproc::Queue<int> outside;
+    outside.put(2);
+    EXPECT_EQ(outside.get(), 2);
+}
+
 TEST(Queue, ReprNamesTheQueue) {
     mproc::Queue<int> q;
     EXPECT_EQ(q.repr().rfind("<Queue object at 0x", 0), 0u) << q.repr();

@@ -6,6 +6,7 @@
 #include <type_traits>
 #include <typeinfo>
 
+#include "mproc/detail/decoding_scope.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/process.hpp"
 
@@ -25,6 +26,7 @@ const ProcessTypeEntry* find_process_type(const std::type_info& type);
 
 template <class T>
 Process* create_registered_process(Decoder& in) {
+    const ArgumentDecoding scope;
     auto object = std::make_unique<T>();
     if constexpr (Encodable<T>) in.read_into(*object);
     return object.release();

@@ -21,6 +21,7 @@
 #include <utility>
 #include <vector>
 
+#include "mproc/detail/decoding_scope.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/errors.hpp"
@@ -49,13 +50,19 @@ std::string describe_not_portable(bool callable_ok, const std::type_info& callab
 template <class Fn, class... Args>
 void call_function_pointer(Decoder& in) {
     Fn fn = resolve_function<std::remove_pointer_t<Fn>>(in.read<CodeRef>());
-    auto args = in.read<std::tuple<Args...>>();
+    auto args = [&in] {
+        const ArgumentDecoding scope;
+        return in.read<std::tuple<Args...>>();
+    }();
     std::apply([fn](auto&... a) { static_cast<void>(std::invoke(fn, a...)); }, args);
 }
 
 template <class F, class... Args>
 void call_stateless(Decoder& in) {
-    auto args = in.read<std::tuple<Args...>>();
+    auto args = [&in] {
+        const ArgumentDecoding scope;
+        return in.read<std::tuple<Args...>>();
+    }();
     F fn{};
     std::apply([&fn](auto&... a) { static_cast<void>(std::invoke(fn, a...)); }, args);
 }
