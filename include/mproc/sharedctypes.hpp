@@ -114,17 +114,47 @@ private:
     detail::SharedBlock block_;
 };
 
+namespace detail {
+
+// What Value and Array share (Python's SynchronizedBase): the lock, and its operations forwarded,
+// so that the object itself is Lockable (std::scoped_lock guard(value)).
+template <class Mutex>
+class SynchronizedBase {
+    static_assert(std::is_same_v<Mutex, Lock> || std::is_same_v<Mutex, RLock>,
+                  "a Value's or an Array's lock is an mproc::Lock or an mproc::RLock");
+
+public:
+    Mutex& get_lock() const noexcept { return lock_; }
+
+    void lock() const { lock_.lock(); }
+    bool try_lock() const { return lock_.try_lock(); }
+    void unlock() const { lock_.unlock(); }
+    bool acquire(bool block = true) const { return lock_.acquire(block); }
+    template <class Rep, class Period>
+    bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) const {
+        return lock_.acquire(block, timeout);
+    }
+    void release() const { lock_.release(); }
+
+protected:
+    SynchronizedBase() = default;
+    explicit SynchronizedBase(Mutex lock) : lock_(std::move(lock)) {}
+
+    mutable Mutex lock_;
+};
+
+}  // namespace detail
+
 // A T in shared memory with a lock (Python's Value / Synchronized).
 template <class T, class Mutex = RLock>
-class Value {
-    static_assert(std::is_same_v<Mutex, Lock> || std::is_same_v<Mutex, RLock>,
-                  "a Value's lock is an mproc::Lock or an mproc::RLock");
+class Value : public detail::SynchronizedBase<Mutex> {
+    using detail::SynchronizedBase<Mutex>::lock_;
 
 public:
     Value() : Value(T{}) {}
-    explicit Value(const T& initial) : obj_(initial), lock_() {}
+    explicit Value(const T& initial) : obj_(initial) {}
     // Shares `lock` with other objects (Python's Value(..., lock=lock)).
-    Value(const T& initial, Mutex lock) : obj_(initial), lock_(std::move(lock)) {}
+    Value(const T& initial, Mutex lock) : detail::SynchronizedBase<Mutex>(std::move(lock)), obj_(initial) {}
 
     // Python's v.value: one read or one write under the lock.
     T load() const {
@@ -139,19 +169,9 @@ public:
     // The shared object, without locking: hold get_lock() around anything more than one access.
     T& value() const noexcept { return obj_.value(); }
 
-    Mutex& get_lock() const noexcept { return lock_; }
     // The unsynchronized object (Python's get_obj()): the same memory, without the lock.
     RawValue<T> get_obj() const { return obj_; }
 
-    void lock() const { lock_.lock(); }
-    bool try_lock() const { return lock_.try_lock(); }
-    void unlock() const { lock_.unlock(); }
-    bool acquire(bool block = true) const { return lock_.acquire(block); }
-    template <class Rep, class Period>
-    bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) const {
-        return lock_.acquire(block, timeout);
-    }
-    void release() const { lock_.release(); }
 
     template <class Archive>
     void save(Archive& ar) const {
@@ -164,7 +184,6 @@ public:
 
 private:
     RawValue<T> obj_;
-    mutable Mutex lock_;
 };
 
 // `size` T's in shared memory, without a lock (Python's RawArray). A contiguous range: data(),
@@ -226,21 +245,20 @@ private:
 
 // `size` T's in shared memory with a lock (Python's Array / SynchronizedArray).
 template <class T, class Mutex = RLock>
-class Array {
-    static_assert(std::is_same_v<Mutex, Lock> || std::is_same_v<Mutex, RLock>,
-                  "an Array's lock is an mproc::Lock or an mproc::RLock");
+class Array : public detail::SynchronizedBase<Mutex> {
+    using detail::SynchronizedBase<Mutex>::lock_;
 
 public:
     Array() : Array(std::size_t{0}) {}
-    explicit Array(std::size_t size) : obj_(size), lock_() {}
-    Array(std::size_t size, Mutex lock) : obj_(size), lock_(std::move(lock)) {}
-    Array(std::initializer_list<T> values) : obj_(values), lock_() {}
+    explicit Array(std::size_t size) : obj_(size) {}
+    Array(std::size_t size, Mutex lock) : detail::SynchronizedBase<Mutex>(std::move(lock)), obj_(size) {}
+    Array(std::initializer_list<T> values) : obj_(values) {}
     template <std::ranges::sized_range R>
         requires(std::convertible_to<std::ranges::range_reference_t<R>, T> && !std::is_same_v<std::decay_t<R>, Array>)
-    explicit Array(const R& values) : obj_(values), lock_() {}
+    explicit Array(const R& values) : obj_(values) {}
     template <std::ranges::sized_range R>
         requires std::convertible_to<std::ranges::range_reference_t<R>, T>
-    Array(const R& values, Mutex lock) : obj_(values), lock_(std::move(lock)) {}
+    Array(const R& values, Mutex lock) : detail::SynchronizedBase<Mutex>(std::move(lock)), obj_(values) {}
 
     // One element, read or written under the lock (Python's a[i]); UsageError out of range.
     T load(std::size_t i) const {
@@ -263,18 +281,8 @@ public:
     T* end() const noexcept { return obj_.end(); }
     std::span<T> span() const noexcept { return obj_.span(); }
 
-    Mutex& get_lock() const noexcept { return lock_; }
     RawArray<T> get_obj() const { return obj_; }
 
-    void lock() const { lock_.lock(); }
-    bool try_lock() const { return lock_.try_lock(); }
-    void unlock() const { lock_.unlock(); }
-    bool acquire(bool block = true) const { return lock_.acquire(block); }
-    template <class Rep, class Period>
-    bool acquire(bool block, std::chrono::duration<Rep, Period> timeout) const {
-        return lock_.acquire(block, timeout);
-    }
-    void release() const { lock_.release(); }
 
     // Non-members, so that the codec's load(archive) and the element's load(i) do not meet.
     template <class Archive>
@@ -292,7 +300,6 @@ private:
     }
 
     RawArray<T> obj_;
-    mutable Mutex lock_;
 };
 
 }  // namespace mproc
