@@ -77,6 +77,20 @@ auto on_other_thread(F f) {
     return std::async(std::launch::async, std::move(f)).get();
 }
 
+// What release() of `lock` (a copy: the same lock) says on another thread: its UsageError's
+// message, or "released" if it succeeded.
+template <class L>
+std::string release_on_other_thread(L lock) {
+    return on_other_thread([lock]() mutable {
+        try {
+            lock.release();
+        } catch (const mproc::UsageError& e) {
+            return std::string(e.what());
+        }
+        return std::string("released");
+    });
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
@@ -166,14 +180,7 @@ TEST_F(LockTest, ReleasingAnUnlockedLockIsPythonsError) {
 TEST_F(LockTest, ReleasingAnotherThreadsLockIsAnError) {
     mproc::Lock lock;
     lock.acquire();
-    std::string message = on_other_thread([lock]() mutable {
-        try {
-            lock.release();
-        } catch (const mproc::UsageError& e) {
-            return std::string(e.what());
-        }
-        return std::string("released");
-    });
+    const std::string message = release_on_other_thread(lock);
     EXPECT_NE(message.find("another thread or process holds"), std::string::npos) << message;
     lock.release();
 }
@@ -261,14 +268,7 @@ TEST_F(RLockTest, ReleaseByANonOwnerIsPythonsError) {
     mproc::RLock lock;
     EXPECT_THROW_MESSAGE(lock.release(), mproc::UsageError, "attempt to release recursive lock not owned by thread");
     lock.acquire();
-    std::string message = on_other_thread([lock]() mutable {
-        try {
-            lock.release();
-        } catch (const mproc::UsageError& e) {
-            return std::string(e.what());
-        }
-        return std::string("released");
-    });
+    const std::string message = release_on_other_thread(lock);
     EXPECT_EQ(message, "attempt to release recursive lock not owned by thread");
     lock.release();
 }
