@@ -8,10 +8,11 @@
 
 namespace mproc::detail {
 
+std::atomic<std::uint64_t> fork_generation_counter{0};
+
 namespace {
 
-std::atomic<std::uint64_t> generation{0};
-void bump_generation() noexcept { generation.fetch_add(1, std::memory_order_relaxed); }
+void bump_generation() noexcept { fork_generation_counter.fetch_add(1, std::memory_order_relaxed); }
 [[maybe_unused]] const int fork_handler = ::pthread_atfork(nullptr, nullptr, bump_generation);
 
 int membarrier(int command) noexcept { return static_cast<int>(::syscall(SYS_membarrier, command, 0, 0)); }
@@ -29,8 +30,6 @@ bool heavy_available() noexcept {
 }  // namespace
 
 std::atomic<std::uint64_t> asymmetric_fence_generation{~std::uint64_t{0}};
-
-std::uint64_t fork_generation() noexcept { return generation.load(std::memory_order_relaxed); }
 
 bool asymmetric_fence_register() noexcept {
     const std::uint64_t now = fork_generation();
