@@ -132,6 +132,14 @@ struct QueueShared {
 
 constexpr std::size_t kRingOffset = (sizeof(QueueShared) + 63) / 64 * 64;
 
+// The robust acquisition every mproc lock uses (sync/mutex_state.hpp), for `timeout_ns`: 0 (held),
+// ETIMEDOUT, or EOWNERDEAD (held, and consistent again: the caller repairs what the owner left).
+int robust_acquire(MutexState& state, std::int64_t timeout_ns) {
+    const int rc = raw_mutex_acquire(state, timeout_ns);
+    if (rc != 0 && rc != ETIMEDOUT && rc != EOWNERDEAD) throw OSError("acquiring a queue's lock", rc);
+    return rc;
+}
+
 constexpr std::uint64_t record_size(std::uint64_t payload) noexcept {
     return (kRecordHeaderSize + payload + 15) / 16 * 16;
 }
@@ -168,7 +176,6 @@ public:
 
     const SharedBlock& block() const noexcept { return block_; }
     QueueShared& shared() const noexcept { return *shared_; }
-    QueueKind kind() const noexcept { return kind_; }
 
     void put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int64_t timeout);
     void get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout);
@@ -183,8 +190,10 @@ public:
 
 private:
     // Producers' side; the caller holds put_lock.
-    int lock_producers(const Deadline& deadline);
-    bool try_lock_producers();
+    // Takes put_lock within `timeout_ns` (kForever, or >= 0: 0 only tries), repairing the queue
+    // after a dead owner: 0 (held) or ETIMEDOUT.
+    int lock_producers(std::int64_t timeout_ns);
+    int lock_producers(const Deadline& deadline) { return lock_producers(deadline.remaining_ns()); }
     void unlock_producers() noexcept { ::pthread_mutex_unlock(&shared_->put_lock.mutex); }
     void repair_producers();
     std::uint64_t free_space(std::uint64_t needed);
@@ -351,34 +360,11 @@ void QueueCore::join_thread() {
 
 // ---- producers -------------------------------------------------------------------------------
 
-int QueueCore::lock_producers(const Deadline& deadline) {
-    int rc;
-    if (!deadline.finite()) {
-        rc = ::pthread_mutex_lock(&shared_->put_lock.mutex);
-    } else {
-        rc = ::pthread_mutex_clocklock(&shared_->put_lock.mutex, CLOCK_MONOTONIC, deadline.when());
-    }
-    if (rc == EOWNERDEAD) {
-        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
-        repair_producers();
-        return 0;
-    }
-    if (rc != 0 && rc != ETIMEDOUT) throw OSError("acquiring a queue's lock", rc);
-    return rc;
-}
-
-// Takes put_lock if it is free (repairing after a dead owner); false if someone holds it.
-bool QueueCore::try_lock_producers() {
-    const int rc = ::pthread_mutex_trylock(&shared_->put_lock.mutex);
-    if (rc == 0) [[likely]]
-        return true;
-    if (rc == EOWNERDEAD) {
-        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
-        repair_producers();
-        return true;
-    }
-    if (rc != EBUSY) throw OSError("acquiring a queue's lock", rc);
-    return false;
+int QueueCore::lock_producers(std::int64_t timeout_ns) {
+    const int rc = robust_acquire(shared_->put_lock, timeout_ns);
+    if (rc != EOWNERDEAD) return rc;
+    repair_producers();
+    return 0;
 }
 
 // A producer died holding put_lock: publish what it had committed to, end a message it was writing
@@ -573,7 +559,7 @@ bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag)
         if (!deadline) deadline = Deadline::after(patience);
         return *deadline;
     };
-    if (!try_lock_producers() && lock_producers(until()) != 0) return false;
+    if (lock_producers(0) != 0 && lock_producers(until()) != 0) return false;
     const std::uint64_t size = record_size(bytes.size());
     if (size > max_record_) {
         bool written = false;
@@ -666,14 +652,7 @@ void QueueCore::read_payload(std::uint64_t position, std::size_t length, std::by
 // Mid-message: is the producer that is writing the rest still alive? Its death shows as a lock
 // whose owner died; repairing it appends the abort record this consumer is waiting for.
 void QueueCore::check_producer_alive() {
-    const int rc = ::pthread_mutex_trylock(&shared_->put_lock.mutex);
-    if (rc == EOWNERDEAD) {
-        ::pthread_mutex_consistent(&shared_->put_lock.mutex);
-        repair_producers();
-        unlock_producers();
-    } else if (rc == 0) {
-        unlock_producers();
-    }
+    if (lock_producers(0) == 0) unlock_producers();
 }
 
 bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool in_message) {
@@ -760,15 +739,9 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
         timeout == kQueueForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
     bool skipping = false;
     {
-        int rc = !deadline.finite() ? ::pthread_mutex_lock(&s.get_lock.mutex)
-                                    : ::pthread_mutex_clocklock(&s.get_lock.mutex, CLOCK_MONOTONIC, deadline.when());
+        const int rc = robust_acquire(s.get_lock, deadline.remaining_ns());
         if (rc == ETIMEDOUT) throw Empty();
-        if (rc == EOWNERDEAD) {
-            ::pthread_mutex_consistent(&s.get_lock.mutex);
-            repair_consumers(skipping);
-        } else if (rc != 0) {
-            throw OSError("acquiring a queue's lock", rc);
-        }
+        if (rc == EOWNERDEAD) repair_consumers(skipping);
     }
     struct Unlock {
         pthread_mutex_t* mutex;

@@ -49,6 +49,14 @@ public:
 
     bool finite() const noexcept { return finite_; }
     const timespec* when() const noexcept { return finite_ ? &at_ : nullptr; }
+    // Nanoseconds from now until the deadline, 0 once it passed; -1 (forever) for never().
+    std::int64_t remaining_ns() const noexcept {
+        if (!finite_) return -1;
+        timespec now{};
+        ::clock_gettime(CLOCK_MONOTONIC, &now);
+        const std::int64_t ns = (static_cast<std::int64_t>(at_.tv_sec) - now.tv_sec) * 1'000'000'000 + (at_.tv_nsec - now.tv_nsec);
+        return ns > 0 ? ns : 0;
+    }
     bool passed() const noexcept {
         if (!finite_) return false;
         timespec now{};
