@@ -38,8 +38,9 @@
 //  - Misuse (a closed connection, recv on a write-only end, a bad offset) throws UsageError with
 //    Python's message ("handle is closed", "connection is write-only", ...).
 //  - Timeouts are std::chrono durations; poll(std::nullopt) waits forever (Python: poll(None)).
-//  - Connection is move-only: it owns its descriptor. from_fd() adopts one and detach() gives it
-//    up, which is how a connection travels to a child through another channel.
+//  - Connection owns its descriptor. Copying one duplicates the descriptor (each copy closes its
+//    own), so the same end can be given to several processes, as in Python. from_fd() adopts a
+//    descriptor and detach() gives it up.
 //  - A Connection given to a Process as an argument reaches the child under every start method:
 //    inherited under fork, its descriptor sent with the start request (SCM_RIGHTS) under spawn
 //    and forkserver, as Python pickles a Connection for a child. Anywhere else it cannot be
@@ -126,8 +127,13 @@ public:
 
     Connection(Connection&& other) noexcept;
     Connection& operator=(Connection&& other) noexcept;
-    Connection(const Connection&) = delete;
-    Connection& operator=(const Connection&) = delete;
+    // A copy owns a duplicate of the descriptor (fcntl F_DUPFD_CLOEXEC): both reach the same
+    // channel, and each must be closed (or destroyed) before the peer sees end of file. This is
+    // what lets one end be given to several processes, as Python passes the same Connection to
+    // any number of Process objects: `Process(worker, conn)` copies it. A copy of a closed
+    // connection is closed. OSError when the descriptor table is full.
+    Connection(const Connection& other);
+    Connection& operator=(const Connection& other);
     ~Connection();
 
     // Sends `value` as one message, encoded with the codec (Python: send, which pickles).
@@ -471,10 +477,18 @@ std::vector<std::size_t> wait_ready(std::span<const int> fds, std::optional<std:
 template <class T>
 concept Waitable = requires(const T& object) { detail::waitable_fd(object); };
 
-// What wait() returns for a range: copies of the ready elements, or pointers to them when the
-// elements cannot be copied (a vector<Connection>).
+namespace detail {
+// Connections are returned by address even though they can be copied: a copy would duplicate the
+// descriptor, and the caller wants the very object that is ready (Python returns the same object).
+template <class Element>
+inline constexpr bool wait_returns_copies =
+    std::is_copy_constructible_v<Element> && !std::is_base_of_v<Connection, Element>;
+}  // namespace detail
+
+// What wait() returns for a range: copies of the ready elements (descriptors, pointers,
+// Processes), or pointers to them for Connections and elements that cannot be copied.
 template <class R>
-using WaitResult = std::conditional_t<std::is_copy_constructible_v<std::ranges::range_value_t<R>>,
+using WaitResult = std::conditional_t<detail::wait_returns_copies<std::ranges::range_value_t<R>>,
                                       std::ranges::range_value_t<R>,
                                       std::add_pointer_t<std::ranges::range_reference_t<R>>>;
 
@@ -501,7 +515,7 @@ auto wait(R&& objects, std::optional<std::chrono::nanoseconds> timeout) {
     for (auto& object : objects) {
         if (next == ready.end()) break;
         if (*next == index) {
-            if constexpr (std::is_copy_constructible_v<Element>) {
+            if constexpr (detail::wait_returns_copies<Element>) {
                 result.push_back(object);
             } else {
                 result.push_back(&object);
@@ -524,12 +538,12 @@ auto wait(R&& objects, std::chrono::duration<Rep, Period> timeout) {
 }
 // wait({&a, &b}), wait({fd1, fd2}, 1s): a braced list of objects of one type.
 template <class T>
-    requires Waitable<T>
+    requires Waitable<T> && detail::wait_returns_copies<T>
 std::vector<T> wait(std::initializer_list<T> objects) {
     return wait(std::span<const T>(objects.begin(), objects.size()), std::optional<std::chrono::nanoseconds>());
 }
 template <class T, class Rep, class Period>
-    requires Waitable<T>
+    requires Waitable<T> && detail::wait_returns_copies<T>
 std::vector<T> wait(std::initializer_list<T> objects, std::chrono::duration<Rep, Period> timeout) {
     return wait(std::span<const T>(objects.begin(), objects.size()), mproc::detail::to_timeout(timeout));
 }

@@ -46,11 +46,15 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "mproc/authkey.hpp"
 #include "mproc/detail/target.hpp"
@@ -189,22 +193,57 @@ int cpu_count();
 // CPU quota (cpu.max, rounded up). The default size of a Pool. MPROC_CPU_COUNT overrides it.
 int process_cpu_count();
 
-// Ends the calling process with exit code `code`. In a child started by mproc it unwinds the
-// child's stack to the bootstrap (destructors run, as Python's sys.exit raises SystemExit), which
-// then runs the exit sequence and _exit(code). In the main process it calls std::exit(code).
+// Ends the calling process with exit code `code` (exit(true) is 1, exit(false) 0, as Python's
+// bool is an int). In a child started by mproc it unwinds the child's stack to the bootstrap
+// (destructors run, as Python's sys.exit raises SystemExit), which then runs the exit sequence
+// and _exit(code). In the main process it calls std::exit(code).
 // The unwinding uses an object that is not a std::exception; a `catch (...)` that does not
 // rethrow stops it.
 [[noreturn]] void exit(int code = 0);
 
+namespace detail {
+[[noreturn]] void exit_with_reason(std::string reason);
+
+template <class Reason>
+concept ExitReason = !std::is_integral_v<Reason> && !std::is_enum_v<Reason> &&
+                     (fmt::is_formattable<Reason>::value || requires(std::ostream& os, const Reason& r) { os << r; });
+
+template <class Reason>
+std::string exit_reason_text(const Reason& reason) {
+    if constexpr (fmt::is_formattable<Reason>::value) {
+        return fmt::format("{}", reason);
+    } else {
+        std::ostringstream text;
+        text << reason;
+        return text.str();
+    }
+}
+}  // namespace detail
+
+// Ends the calling process with exit code 1 after writing `reason` and a newline to its stderr
+// (Python's sys.exit("message") and sys.exit([1, 2, 3])). The reason is anything fmt can format
+// (strings, numbers that are not integers, ranges and tuples: {1, 2, 3} prints "[1, 2, 3]") or
+// anything with an operator<<. In a child the stack unwinds first, as for exit(int), and the
+// bootstrap writes the reason; in the main process it is written, then std::exit(1) is called.
+template <detail::ExitReason Reason>
+[[noreturn]] void exit(const Reason& reason) {
+    detail::exit_with_reason(detail::exit_reason_text(reason));
+}
+
 // What mproc::exit throws in a child (Python's SystemExit). Deliberately not a std::exception, so
-// that `catch (const std::exception&)` lets it through to the bootstrap.
+// that `catch (const std::exception&)` lets it through to the bootstrap. It carries either an exit
+// code or a reason to print (code 1), as Python's SystemExit.code is an int or another object.
 class SystemExit {
 public:
     explicit SystemExit(int code) noexcept : code_(code) {}
+    explicit SystemExit(std::string reason) : code_(1), reason_(std::move(reason)) {}
     int code() const noexcept { return code_; }
+    // The text the bootstrap writes to stderr before the process ends; nullopt for exit(int).
+    const std::optional<std::string>& reason() const noexcept { return reason_; }
 
 private:
     int code_;
+    std::optional<std::string> reason_;
 };
 
 // The door for the start methods that execute the program anew (spawn, and the forkserver's

@@ -7,6 +7,7 @@
 #include <typeinfo>
 
 #include "launch/descriptor_transfer.hpp"
+#include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "runtime/process_access.hpp"
@@ -62,6 +63,7 @@ std::vector<std::byte> encode_child_request(const Process& self, const ProcessSt
     request.parent_pid = ::getpid();
     request.log_level = static_cast<int>(get_logger().level());
     request.log_to_stderr = get_logger().has_stderr_handler();
+    request.chosen_start_method = get_start_method(true);
     if (const ProcessTypeEntry* entry = subclass_entry(self)) {
         request.subclass_factory = code_ref_of_function(entry->create);
         Encoder out(request.subclass_state);
@@ -101,6 +103,7 @@ void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int 
     state->parent_pid = request.parent_pid;
     if (!request.target.empty()) state->target = std::make_shared<DecodedTarget>(std::move(request.target));
 
+    if (request.chosen_start_method) set_start_method(*request.chosen_start_method, true);
     Logger& log = get_logger();
     log.set_level(static_cast<LogLevel>(request.log_level));
     if (request.log_to_stderr) log.add_stderr_handler();

@@ -26,6 +26,9 @@ struct ChildRequest {
     int parent_pid = 0;
     int log_level = 0;
     bool log_to_stderr = false;
+    // The parent's set_start_method choice, if it made one: the child's get_start_method() gives
+    // the same answer (Python sends its start method with a spawned child's preparation data).
+    std::optional<std::string> chosen_start_method;
     // What it runs: a registered subclass (its factory and members), and/or a portable call.
     std::optional<CodeRef> subclass_factory;
     std::vector<std::byte> subclass_state;
@@ -36,7 +39,7 @@ struct ChildRequest {
     template <class Archive>
     void serialize(Archive& ar) {
         ar(name, type_name, identity, daemon, authkey, start_method, die_with_parent, parent_name, parent_pid,
-           log_level, log_to_stderr, subclass_factory, subclass_state, target, descriptor_count);
+           log_level, log_to_stderr, chosen_start_method, subclass_factory, subclass_state, target, descriptor_count);
     }
 };
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <utility>
 #include <vector>
 
 #include "launch/descriptor_transfer.hpp"
@@ -36,8 +37,11 @@ int receive_descriptor(int index) {
     if (index < 0 || static_cast<std::size_t>(index) >= incoming.size())
         throw DecodeError("descriptor " + std::to_string(index) + " did not come with the start request (" +
                           std::to_string(incoming.size()) + " did)");
-    int fd = ::fcntl(incoming[static_cast<std::size_t>(index)], F_DUPFD_CLOEXEC, 0);
-    if (fd < 0) throw OSError("duplicating a received descriptor", errno);
+    // The caller takes the received descriptor itself, not a duplicate: a child that closes the
+    // Connection it was given must leave no other copy of the descriptor open, or the other end
+    // never sees end of file while the child runs.
+    const int fd = std::exchange(incoming[static_cast<std::size_t>(index)], -1);
+    if (fd < 0) throw DecodeError("descriptor " + std::to_string(index) + " of the start request was already taken");
     return fd;
 }
 

@@ -146,6 +146,10 @@ void Process::start() {
     // Whatever the parent has buffered would otherwise be written again by a forked child.
     flush_std_streams();
     detail::LaunchedChild child = detail::launcher_for(method).launch(request);
+    // The child has its own copy of the target and its arguments now (Python's start() drops
+    // _target, _args and _kwargs): a Connection, SharedMemory or Queue moved into this Process
+    // is closed in the parent here, so that the child's end of file reaches the other end.
+    state_->target.reset();
     {
         std::lock_guard lock(state_->mutex);
         state_->pid = child.pid;
@@ -317,6 +321,21 @@ void exit(int code) {
     if (Runtime::get().in_child_bootstrap_thread()) throw SystemExit(code);
     std::exit(code);
 }
+
+namespace detail {
+void exit_with_reason(std::string reason) {
+    if (Runtime::get().in_child_bootstrap_thread()) throw SystemExit(std::move(reason));
+    write_exit_reason(reason);
+    std::exit(1);
+}
+
+void write_exit_reason(const std::string& reason) {
+    std::cout.flush();
+    std::fflush(stdout);
+    std::fprintf(stderr, "%s\n", reason.c_str());
+    std::fflush(stderr);
+}
+}  // namespace detail
 
 void init(int argc, char** argv) {
     Runtime& rt = Runtime::get();

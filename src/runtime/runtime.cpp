@@ -456,6 +456,7 @@ void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state, 
         self.run();
     } catch (const SystemExit& request) {
         code = request.code();
+        if (request.reason()) write_exit_reason(*request.reason());
     } catch (...) {
         failure = std::current_exception();
         code = 1;

@@ -105,4 +105,8 @@ StartMethod default_start_method();
 [[noreturn]] void child_bootstrap(Process& self, const std::shared_ptr<ProcessState>& state,
                                   const ChildOrigin& origin);
 
+// Writes the reason given to mproc::exit and a newline to stderr (stdout is flushed first, so
+// that what the process printed comes before it).
+void write_exit_reason(const std::string& reason);
+
 }  // namespace mproc::detail

@@ -153,6 +153,22 @@ Connection& Connection::operator=(Connection&& other) noexcept {
     return *this;
 }
 
+Connection::Connection(const Connection& other)
+    : readable_(other.readable_),
+      writable_(other.writable_),
+      is_socket_(other.is_socket_),
+      max_message_size_(other.max_message_size_) {
+    if (other.fd_ >= 0) {
+        fd_ = ::fcntl(other.fd_, F_DUPFD_CLOEXEC, 0);
+        if (fd_ < 0) throw OSError("duplicating the descriptor of a Connection", errno);
+    }
+}
+
+Connection& Connection::operator=(const Connection& other) {
+    if (this != &other) *this = Connection(other);
+    return *this;
+}
+
 Connection::~Connection() { close(); }
 
 void Connection::close() noexcept {

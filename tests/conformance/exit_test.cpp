@@ -138,3 +138,18 @@ TEST_P(Exit, UncaughtExceptionsAreReportedOnStderr) {
     };
     EXPECT_EQ(r.err_lines(), expected) << r.err;
 }
+
+// Python's sys.exit with a reason that is not an int: the reason on stderr, exit code 1; True is
+// 1 and False 0. In the main process too.
+TEST_P(Exit, ExitWithAReasonPrintsItAndGivesOne) {
+    auto r = run_scenario({"exit_reasons"});
+    EXPECT_EQ(r.exit_status, 1) << r.err;
+    // std::exit(1) in the main process runs its static destructors (the scenario has one).
+    auto lines = r.out_lines();
+    ASSERT_EQ(lines.size(), 2u) << r.out;
+    EXPECT_EQ(lines[0], "exitcodes 1 1 1 0 1");
+    EXPECT_TRUE(starts_with(lines[1], "static destructor in ")) << lines[1];
+    EXPECT_EQ(r.err_lines(),
+              (std::vector<std::string>{"child text reason", "[1, 2, 3]", "streamed reason", "main reason"}))
+        << r.err;
+}

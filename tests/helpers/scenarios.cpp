@@ -10,8 +10,10 @@
 #include <cstring>
 #include <functional>
 #include <map>
+#include <ostream>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
@@ -136,6 +138,31 @@ int orphans() {
     return 0;
 }
 
+// A reason that only an operator<< can print.
+struct StreamedReason {
+    friend std::ostream& operator<<(std::ostream& os, const StreamedReason&) { return os << "streamed reason"; }
+};
+
+// mproc::exit with a reason (Python's sys.exit("text"), sys.exit([1, 2, 3]), sys.exit(True)):
+// each child's reason goes to stderr and its exit code is 1; then the main process exits the
+// same way.
+int exit_reasons() {
+    std::vector<mproc::Process> children;
+    children.emplace_back(mproc::ProcessOptions{.name = "text"}, [] { mproc::exit("child text reason"); });
+    children.emplace_back(mproc::ProcessOptions{.name = "list"}, [] { mproc::exit(std::vector<int>{1, 2, 3}); });
+    children.emplace_back(mproc::ProcessOptions{.name = "true"}, [] { mproc::exit(true); });
+    children.emplace_back(mproc::ProcessOptions{.name = "false"}, [] { mproc::exit(false); });
+    children.emplace_back(mproc::ProcessOptions{.name = "streamed"}, [] { mproc::exit(StreamedReason{}); });
+    std::string codes = "exitcodes";
+    for (auto& child : children) {  // one at a time, so that the reasons arrive in order
+        child.start();
+        child.join();
+        codes += " " + std::to_string(*child.exitcode());
+    }
+    std::printf("%s\n", codes.c_str());
+    mproc::exit(std::string("main reason"));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -149,6 +176,7 @@ int main(int argc, char** argv) {
         {"std_exit_in_child_logs", std_exit_in_child_logs},
         {"uncaught_exception", uncaught_exception},
         {"orphans", orphans},
+        {"exit_reasons", exit_reasons},
     };
     if (argc < 2 || !scenarios.count(argv[1])) {
         std::fprintf(stderr, "usage: %s <scenario>\n", argv[0]);

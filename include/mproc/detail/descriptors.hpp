@@ -15,8 +15,9 @@ namespace mproc::detail {
 // `what` names the object for the error raised outside a start request.
 int attach_descriptor(int fd, const char* what);
 
-// In a child: a new descriptor (close-on-exec) for the one received at `index`, owned by the
-// caller. DecodeError for an index that did not come with the request.
+// In a child: the descriptor (close-on-exec) received at `index`, now owned by the caller; each
+// index can be taken once. DecodeError for an index that did not come with the request or was
+// already taken.
 int receive_descriptor(int index);
 
 // A descriptor as a codec value: the owner encodes `DescriptorRef{fd, "a Lock"}` and decodes a
