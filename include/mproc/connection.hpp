@@ -500,7 +500,8 @@ using WaitResult = std::conditional_t<std::is_copy_constructible_v<std::ranges::
 // end of file is waiting; a Process (or its sentinel) when it has ended; a descriptor when it is
 // readable or hung up. Without a timeout it waits as long as it takes; with one it may return an
 // empty vector. UsageError for an empty list without a timeout (it would never return; Python
-// waits forever); OSError for a descriptor that is not open.
+// waits forever); OSError for a descriptor that is not open, OSError("handle is closed") for a
+// closed Connection.
 //
 //   std::vector<mproc::Connection*> readers = {&a, &b};
 //   for (mproc::Connection* ready : mproc::connection::wait(readers)) ready->recv<int>();
