@@ -35,8 +35,10 @@
 //    left; send*() throws OSError with code EPIPE (Python's BrokenPipeError). The process is never
 //    killed by SIGPIPE, whatever its disposition: sockets are written with MSG_NOSIGNAL, pipes
 //    with SIGPIPE blocked for the calling thread during the write.
-//  - Misuse (a closed connection, recv on a write-only end, a bad offset) throws UsageError with
-//    Python's message ("handle is closed", "connection is write-only", ...).
+//  - Using a closed connection, or the wrong end of a one-way Pipe, throws OSError with Python's
+//    text ("handle is closed", "connection is write-only", "connection is read-only"; code() is
+//    empty), as Python raises OSError. A bad offset or size throws UsageError with Python's
+//    message ("buffer length < offset", ...), where Python raises ValueError.
 //  - Timeouts are std::chrono durations; poll(std::nullopt) waits forever (Python: poll(None)).
 //  - Connection owns its descriptor. Copying one duplicates the descriptor (each copy closes its
 //    own), so the same end can be given to several processes, as in Python. from_fd() adopts a
@@ -215,7 +217,7 @@ public:
     bool readable() const noexcept { return readable_; }
     bool writable() const noexcept { return writable_; }
 
-    // The descriptor, still owned by the Connection; UsageError("handle is closed") once closed.
+    // The descriptor, still owned by the Connection; OSError("handle is closed") once closed.
     int fileno() const;
     // Gives up the descriptor without closing it and leaves the Connection closed.
     int detach();
@@ -295,6 +297,8 @@ std::pair<Connection, Connection> Pipe(bool duplex = true);
 
 // Where a Listener listens and a Client connects. The alternative held is the family, as
 // Python deduces it from the address (a path: AF_UNIX; a (host, port) tuple: AF_INET).
+// Addresses are Encodable (codec.hpp), as Python's are picklable: a Process under any start
+// method, a Queue or a Connection can carry one to another process.
 struct UnixAddress {
     UnixAddress() = default;
     UnixAddress(std::string socket_path) : path(std::move(socket_path)) {}
@@ -303,12 +307,22 @@ struct UnixAddress {
 
     std::string path;  // a filesystem path; a leading '\0' names Linux's abstract namespace
     friend bool operator==(const UnixAddress&, const UnixAddress&) = default;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(path);
+    }
 };
 
 struct TcpAddress {
     std::string host = "127.0.0.1";  // IPv4 address or host name; "" is every interface
     std::uint16_t port = 0;          // 0: a free port chosen by the kernel (Listener)
     friend bool operator==(const TcpAddress&, const TcpAddress&) = default;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(host, port);
+    }
 };
 
 using Address = std::variant<UnixAddress, TcpAddress>;
@@ -395,11 +409,14 @@ public:
         return accept_for(detail::to_timeout(timeout));
     }
 
-    // Stops listening, disconnects pending peers, removes the socket file. Idempotent.
+    // Stops listening, disconnects pending peers, removes the socket file. Idempotent. accept()
+    // on a closed (or moved-from) Listener throws OSError("listener is closed"), as in Python;
+    // address() and last_accepted() stay readable after close().
     void close() noexcept;
     bool closed() const noexcept;
 
-    // The address listened on, with the port the kernel chose when 0 was asked for.
+    // The address listened on, with the port the kernel chose when 0 was asked for (an Address is
+    // Encodable: give it to a child, under any start method, to connect a Client).
     const Address& address() const;
     // The peer address of the last connection accept() returned (for AF_UNIX usually an empty
     // path: clients' sockets are unnamed); nullopt before the first.
@@ -497,7 +514,8 @@ using WaitResult = std::conditional_t<detail::wait_returns_copies<std::ranges::r
 // end of file is waiting; a Process (or its sentinel) when it has ended; a descriptor when it is
 // readable or hung up. Without a timeout it waits as long as it takes; with one it may return an
 // empty vector. UsageError for an empty list without a timeout (it would never return; Python
-// waits forever); OSError for a descriptor that is not open.
+// waits forever); OSError for a descriptor that is not open, OSError("handle is closed") for a
+// closed Connection.
 //
 //   std::vector<mproc::Connection*> readers = {&a, &b};
 //   for (mproc::Connection* ready : mproc::connection::wait(readers)) ready->recv<int>();

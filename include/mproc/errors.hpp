@@ -7,6 +7,9 @@
 //       │                       close while running... (Python raises AssertionError/ValueError);
 //       │                       what() names the rule, in Python's words where Python has them
 //       ├── OSError             a system call failed; code() is the errno as a std::error_code
+//       │                       (Python: OSError and its subclasses); also Python's OSError texts
+//       │                       without an errno: a closed Connection or Listener, the wrong end of
+//       │                       a one-way pipe
 //       ├── DecodeError         bytes that do not decode to the requested type (truncated, corrupt)
 //       ├── TimeoutError        a wait with a deadline ran out (Python: multiprocessing.TimeoutError)
 //       ├── EOFError            a connection's peer closed it and no message is left to read
@@ -23,17 +26,22 @@
 //       │                       (Python: threading.BrokenBarrierError)
 //       ├── KeyError            a managed dict has no such key (Python: KeyError); what() is the key's repr
 //       ├── IndexError          a managed list or array index is out of range (Python: IndexError)
-//       ├── ValueError          a managed list has no such value (index, remove), a semaphore was
-//       │                       released too often (Python: ValueError)
+//       ├── ValueError          a managed list has no such value (index, remove), a managed
+//       │                       BoundedSemaphore was released too often (Python: ValueError; an
+//       │                       mproc BoundedSemaphore's over-release is a UsageError)
 //       ├── AttributeError      a Namespace has no such attribute, or a proxy does not expose the
 //       │                       method called (Python: AttributeError, with Python's message)
 //       ├── RemoteError         a managed object's method threw in the manager's server; type_name()
-//       │                       and message() say what (Python: multiprocessing.managers.RemoteError)
+//       │   │                   and message() say what (Python: multiprocessing.managers.RemoteError)
+//       │   └── TaskError       a Pool task threw (pool.hpp; Python re-raises the task's exception)
+//       ├── WorkerLostError     the Pool worker running a task died (pool.hpp; not in Python)
 //       ├── Empty / Full        a queue (Queue or a managed one) had nothing to get / no room to
 //       │                       put in time (Python: queue.Empty, queue.Full)
 //       └── EOFError
 //           └── ManagerDiedError the manager's server is gone: killed, shut down, or unreachable
 //                               (Python: EOFError, ConnectionRefusedError, BrokenPipeError)
+//
+// docs/errors.md has the table: every type, its Python counterpart, and when it is thrown.
 //
 // An uncaught exception in a child process ends it with exit code 1 after its type and message are
 // written to the child's stderr; a child's exit request (mproc::exit) is not an exception of this
@@ -63,6 +71,11 @@ class OSError : public ProcessError {
 public:
     // `what` names the operation that failed; the message becomes "<what>: <strerror(errno)>".
     OSError(const std::string& what, int errno_value);
+    // An error of this kind that no system call reported, with Python's text as it is: using a
+    // closed Connection ("handle is closed") or Listener ("listener is closed"), the wrong end of a
+    // one-way pipe ("connection is write-only"). code() is empty (value 0), as Python's errno is
+    // None there.
+    explicit OSError(const std::string& message);
     const std::error_code& code() const noexcept { return code_; }
 
 private:

@@ -106,7 +106,7 @@ private:
 };
 
 struct PoolOptions {
-    // Unset: process_cpu_count(). ProcessError "Number of processes must be at least 1" below 1.
+    // Unset: process_cpu_count(). UsageError "Number of processes must be at least 1" below 1.
     std::optional<int> processes{};
     Initializer initializer{};
     // A worker exits after this many tasks (chunks) and is replaced. Unset: never.

@@ -11,6 +11,8 @@ namespace mproc {
 OSError::OSError(const std::string& what, int errno_value)
     : ProcessError(what + ": " + std::strerror(errno_value)), code_(errno_value, std::generic_category()) {}
 
+OSError::OSError(const std::string& message) : ProcessError(message), code_(0, std::generic_category()) {}
+
 AuthKey::AuthKey(std::string_view bytes)
     : bytes_(reinterpret_cast<const std::byte*>(bytes.data()),
              reinterpret_cast<const std::byte*>(bytes.data()) + bytes.size()) {}
@@ -24,7 +26,7 @@ AuthKey AuthKey::random(std::size_t size) {
         ssize_t n = ::getrandom(bytes.data() + filled, size - filled, 0);
         if (n < 0) {
             if (errno == EINTR) continue;
-            throw OSError("getrandom", errno);
+            throw OSError("generating an authkey (getrandom)", errno);
         }
         filled += static_cast<std::size_t>(n);
     }

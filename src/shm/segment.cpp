@@ -53,23 +53,24 @@ struct SegmentTable {
 std::shared_ptr<Segment> Segment::create(std::size_t size) {
     int fd = ::memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (fd < 0) throw OSError("creating shared memory (memfd_create)", errno);
-    auto fail = [fd](const char* what) {
+    // `call`: the step that failed; every message names the operation, then the step.
+    auto fail = [fd](const char* call) {
         const int saved = errno;
         ::close(fd);
-        throw OSError(what, saved);
+        throw OSError(std::string("creating shared memory (") + call + ")", saved);
     };
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("sizing shared memory");
+    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate");
     // Reserve the memory now: a memfd whose pages cannot be allocated later raises SIGBUS in
     // whoever touches them first. posix_fallocate returns the error instead of setting errno.
     if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); rc != 0) {
         errno = rc;
-        fail("reserving shared memory");
+        fail("posix_fallocate");
     }
     // Nobody, including a peer that receives the descriptor, may shrink the segment under the
     // processes that map it (that would be SIGBUS for them) or change the seals.
-    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("sealing shared memory");
+    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("F_ADD_SEALS");
     void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) fail("mapping shared memory");
+    if (base == MAP_FAILED) fail("mmap");
     struct stat st {};
     ::fstat(fd, &st);
     auto* header = new (base) SegmentHeader{kSegmentMagic, size, {kFirstOffset}};
@@ -112,7 +113,7 @@ std::shared_ptr<Segment> Segment::import(int fd) {
     if (base == MAP_FAILED) {
         const int saved = errno;
         ::close(fd);
-        throw OSError("mapping received shared memory", saved);
+        throw OSError("receiving shared memory (mmap)", saved);
     }
     const auto* header = static_cast<const SegmentHeader*>(base);
     if (header->magic != kSegmentMagic || header->size != size) {

@@ -1,11 +1,15 @@
-// Named shared memory with reference counting by attached processes (shared_memory.hpp).
+// Named shared memory whose name lives until unlink() or the end of every process that used it
+// (shared_memory.hpp).
 //
 // A segment is the file /dev/shm/<name>: the user's bytes first (so that Python sees them at
-// offset 0), then a trailer of kTrailerSize bytes, page-aligned, that holds the table of attached
-// processes under a robust mutex. A segment is created under a temporary name, initialized
-// completely (its creator already in the table), and only then linked under its real name, so an
-// attacher never sees a half-made segment and a creator that dies midway leaves only a temporary
-// file that the sweep recognizes by name.
+// offset 0), then a trailer of kTrailerSize bytes, page-aligned, that holds the table of the
+// processes that used it (created or attached it with tracking, or were forked while it was open)
+// under a robust mutex. A process keeps its slot after close(), until it ends: the name is removed
+// by unlink(), or by a sweep once every process in the table has ended (the exit of an mproc
+// process sweeps, counting itself as ended). A segment is created under a temporary name,
+// initialized completely (its creator already in the table), and only then linked under its real
+// name, so an attacher never sees a half-made segment and a creator that dies midway leaves only a
+// temporary file that the sweep recognizes by name.
 #include "mproc/shared_memory.hpp"
 
 #include <dirent.h>
@@ -50,19 +54,20 @@ struct Trailer {
     std::uint32_t trailer_size;
     std::uint64_t data_size;
     std::uint64_t segment_id;  // random: tells this segment from a later one of the same name
-    std::uint32_t auto_unlink;  // created with track = true: remove the name when nobody is left
+    std::uint32_t auto_unlink;  // created with track = true: remove the name once its users have ended
     std::uint32_t unlinked;     // the name has been removed
     MutexState lock;            // guards the slots and `unlinked`
-    ProcessIdentity slots[kSlots];  // attached processes (pid 0: free)
+    ProcessIdentity slots[kSlots];  // the processes that used the segment (pid 0: free)
 };
 static_assert(sizeof(Trailer) <= kTrailerSize);
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
+// Random bits for a segment's name and identity, so only ever used while creating one.
 std::uint64_t random_u64() {
     std::uint64_t value = 0;
     while (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
-        if (errno != EINTR) throw OSError("getrandom", errno);
+        if (errno != EINTR) throw OSError("creating shared memory (getrandom)", errno);
     }
     return value;
 }
@@ -72,11 +77,12 @@ std::string path_of(const std::string& name) { return kDirectory + name; }
 // Locks the trailer's robust mutex. An owner that died mid-update can at worst leave one slot
 // half-written: a slot's pid is written last and cleared first, so such a slot reads as free or as
 // a process that is not alive, never as a live user.
+// `what` names the operation that needs the lock, for the error.
 class TrailerGuard {
 public:
-    explicit TrailerGuard(Trailer& t) : t_(t) {
+    TrailerGuard(Trailer& t, const std::string& what) : t_(t) {
         const int rc = raw_mutex_acquire(t.lock, kForever);
-        if (rc != 0 && rc != EOWNERDEAD) throw OSError("locking a shared memory segment's table", rc);
+        if (rc != 0 && rc != EOWNERDEAD) throw OSError(what + " (locking its table)", rc);
     }
     ~TrailerGuard() { ::pthread_mutex_unlock(&t_.lock.mutex); }
     TrailerGuard(const TrailerGuard&) = delete;
@@ -92,12 +98,23 @@ void clear_slot(ProcessIdentity& slot) {
     slot.reserved = 0;
 }
 
+bool same_process(const ProcessIdentity& a, const ProcessIdentity& b) {
+    return a.pid == b.pid && a.start_time == b.start_time;
+}
+
+// Whether the process of a taken slot still counts as a user. `ending`: a process in its exit
+// sequence, counted as ended already (its handles go with it).
+bool counts(const ProcessIdentity& slot, const ProcessIdentity* ending) {
+    if (ending != nullptr && same_process(slot, *ending)) return false;
+    return process_alive(slot);
+}
+
 // Frees the slots of ended processes; returns how many live ones remain. Trailer locked.
-int prune(Trailer& t) {
+int prune(Trailer& t, const ProcessIdentity* ending = nullptr) {
     int live = 0;
     for (auto& slot : t.slots) {
         if (slot.pid == 0) continue;
-        if (process_alive(slot)) {
+        if (counts(slot, ending)) {
             ++live;
         } else {
             clear_slot(slot);
@@ -106,8 +123,14 @@ int prune(Trailer& t) {
     return live;
 }
 
-// Takes a slot for `who`; -1 when the table is full of live processes. Trailer locked.
+// Takes a slot for `who`, or finds the one it has (a process that attaches again after closing,
+// or twice at once, holds one slot); -1 when the table is full of live processes. Trailer locked.
 int take_slot(Trailer& t, const ProcessIdentity& who) {
+    if (who.reserved == 0) {
+        for (int i = 0; i < kSlots; ++i) {
+            if (t.slots[i].pid != 0 && t.slots[i].reserved == 0 && same_process(t.slots[i], who)) return i;
+        }
+    }
     for (int pass = 0; pass < 2; ++pass) {
         for (int i = 0; i < kSlots; ++i) {
             if (t.slots[i].pid == 0) {
@@ -123,11 +146,11 @@ int take_slot(Trailer& t, const ProcessIdentity& who) {
 }
 
 // Removes /dev/shm/<name> if it is still the segment `id` (someone may have removed it by hand
-// and created another under the same name meanwhile).
-void unlink_if_same(const std::string& name, std::uint64_t id) {
+// and created another under the same name meanwhile); false when it was not there.
+bool unlink_if_same(const std::string& name, std::uint64_t id) {
     const std::string path = path_of(name);
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return;
+    if (fd < 0) return false;
     struct stat st {};
     bool same = false;
     if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) >= kTrailerSize) {
@@ -137,7 +160,22 @@ void unlink_if_same(const std::string& name, std::uint64_t id) {
             same = head.magic == kTrailerMagic && head.segment_id == id;
     }
     ::close(fd);
-    if (same) ::unlink(path.c_str());
+    return same && ::unlink(path.c_str()) == 0;
+}
+
+// unlink(): removes the name now, whatever the table says (Python's meaning). `t`: the segment's
+// trailer, mapped by the caller; nullptr for a segment without one (made by Python, say).
+void unlink_segment(const std::string& name, Trailer* t) {
+    const std::string what = "unlinking shared memory '" + name + "'";
+    if (t == nullptr) {
+        if (::unlink(path_of(name).c_str()) != 0) throw OSError(what, errno);
+        return;
+    }
+    TrailerGuard guard(*t, what);
+    if (t->unlinked) throw OSError(what, ENOENT);
+    t->unlinked = 1;
+    // Not there: removed by hand (or by a Python process's shm_unlink), which is an unlink too.
+    if (!unlink_if_same(name, t->segment_id)) throw OSError(what, ENOENT);
 }
 
 }  // namespace
@@ -157,29 +195,21 @@ public:
             std::lock_guard lock(registry_mutex());
             std::erase(registry(), this);
         }
-        detach();
+        // Closing leaves this process's slot in the table until the process ends: the name stays
+        // for a later attach or unlink() (Python's close() leaves the name alone too).
         ::munmap(base_, mapped_);
     }
 
     std::byte* data() const noexcept { return base_; }
     std::size_t data_size() const noexcept { return data_size_; }
 
-    void unlink() {
-        if (trailer_ == nullptr) {
-            if (::unlink(path_of(name_).c_str()) != 0) throw OSError("unlinking shared memory '" + name_ + "'", errno);
-            return;
-        }
-        TrailerGuard guard(*trailer_);
-        if (trailer_->unlinked) throw OSError("unlinking shared memory '" + name_ + "'", ENOENT);
-        trailer_->unlinked = 1;
-        unlink_if_same(name_, trailer_->segment_id);
-    }
+    void unlink() { unlink_segment(name_, trailer_); }
 
     // fork() with this process attached: the child is a user too, from its first instant, so its
     // slot is taken before the fork, in the parent's name and marked pending; the child makes it
     // its own, and the parent's fork() returns once it has (await_claim). Were the child to take
-    // a slot only after the fork, the parent could close meanwhile, find nobody left, and remove
-    // the segment under the child.
+    // a slot only after the fork, the parent could end meanwhile, and its exit's sweep (or a
+    // later one) find nobody left and remove the segment under the child.
     void reserve_for_fork() noexcept {
         pending_slot_ = -1;
         if (trailer_ == nullptr || slot_ < 0) return;
@@ -241,23 +271,6 @@ public:
     }
 
 private:
-    void detach() noexcept {
-        if (trailer_ == nullptr || slot_ < 0) return;
-        try {
-            TrailerGuard guard(*trailer_);
-            ProcessIdentity& mine = trailer_->slots[slot_];
-            const ProcessIdentity self = self_identity();
-            if (mine.pid == self.pid && mine.start_time == self.start_time && mine.reserved == 0) clear_slot(mine);
-            slot_ = -1;
-            if (trailer_->auto_unlink && !trailer_->unlinked && prune(*trailer_) == 0) {
-                trailer_->unlinked = 1;
-                unlink_if_same(name_, trailer_->segment_id);
-            }
-        } catch (...) {
-            // Left to the sweep.
-        }
-    }
-
     std::string name_;
     std::byte* base_;
     std::size_t mapped_;
@@ -283,9 +296,14 @@ void after_fork_in_child() {
     Attachment::registry_mutex().unlock();
 }
 
+int sweep(const ProcessIdentity* ending);
+
+// This process is ending: its slots no longer count, so a segment it was the last user of goes now
+// rather than at some later program's sweep.
 void sweep_at_exit() {
     try {
-        sweep_shared_memory();
+        const ProcessIdentity self = fresh_self_identity();
+        sweep(&self);
     } catch (...) {
     }
 }
@@ -299,12 +317,16 @@ void prepare_process() {
     if (registered_in.exchange(self) != self) Runtime::get().at_exit(ExitPhase::after_children, sweep_at_exit);
 }
 
-std::string checked_name(std::string name) {
+// `operation`: "creating" or "attaching", for the error.
+std::string checked_name(std::string name, const char* operation) {
+    // Python's ValueError from the system call's argument conversion.
+    if (name.find('\0') != std::string::npos) throw UsageError("embedded null byte");
     if (!name.empty() && name.front() == '/') name.erase(0, 1);
+    const std::string what = std::string(operation) + " shared memory '" + name + "'";
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
-        name.rfind(kTemporaryPrefix, 0) == 0 || name.find('\0') != std::string::npos)
-        throw OSError("invalid shared memory name '" + name + "'", EINVAL);
-    if (name.size() > 200) throw OSError("shared memory name '" + name + "'", ENAMETOOLONG);
+        name.rfind(kTemporaryPrefix, 0) == 0)
+        throw OSError(what + " (not a valid name)", EINVAL);
+    if (name.size() > 200) throw OSError(what, ENAMETOOLONG);
     return name;
 }
 
@@ -319,9 +341,10 @@ struct Mapped {
     std::size_t size = 0;
 };
 
-Mapped map_file(int fd, std::size_t size, const std::string& name) {
+// `what` names the operation that maps, for the error.
+Mapped map_file(int fd, std::size_t size, const std::string& what) {
     void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) throw OSError("mapping shared memory '" + name + "'", errno);
+    if (base == MAP_FAILED) throw OSError(what + " (mmap)", errno);
     return {static_cast<std::byte*>(base), size};
 }
 
@@ -340,24 +363,26 @@ std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t 
     std::snprintf(temporary, sizeof temporary, "%s%d-%llu-%016llx", kTemporaryPrefix, self.pid,
                   static_cast<unsigned long long>(self.start_time), static_cast<unsigned long long>(random_u64()));
     const std::string temporary_path = path_of(temporary);
+    const std::string what = "creating shared memory '" + name + "'";
     int fd = ::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) throw OSError("creating shared memory '" + name + "'", errno);
+    if (fd < 0) throw OSError(what, errno);
     const std::size_t total = round_up(size, kPageSize) + kTrailerSize;
     Mapped m;
-    auto fail = [&](int error, const char* what) {
+    // `step`: the call that failed, after the operation; empty for the operation itself.
+    auto fail = [&](int error, const std::string& step) {
         if (m.base) ::munmap(m.base, m.size);
         ::close(fd);
         ::unlink(temporary_path.c_str());
-        throw OSError(std::string(what) + " shared memory '" + name + "'", error);
+        throw OSError(step.empty() ? what : what + " (" + step + ")", error);
     };
-    if (::ftruncate(fd, static_cast<off_t>(total)) != 0) fail(errno, "sizing");
+    if (::ftruncate(fd, static_cast<off_t>(total)) != 0) fail(errno, "ftruncate");
     // Reserve every page now: on a full /dev/shm this fails here, instead of a SIGBUS in whichever
     // process first writes to a page that cannot be had.
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) fail(rc, "reserving");
+    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) fail(rc, "posix_fallocate");
     try {
-        m = map_file(fd, total, name);
+        m = map_file(fd, total, what);
     } catch (const OSError& e) {
-        fail(e.code().value(), "mapping");
+        fail(e.code().value(), "mmap");
     }
     auto* t = new (m.base + total - kTrailerSize) Trailer{};
     pthread_mutexattr_t attributes;
@@ -366,7 +391,7 @@ std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t 
     ::pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
     const int rc = ::pthread_mutex_init(&t->lock.mutex, &attributes);
     ::pthread_mutexattr_destroy(&attributes);
-    if (rc != 0) fail(rc, "initializing");
+    if (rc != 0) fail(rc, "pthread_mutex_init");
     t->version = kTrailerVersion;
     t->trailer_size = kTrailerSize;
     t->data_size = size;
@@ -375,31 +400,38 @@ std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t 
     const int slot = track ? take_slot(*t, self) : -1;
     t->magic = kTrailerMagic;
     // Visible under its name only now, complete; link() fails rather than replace an existing name.
-    if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "creating");
+    if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "");
     ::unlink(temporary_path.c_str());
     ::close(fd);
     return std::make_shared<Attachment>(name, m.base, m.size, size, t, slot);
 }
 
+// Maps the whole file /dev/shm/<name>; an empty file is not mapped (base nullptr). `what` names
+// the operation, for the errors.
+Mapped map_named(const std::string& name, const std::string& what) {
+    int fd = ::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) throw OSError(what, errno);
+    struct stat st {};
+    const int error = ::fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    Mapped m;
+    try {
+        if (error != 0) throw OSError(what, error);
+        if (st.st_size > 0) m = map_file(fd, static_cast<std::size_t>(st.st_size), what);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);  // the mapping is all that is needed
+    return m;
+}
+
 std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, std::size_t& data_size) {
-    // A segment can be removed between the open and the lock (its last user left); then the
-    // name may already belong to a new segment, so look again, a few times.
+    // A segment can be removed between the open and the lock (unlinked, or swept); then the name
+    // may already belong to a new segment, so look again, a few times.
+    const std::string what = "attaching shared memory '" + name + "'";
     for (int attempt = 0; attempt < 5; ++attempt) {
-        int fd = ::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-        if (fd < 0) throw OSError("attaching shared memory '" + name + "'", errno);
-        struct stat st {};
-        if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-            ::close(fd);
-            throw OSError("attaching shared memory '" + name + "'", EINVAL);
-        }
-        Mapped m;
-        try {
-            m = map_file(fd, static_cast<std::size_t>(st.st_size), name);
-        } catch (...) {
-            ::close(fd);
-            throw;
-        }
-        ::close(fd);  // the mapping is all that is needed
+        Mapped m = map_named(name, what);
+        if (m.base == nullptr) throw OSError(what + " (an empty file)", EINVAL);
         Trailer* t = trailer_of(m);
         if (t == nullptr) {
             // Not an mproc segment (Python's, say): used as it is, never counted nor removed.
@@ -410,7 +442,7 @@ std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, 
         bool gone = false;
         bool full = false;
         {
-            TrailerGuard guard(*t);
+            TrailerGuard guard(*t, what);
             gone = t->unlinked != 0;
             if (!gone && track && t->auto_unlink) {
                 slot = take_slot(*t, self_identity());
@@ -419,9 +451,7 @@ std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, 
         }
         if (full) {
             ::munmap(m.base, m.size);
-            throw OSError("attaching shared memory '" + name + "' (" + std::to_string(kSlots) +
-                              " processes are attached already)",
-                          EMFILE);
+            throw OSError(what + " (" + std::to_string(kSlots) + " live processes use it already)", EMFILE);
         }
         if (gone) {
             ::munmap(m.base, m.size);
@@ -430,11 +460,25 @@ std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, 
         data_size = static_cast<std::size_t>(t->data_size);
         return std::make_shared<Attachment>(name, m.base, m.size, data_size, t, slot);
     }
-    throw OSError("attaching shared memory '" + name + "'", ENOENT);
+    throw OSError(what, ENOENT);
+}
+
+// unlink() on a closed handle: by name, as Python's unlink() after close() does.
+void unlink_by_name(const std::string& name) {
+    const std::string what = "unlinking shared memory '" + name + "'";
+    Mapped m = map_named(name, what);
+    try {
+        unlink_segment(name, m.base != nullptr ? trailer_of(m) : nullptr);
+    } catch (...) {
+        if (m.base) ::munmap(m.base, m.size);
+        throw;
+    }
+    if (m.base) ::munmap(m.base, m.size);
 }
 
 // The sweep's verdict on one file of /dev/shm; removes it when it is garbage. True if removed.
-bool sweep_one(const char* entry) {
+// `ending`: the process running the sweep in its exit sequence, whose slots no longer count.
+bool sweep_one(const char* entry, const ProcessIdentity* ending) {
     const std::string name = entry;
     const std::string path = path_of(name);
     if (name.rfind(kTemporaryPrefix, 0) == 0) {
@@ -466,7 +510,7 @@ bool sweep_one(const char* entry) {
         return false;
     }
     for (const auto& slot : head.slots) {
-        if (slot.pid != 0 && process_alive(slot)) {
+        if (slot.pid != 0 && counts(slot, ending)) {
             ::close(fd);
             return false;
         }
@@ -474,7 +518,7 @@ bool sweep_one(const char* entry) {
     // Then for real, under the segment's lock: an attacher may be taking a slot right now.
     Mapped m;
     try {
-        m = map_file(fd, static_cast<std::size_t>(st.st_size), name);
+        m = map_file(fd, static_cast<std::size_t>(st.st_size), "sweeping shared memory '" + name + "'");
     } catch (...) {
         ::close(fd);
         return false;
@@ -483,8 +527,8 @@ bool sweep_one(const char* entry) {
     bool removed = false;
     if (Trailer* t = trailer_of(m)) {
         try {
-            TrailerGuard guard(*t);
-            if (!t->unlinked && prune(*t) == 0) {
+            TrailerGuard guard(*t, "sweeping shared memory '" + name + "'");
+            if (!t->unlinked && prune(*t, ending) == 0) {
                 t->unlinked = 1;
                 unlink_if_same(name, t->segment_id);
                 removed = true;
@@ -493,6 +537,22 @@ bool sweep_one(const char* entry) {
         }
     }
     ::munmap(m.base, m.size);
+    return removed;
+}
+
+int sweep(const ProcessIdentity* ending) {
+    DIR* dir = ::opendir(kDirectory);
+    if (dir == nullptr) return 0;
+    std::vector<std::string> names;
+    while (dirent* e = ::readdir(dir)) {
+        if (e->d_name[0] == '.' && std::strncmp(e->d_name, kTemporaryPrefix, std::strlen(kTemporaryPrefix)) != 0)
+            continue;
+        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
+        names.emplace_back(e->d_name);
+    }
+    ::closedir(dir);
+    int removed = 0;
+    for (const auto& name : names) removed += sweep_one(name.c_str(), ending) ? 1 : 0;
     return removed;
 }
 
@@ -506,7 +566,8 @@ SharedMemory::SharedMemory(SharedMemoryOptions options) {
     if (options.size < 0) throw UsageError("'size' must be a positive integer");
     if (options.create && options.size == 0) throw UsageError("'size' must be a positive number different from zero");
     if (!options.create && options.name.empty()) throw UsageError("'name' can only be None if create=True");
-    if (options.size > (std::int64_t{1} << 46)) throw OSError("creating shared memory", ENOMEM);
+    if (options.size > (std::int64_t{1} << 46))
+        throw OSError(options.create ? "creating shared memory" : "attaching shared memory", ENOMEM);
     detail::prepare_process();
     sweep_shared_memory();
     track_ = options.track;
@@ -525,12 +586,12 @@ SharedMemory::SharedMemory(SharedMemoryOptions options) {
                 break;
             }
         } else {
-            name_ = detail::checked_name(std::move(options.name));
+            name_ = detail::checked_name(std::move(options.name), "creating");
             attachment_ = detail::create_segment(name_, size, options.track);
         }
         size_ = size;
     } else {
-        name_ = detail::checked_name(std::move(options.name));
+        name_ = detail::checked_name(std::move(options.name), "attaching");
         attachment_ = detail::attach_segment(name_, options.track, size_);
     }
 }
@@ -547,30 +608,15 @@ void SharedMemory::unlink() {
         attachment_->unlink();
         return;
     }
-    // Python allows unlink() after close(); so does mproc, by name.
+    // Python's order, close() then unlink(), works by name.
     if (name_.empty()) throw UsageError("this SharedMemory has no name");
-    SharedMemory again(SharedMemoryOptions{.name = name_, .create = false, .size = 0, .track = false});
-    again.unlink();
+    detail::unlink_by_name(name_);
 }
 
 std::string SharedMemory::repr() const {
     return "SharedMemory('" + name_ + "', size=" + std::to_string(size_) + ")";
 }
 
-int sweep_shared_memory() {
-    DIR* dir = ::opendir(detail::kDirectory);
-    if (dir == nullptr) return 0;
-    std::vector<std::string> names;
-    while (dirent* e = ::readdir(dir)) {
-        if (e->d_name[0] == '.' && std::strncmp(e->d_name, detail::kTemporaryPrefix, std::strlen(detail::kTemporaryPrefix)) != 0)
-            continue;
-        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
-        names.emplace_back(e->d_name);
-    }
-    ::closedir(dir);
-    int removed = 0;
-    for (const auto& name : names) removed += detail::sweep_one(name.c_str()) ? 1 : 0;
-    return removed;
-}
+int sweep_shared_memory() { return detail::sweep(nullptr); }
 
 }  // namespace mproc

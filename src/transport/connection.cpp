@@ -192,17 +192,17 @@ void Connection::set_max_message_size(std::size_t bytes) {
 }
 
 void Connection::check_open() const {
-    if (fd_ < 0) throw UsageError("handle is closed");
+    if (fd_ < 0) throw OSError("handle is closed");
 }
 
 void Connection::check_readable() const {
     check_open();
-    if (!readable_) throw UsageError("connection is write-only");
+    if (!readable_) throw OSError("connection is write-only");
 }
 
 void Connection::check_writable() const {
     check_open();
-    if (!writable_) throw UsageError("connection is read-only");
+    if (!writable_) throw OSError("connection is read-only");
 }
 
 void Connection::send_frame(std::span<const std::byte> payload) {

@@ -257,7 +257,7 @@ void Listener::Impl::accept_new_peers(Clock::time_point now) {
 }
 
 std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nanoseconds> timeout) {
-    if (fd < 0) throw UsageError("listener is closed");
+    if (fd < 0) throw OSError("listener is closed");
     const transport::Deadline deadline = transport::deadline_after(timeout);
     std::vector<pollfd> watched;
     for (;;) {
@@ -327,7 +327,7 @@ Listener::~Listener() = default;
 Connection Listener::accept() { return std::move(*accept_for(std::nullopt)); }
 
 std::optional<Connection> Listener::accept_for(std::optional<std::chrono::nanoseconds> timeout) {
-    if (!impl_) throw UsageError("listener is closed");
+    if (!impl_) throw OSError("listener is closed");
     return impl_->accept(timeout);
 }
 
@@ -338,12 +338,12 @@ void Listener::close() noexcept {
 bool Listener::closed() const noexcept { return !impl_ || impl_->fd < 0; }
 
 const Address& Listener::address() const {
-    if (!impl_) throw UsageError("listener is closed");
+    if (!impl_) throw OSError("listener is closed");
     return impl_->address;
 }
 
 const std::optional<Address>& Listener::last_accepted() const {
-    if (!impl_) throw UsageError("listener is closed");
+    if (!impl_) throw OSError("listener is closed");
     return impl_->last_accepted;
 }
 

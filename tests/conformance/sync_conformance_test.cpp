@@ -262,8 +262,8 @@ TEST_P(SyncConformance, SharedMemoryTravelsByName) {
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(shm.buf().data()), text.size()), text);
     const std::string name = shm.name();
     shm.close();
-    // The child has ended (under fork, it inherited the attachment and never closed it): the
-    // parent was the last live user, so its close removed the name.
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "close() removed the name (Python keeps it)";
+    shm.unlink();  // Python's order: close(), then unlink()
     EXPECT_FALSE(mproc::testing::shm_exists(name));
 }
 

@@ -4,11 +4,13 @@
 #include <gtest/gtest.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -64,26 +66,33 @@ void attach_in_a_loop(std::string name) {
 
 std::string unique(const char* tag) { return std::string("mproc_test_") + tag + "_" + std::to_string(::getpid()); }
 
+// Starts `target(name, ready)` in a forked child and returns once the child has set `ready`.
+template <class F>
+mproc::Process started_until_ready(F target, const std::string& name) {
+    mproc::Event ready;
+    auto child = mproc::fork_context.Process(target, name, ready);
+    child.start();
+    EXPECT_TRUE(ready.wait(20s)) << "the child did not get ready";
+    return child;
+}
+
 }  // namespace
 
 // Row 10: a creator killed with SIGKILL leaves its segment only until the next sweep, which every
 // create or attach runs.
 TEST_F(ShmFaults, KilledCreatorsSegmentIsRemovedByTheNextSweep) {
     const std::string name = unique("killed_creator");
-    mproc::Event created;
-    auto child = mproc::fork_context.Process(create_and_wait, name, created);
-    child.start();
-    ASSERT_TRUE(created.wait(10s));
+    auto child = started_until_ready(create_and_wait, name);
     EXPECT_TRUE(mproc::testing::shm_exists(name));
     EXPECT_EQ(mproc::sweep_shared_memory(), 0) << "removed while its creator lives";
     child.kill();
     child.join();
     EXPECT_TRUE(mproc::testing::shm_exists(name));
     // Any create or attach sweeps.
-    {
-        mproc::SharedMemory other({.create = true, .size = 8});
-    }
+    mproc::SharedMemory other({.create = true, .size = 8});
     EXPECT_FALSE(mproc::testing::shm_exists(name));
+    other.close();
+    other.unlink();
 }
 
 // Row 11: the whole process group killed at once (every user, in the middle of anything); also a
@@ -155,7 +164,9 @@ TEST_F(ShmFaults, AttachersThatEndNeverRemoveASegmentInUse) {
     }
     const std::string name = shm.name();
     shm.close();
-    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "the last user closed it: it should be gone at once";
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "close() removed the name (Python keeps it for unlink)";
+    shm.unlink();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
 }
 
 // Users killed at random moments, attaching and detaching in a loop (perhaps while holding the
@@ -175,29 +186,96 @@ TEST_F(ShmFaults, UsersKilledWhileAttachingLeaveATableThatStillCounts) {
     const std::string name = shm.name();
     check.close();
     shm.close();
+    shm.unlink();  // the table lock still works for unlink() after close()
     EXPECT_FALSE(mproc::testing::shm_exists(name));
 }
 
-// A child forked while its parent is attached counts as a user until it ends (a raw fork: a
-// Process object would keep a copy of its arguments, and so an attachment, in the parent).
-TEST_F(ShmFaults, ForkedChildrenCountAsUsers) {
-    mproc::SharedMemory shm({.create = true, .size = 64});
-    const std::string name = shm.name();
-    mproc::Event go;
+// A child forked while its parent has the segment open counts as a user until it ends: here the
+// parent (an mproc child, P) creates, forks a raw child C, closes and ends; P's exit must not
+// remove the name while C lives, and once C has ended the next sweep removes it.
+void create_fork_close_and_end(std::string name, mproc::Event go, int pid_fd) {
+    mproc::SharedMemory shm({.name = name, .create = true, .size = 64});
     const pid_t child = ::fork();
     if (child == 0) {
-        if (!go.wait(10s)) ::_exit(1);
+        if (!go.wait(20s)) ::_exit(1);
         shm.buf()[0] = std::byte{9};
         ::_exit(0);  // without closing
     }
-    ASSERT_GT(child, 0);
-    shm.close();  // the parent's only handle
+    (void)::write(pid_fd, &child, sizeof child);
+    shm.close();  // P's only handle; then P ends, and its exit sweeps
+}
+
+TEST_F(ShmFaults, ForkedChildrenCountAsUsers) {
+    const std::string name = unique("forked_child");
+    int pid_pipe[2];
+    ASSERT_EQ(::pipe2(pid_pipe, O_CLOEXEC), 0);
+    mproc::Event go;
+    auto p = mproc::fork_context.Process(create_fork_close_and_end, name, go, pid_pipe[1]);
+    p.start();
+    ::close(pid_pipe[1]);
+    pid_t grandchild = 0;
+    ASSERT_EQ(::read(pid_pipe[0], &grandchild, sizeof grandchild), static_cast<ssize_t>(sizeof grandchild));
+    ::close(pid_pipe[0]);
+    // C is not our child: a pidfd tells when it has ended (readable once it is a zombie or gone).
+    const int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, grandchild, 0));
+    ASSERT_GE(pidfd, 0) << std::strerror(errno);
+    p.join();
+    EXPECT_EQ(p.exitcode(), 0);
     EXPECT_TRUE(mproc::testing::shm_exists(name)) << "removed while a forked child still uses it";
+    mproc::sweep_shared_memory();
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "swept while a forked child still uses it";
     go.set();
-    int status = 0;
-    ASSERT_EQ(::waitpid(child, &status, 0), child);
-    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-    // The child ended without closing: the next sweep removes the segment.
+    pollfd ended{pidfd, POLLIN, 0};
+    EXPECT_EQ(::poll(&ended, 1, 20000), 1) << "the forked child did not end";
+    ::close(pidfd);
+    EXPECT_GE(mproc::sweep_shared_memory(), 1);
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "the next sweep after every user ended left the name";
+}
+
+// The last user to end removes the name as it exits, if it is an mproc process that created or
+// attached it itself: nothing waits for a later sweep. Open or closed, unlinked or not.
+void create_and_end(std::string name, bool close_first) {
+    static mproc::SharedMemory* kept = nullptr;  // never destroyed: the exit must do the work
+    kept = new mproc::SharedMemory({.name = name, .create = true, .size = 64});
+    kept->buf()[0] = std::byte{1};
+    if (close_first) kept->close();
+}
+
+TEST_F(ShmFaults, TheLastUserRemovesTheNameAsItEnds) {
+    for (const auto* context : {&mproc::get_context("fork"), &mproc::get_context("spawn")}) {
+        for (bool close_first : {false, true}) {
+            const std::string name = unique("last_user");
+            auto child = context->Process(create_and_end, name, close_first);
+            child.start();
+            child.join();
+            EXPECT_EQ(child.exitcode(), 0);
+            EXPECT_FALSE(mproc::testing::shm_exists(name)) << context->name() << (close_first ? " closed" : " open");
+        }
+    }
+}
+
+// A user that closed its handle but lives keeps the name (so it can attach again or unlink, as in
+// Python); killed, it leaves the name only until the next sweep.
+void create_close_and_wait(std::string name, mproc::Event closed) {
+    mproc::SharedMemory shm({.name = name, .create = true, .size = 64});
+    shm.buf()[0] = std::byte{5};
+    shm.close();
+    closed.set();
+    for (;;) ::pause();
+}
+
+TEST_F(ShmFaults, ClosedUsersKeepTheNameUntilTheyEndHoweverTheyEnd) {
+    const std::string name = unique("closed_user");
+    auto child = started_until_ready(create_close_and_wait, name);
+    mproc::sweep_shared_memory();
+    ASSERT_TRUE(mproc::testing::shm_exists(name)) << "the name of a closed but living user's segment went";
+    {
+        mproc::SharedMemory look({.name = name, .track = false});  // attaching by name still works
+        EXPECT_EQ(look.buf()[0], std::byte{5});
+    }
+    child.kill();
+    child.join();
+    EXPECT_TRUE(mproc::testing::shm_exists(name));
     EXPECT_GE(mproc::sweep_shared_memory(), 1);
     EXPECT_FALSE(mproc::testing::shm_exists(name));
 }
@@ -218,6 +296,8 @@ TEST_F(ShmFaults, FullDevShmIsAClearErrorNotASigbus) {
         {
             mproc::SharedMemory small({.create = true, .size = 16 * 1024});
             std::memset(small.buf().data(), 1, small.size());  // every page is there
+            small.close();
+            small.unlink();
         }
         mproc::Lock lock;  // memfd: unaffected
         mproc::RawArray<char> array(1 << 20);
@@ -308,4 +388,5 @@ TEST_F(ShmFaults, TheSweepLeavesOtherFilesAlone) {
     EXPECT_EQ(::access(foreign.c_str(), F_OK), 0);
     ::unlink(foreign.c_str());
     untracked.unlink();
+    in_use.unlink();
 }

@@ -880,9 +880,59 @@ TEST_F(SharedMemoryTest, CreateAttachAndShareBytes) {
     EXPECT_TRUE(mproc::testing::shm_exists(attached.name())) << "removed while still attached";
     const std::string name = attached.name();
     attached.close();
-    EXPECT_TRUE(mproc::testing::shm_exists(name));
     with_slash.close();
-    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "not removed when the last user closed it";
+    // As in Python, closing every handle leaves the name (this process may attach again)...
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "closing removed the name";
+    mproc::SharedMemory again({.name = name});
+    EXPECT_EQ(std::memcmp(again.buf().data(), "hello", 5), 0);
+    again.close();
+    // ...and unlink() after close() removes it (Python's documented order).
+    created.unlink();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+TEST_F(SharedMemoryTest, CloseThenUnlinkWorksInEveryOrderOfTheHandles) {
+    for (int order = 0; order < 3; ++order) {
+        mproc::SharedMemory creator({.create = true, .size = 64});
+        mproc::SharedMemory attacher({.name = creator.name()});
+        const std::string name = creator.name();
+        if (order == 0) {
+            attacher.close();
+            creator.close();
+            creator.unlink();
+        } else if (order == 1) {
+            creator.close();
+            attacher.close();
+            creator.unlink();
+        } else {
+            creator.close();
+            attacher.unlink();  // any handle may unlink, open or closed
+            attacher.close();
+        }
+        EXPECT_FALSE(mproc::testing::shm_exists(name)) << "order " << order;
+        EXPECT_THROW_MESSAGE(creator.unlink(), mproc::OSError,
+                             ("unlinking shared memory '" + name + "': No such file or directory").c_str());
+    }
+}
+
+TEST_F(SharedMemoryTest, ErrorsNameTheOperationThatFailed) {
+    const std::string missing = "mproc_test_missing_" + std::to_string(::getpid());
+    EXPECT_THROW_MESSAGE(mproc::SharedMemory({.name = missing}), mproc::OSError,
+                         ("attaching shared memory '" + missing + "': No such file or directory").c_str());
+    mproc::SharedMemory first({.name = missing, .create = true, .size = 4});
+    EXPECT_THROW_MESSAGE(mproc::SharedMemory({.name = missing, .create = true, .size = 4}), mproc::OSError,
+                         ("creating shared memory '" + missing + "': File exists").c_str());
+    EXPECT_THROW_MESSAGE(mproc::SharedMemory({.name = "a/b", .create = true, .size = 4}), mproc::OSError,
+                         "creating shared memory 'a/b' (not a valid name): Invalid argument");
+    EXPECT_THROW_MESSAGE(mproc::SharedMemory({.name = "a/b"}), mproc::OSError,
+                         "attaching shared memory 'a/b' (not a valid name): Invalid argument");
+    first.unlink();
+    EXPECT_THROW_MESSAGE(first.unlink(), mproc::OSError,
+                         ("unlinking shared memory '" + missing + "': No such file or directory").c_str());
+    first.close();
+    EXPECT_THROW_MESSAGE(first.unlink(), mproc::OSError,
+                         ("unlinking shared memory '" + missing + "': No such file or directory").c_str());
+    EXPECT_THROW_MESSAGE(mproc::SharedMemory().unlink(), mproc::UsageError, "this SharedMemory has no name");
 }
 
 TEST_F(SharedMemoryTest, BadArgumentsArePythonsErrors) {
@@ -905,6 +955,7 @@ TEST_F(SharedMemoryTest, BadArgumentsArePythonsErrors) {
     } catch (const mproc::OSError& e) {
         EXPECT_EQ(e.code(), std::errc::file_exists);
     }
+    first.unlink();
     EXPECT_THROW(mproc::SharedMemory({.name = "a/b", .create = true, .size = 4}), mproc::OSError);
 }
 
@@ -946,11 +997,25 @@ TEST_F(SharedMemoryTest, UntrackedSegmentsStayUntilUnlinked) {
 }
 
 TEST_F(SharedMemoryTest, AnUntrackedAttacherDoesNotKeepATrackedSegment) {
-    mproc::SharedMemory shm({.create = true, .size = 8});
-    mproc::SharedMemory observer({.name = shm.name(), .track = false});
-    const std::string name = shm.name();
-    shm.close();
-    EXPECT_FALSE(mproc::testing::shm_exists(name));
+    // The creator, a child, ends without unlinking: as the last user, its exit removes the name,
+    // whatever this process's untracked handle does.
+    const std::string name = "mproc_test_untracked_observer_" + std::to_string(::getpid());
+    mproc::Event created;
+    mproc::Event attached;
+    auto creator = mproc::fork_context.Process(
+        [](std::string segment, mproc::Event made, mproc::Event observed) {
+            mproc::SharedMemory shm({.name = segment, .create = true, .size = 8});
+            made.set();
+            if (!observed.wait(20s)) mproc::exit(1);
+        },
+        name, created, attached);
+    creator.start();
+    ASSERT_TRUE(created.wait(20s));
+    mproc::SharedMemory observer({.name = name, .track = false});
+    attached.set();
+    creator.join();
+    EXPECT_EQ(creator.exitcode(), 0);
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "an untracked handle kept the segment";
     observer.buf()[0] = std::byte{1};  // still mapped
 }
 
@@ -980,6 +1045,7 @@ TEST_F(SharedMemoryTest, TravelsByName) {
     EXPECT_EQ(copy.name(), shm.name());
     EXPECT_EQ(copy.size(), 16U);
     EXPECT_EQ(copy.buf()[3], std::byte{3});
+    shm.unlink();
 }
 
 // ---------------------------------------------------------------------------------------------
