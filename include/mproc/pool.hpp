@@ -13,6 +13,10 @@
 //    other workers, a replacement worker is started, and the pool goes on.
 //  - `task_timeout` kills and replaces a worker whose task runs too long; the task fails with
 //    TimeoutError.
+//  - No task is lost: after join() returns, every AsyncResult the pool handed out is ready (a
+//    value, the task's error, WorkerLostError, TimeoutError or the terminate error), whatever
+//    happened meanwhile: after close(), workers that retire (maxtasksperchild) or die are replaced
+//    for as long as queued tasks remain.
 //  - terminate() fails every unfinished task (ProcessError "pool terminated") instead of leaving
 //    its result unready forever.
 //  - imap/imap_unordered take their input lazily, with a bounded number of tasks in flight, so an
@@ -109,11 +113,13 @@ struct PoolOptions {
     // Unset: process_cpu_count(). UsageError "Number of processes must be at least 1" below 1.
     std::optional<int> processes{};
     Initializer initializer{};
-    // A worker exits after this many tasks (chunks) and is replaced. Unset: never.
+    // A worker exits after this many tasks (chunks) and is replaced (after close(), while queued
+    // tasks remain). Unset: never.
     std::optional<int> maxtasksperchild{};
     // The start method of the workers. Unset: the default (context.hpp).
     std::optional<StartMethod> context{};
-    // A task running longer is failed with TimeoutError and its worker killed and replaced.
+    // A task running longer is failed with TimeoutError and its worker killed and replaced. Counted
+    // from when the worker begins the task: its own start-up and the task's wait do not count.
     std::optional<std::chrono::milliseconds> task_timeout{};
 };
 
@@ -493,6 +499,10 @@ class Pool;
 // The results of imap/imap_unordered, as an input range: `for (auto& r : pool.imap(f, items))`.
 // Input is taken lazily: at most a bounded number of chunks are in flight, topped up as results
 // are taken. next(timeout) throws TimeoutError when nothing arrives in time.
+// An exception thrown by the input's iteration (Python: an iterable that raises part-way) is not
+// lost and does not overtake: the results of the chunks taken before it come first (imap_unordered
+// too), then next() rethrows the input's own exception, and the iteration ends there. The items
+// of the chunk that was being gathered when it threw are not run, as in Python.
 template <class R>
 class IMapIterator {
 public:
@@ -545,6 +555,7 @@ private:
     std::size_t submitted_ = 0;
     std::size_t taken_ = 0;
     bool input_done_ = false;
+    std::exception_ptr input_error_;  // what the input threw, raised after the results before it
     std::vector<R> buffer_;
     std::size_t buffer_pos_ = 0;
 };
@@ -587,6 +598,9 @@ public:
     }
 
     // ---- map ----
+    // map, map_async, starmap and starmap_async read the whole input in the calling thread before
+    // any task is sent (Python's map turns its iterable into a list first): an exception thrown by
+    // the input's iteration comes out of the call itself, as it is, and nothing runs.
     template <class F, std::ranges::input_range Range>
     auto map_async(F function, Range&& items,
                    MapOptions<detail::call_result_t<F, std::ranges::range_value_t<Range>>> options = {}) {
@@ -632,11 +646,13 @@ public:
         return imap_like<F>(function, std::forward<Range>(items), chunksize, false);
     }
 
-    // No new tasks; the workers exit once the queued ones are done.
+    // No new tasks; every queued task still runs (workers that retire or die meanwhile are
+    // replaced), then the workers exit.
     void close();
     // Stops the workers now; unfinished tasks fail with ProcessError("pool terminated").
     void terminate();
     // Waits for the workers to exit; UsageError("Pool is still running") before close/terminate.
+    // When it returns, every AsyncResult of this pool is ready.
     void join();
 
     // The live workers (for monitoring; killing one is a fault the pool survives).
@@ -735,7 +751,15 @@ template <class R>
 void IMapIterator<R>::top_up() {
     std::vector<detail::ChunkTask> tasks;
     while (!input_done_ && submitted_ - taken_ + tasks.size() < window_) {
-        auto bytes = source_();
+        std::optional<std::vector<std::byte>> bytes;
+        try {
+            bytes = source_();
+        } catch (...) {
+            // The chunk being gathered is dropped (as in Python); the ones before it run.
+            input_error_ = std::current_exception();
+            input_done_ = true;
+            break;
+        }
         if (!bytes) {
             input_done_ = true;
             break;
@@ -756,7 +780,10 @@ std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanosecon
     for (;;) {
         if (buffer_pos_ < buffer_.size()) return std::move(buffer_[buffer_pos_++]);
         top_up();
-        if (taken_ == submitted_ && input_done_) return std::nullopt;
+        if (taken_ == submitted_ && input_done_) {
+            if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
+            return std::nullopt;
+        }
         auto outcome = sink_->take(taken_, timeout);
         if (!outcome) throw TimeoutError("no result arrived in time");
         ++taken_;

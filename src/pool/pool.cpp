@@ -111,9 +111,20 @@ struct WorkerChannel {
     }
 };
 
-// The shared word: the id of the task the worker is running, 0 between tasks.
-using ProgressWord = std::atomic<std::uint64_t>;
-static_assert(ProgressWord::is_always_lock_free, "the progress word must work across processes");
+// The shared words: the id of the task the worker is running (0 between tasks) and when it began
+// it (CLOCK_MONOTONIC, the same clock in every process: task_timeout counts from there, so a
+// worker's own start-up does not count against its first task).
+struct ProgressWord {
+    std::atomic<std::uint64_t> task{0};
+    std::atomic<std::int64_t> started_ns{0};
+};
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free,
+              "the progress words must work across processes");
+
+std::int64_t monotonic_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+        .count();
+}
 
 ProgressWord* map_progress_word(int fd) {
     void* p = ::mmap(nullptr, sizeof(ProgressWord), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -244,7 +255,8 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             std::exception_ptr error;
             // Release: the dispatcher, reading the word after this process died, must not see a
             // task as running before the frames that preceded it were handled here.
-            running->store(task_id, std::memory_order_release);
+            running->started_ns.store(monotonic_ns(), std::memory_order_relaxed);
+            running->task.store(task_id, std::memory_order_release);
             try {
                 append_frame(out, FrameKind::result, [&](Encoder& e) {
                     e.write(task_id);
@@ -266,7 +278,7 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                     e.write(message);
                 });
             }
-            running->store(0, std::memory_order_release);
+            running->task.store(0, std::memory_order_release);
             ++done;
             // Answer in batches while tasks are short, but never sit on an answer for long: a
             // finished task whose answer dies with the worker is run again elsewhere.
@@ -288,6 +300,17 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
     }
     if (!out.empty()) write_all_blocking(channel.fd, out);
 }
+
+namespace {
+// Fails a task; an exception from its error callback is logged (the pool goes on).
+void fail_task(ChunkTask& task, const std::exception_ptr& error) {
+    try {
+        task.sink->fail(task.chunk, error);
+    } catch (...) {
+        get_logger().error("a pool error callback raised an exception");
+    }
+}
+}  // namespace
 
 void log_callback_failure(const char* what) { get_logger().error("a pool callback raised: {}", what); }
 
@@ -338,7 +361,6 @@ private:
         bool eof = false;  // the worker closed its end; only its sentinel matters now
         bool stop_sent = false;
         bool timed_out = false;
-        std::chrono::steady_clock::time_point running_since;
     };
 
     struct SiteInfo {
@@ -351,7 +373,12 @@ private:
     void on_worker_readable(Worker& w);
     void on_worker_ended(std::size_t index);
     void dispatch();
+    void replace_workers(State state);
+    std::size_t workers_taking_tasks() const;
+    std::optional<std::chrono::steady_clock::time_point> task_deadline(Worker& w,
+                                                                       std::chrono::steady_clock::time_point now) const;
     void flush(Worker& w);
+    void fail_pending(const std::exception_ptr& error);
     void fail_everything(const std::exception_ptr& error);
     std::uint32_t site_id(const CallSite& site);
     std::size_t window() const;
@@ -627,13 +654,51 @@ void PoolCore::dispatch() {
             e.write_varint(id);
             e.write_bytes(task.arguments);
         });
-        if (target->inflight.empty()) target->running_since = std::chrono::steady_clock::now();
         target->inflight.push_back(task_id);
         ++target->sent;
         running_tasks_.emplace(task_id, std::move(task));
         progress = true;
     }
     for (auto& w : workers_) flush(*w);
+}
+
+std::size_t PoolCore::workers_taking_tasks() const {
+    const int limit = options_.maxtasksperchild.value_or(0);
+    return static_cast<std::size_t>(std::ranges::count_if(workers_, [limit](const auto& w) {
+        return !w->stop_sent && !w->timed_out && (limit == 0 || w->sent < limit);
+    }));
+}
+
+void PoolCore::replace_workers(State state) {
+    // Workers end by retiring (maxtasksperchild), dying or overrunning task_timeout. While the pool
+    // is open there are always `processes` of them (Python's _maintain_pool); after close(), as
+    // many as the queued tasks still need, so that none is left without a worker to run it.
+    auto wanted = [&] {
+        if (static_cast<int>(workers_.size()) >= processes) return false;
+        return state == State::running || workers_taking_tasks() < pending_.size();
+    };
+    while (!start_error_ && wanted()) {
+        try {
+            start_worker();
+        } catch (const std::exception& e) {
+            get_logger().error("could not start a pool worker: {}", e.what());
+            // With no worker left, nothing would ever wake this thread for the queued tasks: they
+            // fail with the reason. Otherwise the next worker to end brings another try.
+            if (workers_.empty()) fail_pending(std::current_exception());
+            return;
+        }
+    }
+}
+
+std::optional<std::chrono::steady_clock::time_point> PoolCore::task_deadline(
+    Worker& w, std::chrono::steady_clock::time_point now) const {
+    if (!options_.task_timeout || w.inflight.empty() || w.timed_out) return std::nullopt;
+    // One task in flight per worker under task_timeout. Not begun yet (the worker is starting, or
+    // still reading): it cannot be overdue before now + timeout, so look again then.
+    if (w.running->task.load(std::memory_order_acquire) != w.inflight.front()) return now + *options_.task_timeout;
+    const std::chrono::steady_clock::time_point began{
+        std::chrono::nanoseconds(w.running->started_ns.load(std::memory_order_relaxed))};
+    return began + *options_.task_timeout;
 }
 
 void PoolCore::on_worker_readable(Worker& w) {
@@ -653,7 +718,6 @@ void PoolCore::on_worker_readable(Worker& w) {
         ChunkTask task = std::move(it->second);
         running_tasks_.erase(it);
         std::erase(w.inflight, task_id);
-        w.running_since = std::chrono::steady_clock::now();
         early_deaths_ = 0;
         ++w.answered;
         try {
@@ -679,7 +743,7 @@ void PoolCore::on_worker_ended(std::size_t index) {
     const int code = w.process.exitcode().value_or(255);
     const int pid = w.process.pid().value_or(0);
     // Acquire: pairs with the worker's release store (see pool_worker_main).
-    const std::uint64_t lost = w.running->load(std::memory_order_acquire);
+    const std::uint64_t lost = w.running->task.load(std::memory_order_acquire);
     ::munmap(w.running, sizeof(ProgressWord));
     w.running = nullptr;
     if (!w.inflight.empty()) {
@@ -705,11 +769,7 @@ void PoolCore::on_worker_ended(std::size_t index) {
                 error = std::make_exception_ptr(
                     WorkerLostError("the worker running the task (pid " + std::to_string(pid) + ") " + how, pid, code));
             }
-            try {
-                task.sink->fail(task.chunk, error);
-            } catch (...) {
-                get_logger().error("a pool error callback raised an exception");
-            }
+            fail_task(task, error);
         }
     }
     if (w.answered == 0 && code != 0) {
@@ -724,16 +784,14 @@ void PoolCore::on_worker_ended(std::size_t index) {
     for (auto& each : workers_) worker_handles_.push_back(each->process);
 }
 
-void PoolCore::fail_everything(const std::exception_ptr& error) {
-    auto fail = [&error](ChunkTask& task) {
-        try {
-            task.sink->fail(task.chunk, error);
-        } catch (...) {
-        }
-    };
-    for (auto& task : pending_) fail(task);
+void PoolCore::fail_pending(const std::exception_ptr& error) {
+    for (auto& task : pending_) fail_task(task, error);
     pending_.clear();
-    for (auto& [id, task] : running_tasks_) fail(task);
+}
+
+void PoolCore::fail_everything(const std::exception_ptr& error) {
+    fail_pending(error);
+    for (auto& [id, task] : running_tasks_) fail_task(task, error);
     running_tasks_.clear();
     for (auto& w : workers_) w->inflight.clear();
 }
@@ -767,7 +825,8 @@ void PoolCore::run() {
             fail_everything(std::make_exception_ptr(ProcessError("pool terminated")));
             killed = true;
         }
-        if (state == State::closing && pending_.empty() && running_tasks_.empty()) {
+        const bool work_left = !pending_.empty() || !running_tasks_.empty();
+        if (state == State::closing && !work_left) {
             for (auto& w : workers_) {
                 if (!w->stop_sent) {
                     append_frame(w->out, FrameKind::stop, [](Encoder&) {});
@@ -776,7 +835,10 @@ void PoolCore::run() {
                 }
             }
         }
-        if ((state == State::closing || state == State::terminating) && workers_.empty()) break;
+        // Closing ends when the work is done and the workers have exited; terminating, once they
+        // have exited (the work has failed). A task is never left behind: while tasks remain
+        // after close(), workers that retire (maxtasksperchild) or die are replaced.
+        if (workers_.empty() && (state == State::terminating || (state == State::closing && !work_left))) break;
 
         if (early_deaths_ > 2 * processes + 3 && state != State::terminating) {
             get_logger().error("pool workers keep dying before running any task ({}); terminating the pool",
@@ -793,17 +855,10 @@ void PoolCore::run() {
             continue;
         }
 
-        // Replace workers that ended while the pool still has work to give them.
-        if (state != State::terminating && !start_error_) {
-            try {
-                while (static_cast<int>(workers_.size()) < processes &&
-                       (state == State::running || !pending_.empty() || !running_tasks_.empty()))
-                    start_worker();
-            } catch (const std::exception& e) {
-                get_logger().error("could not start a pool worker: {}", e.what());
-            }
+        if (state != State::terminating) {
+            replace_workers(state);
+            dispatch();
         }
-        if (state != State::terminating) dispatch();
 
         // Wait for a result, a death, a wake-up, or the next task deadline.
         std::vector<pollfd> fds;
@@ -817,8 +872,9 @@ void PoolCore::run() {
         if (options_.task_timeout && state != State::terminating) {
             const auto now = std::chrono::steady_clock::now();
             for (auto& w : workers_) {
-                if (w->inflight.empty() || w->timed_out) continue;
-                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(w->running_since + *options_.task_timeout - now);
+                const auto deadline = task_deadline(*w, now);
+                if (!deadline) continue;
+                auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - now);
                 const int ms = static_cast<int>(std::max<std::int64_t>(0, left.count()) + 1);
                 timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
             }
@@ -847,13 +903,16 @@ void PoolCore::run() {
         if (options_.task_timeout) {
             const auto now = std::chrono::steady_clock::now();
             for (auto& w : workers_) {
-                if (!w->inflight.empty() && !w->timed_out && now - w->running_since >= *options_.task_timeout) {
+                const auto deadline = task_deadline(*w, now);
+                if (deadline && now >= *deadline) {
                     w->timed_out = true;
                     w->process.kill();
                 }
             }
         }
     }
+    // Only a failing poll ends the loop with work left; that work fails rather than stay unready.
+    fail_everything(std::make_exception_ptr(ProcessError("the pool's dispatcher stopped")));
     {
         std::lock_guard lock(mutex_);
         state_ = State::finished;

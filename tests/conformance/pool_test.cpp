@@ -21,6 +21,7 @@
 #include "mproc/context.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/progress.hpp"
+#include "helpers/pool_test_helpers.hpp"
 
 using namespace std::chrono_literals;
 using mproc::StartMethod;
@@ -79,21 +80,11 @@ int counted(int x) {
     return x;
 }
 
-class PoolTest : public ::testing::TestWithParam<StartMethod> {
-protected:
-    mproc::PoolOptions options(int processes = 2) {
-        mproc::PoolOptions o;
-        o.processes = processes;
-        o.context = GetParam();
-        return o;
-    }
-};
+class PoolTest : public mproc_test::PoolFixture {};
 
 }  // namespace
 
-INSTANTIATE_TEST_SUITE_P(StartMethods, PoolTest,
-                         ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
-                         [](const auto& info) { return std::string(mproc::to_string(info.param)); });
+MPROC_POOL_TESTS_UNDER_EVERY_START_METHOD(PoolTest);
 
 TEST_P(PoolTest, MapKeepsOrder) {
     mproc::Pool pool(options());
