@@ -41,6 +41,7 @@
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -365,6 +366,14 @@ private:
 
 namespace detail {
 
+// The input of an imap still being read: close() takes what is left of it, so that the tasks of
+// every imap started before close() run, as Python's task handler takes an imap's input whole.
+class InputFeed {
+public:
+    virtual ~InputFeed() = default;
+    virtual void take_all() = 0;
+};
+
 // The sink of apply_async: one chunk, one value.
 template <class R>
 class ApplySink final : public ResultSink {
@@ -540,22 +549,31 @@ public:
     using ChunkSource = std::function<std::optional<std::vector<std::byte>>()>;
 
     IMapIterator(Pool* pool, detail::CallSite site, std::shared_ptr<detail::StreamSink<R>> sink, ChunkSource source,
-                 std::size_t window)
-        : pool_(pool), site_(site), sink_(std::move(sink)), source_(std::move(source)), window_(window) {}
+                 std::size_t window);
 
 private:
-    std::optional<R> next_impl(std::optional<std::chrono::nanoseconds> timeout);
-    void top_up();
+    // The input side, shared with the pool so that close() can send what is left of it (Python's
+    // task handler takes an imap's whole input; here it is taken lazily until the pool closes).
+    struct Feed final : detail::InputFeed {
+        Pool* pool;
+        detail::CallSite site;
+        std::shared_ptr<detail::StreamSink<R>> sink;
+        ChunkSource source;
+        std::size_t window;
+        std::mutex mutex;  // the consumer's top-ups against close() from another thread
+        std::size_t submitted = 0;
+        bool input_done = false;
+        std::exception_ptr input_error;  // what the input threw, raised after the results before it
 
-    Pool* pool_;
-    detail::CallSite site_;
-    std::shared_ptr<detail::StreamSink<R>> sink_;
-    ChunkSource source_;
-    std::size_t window_;
-    std::size_t submitted_ = 0;
+        // Sends chunks until `limit` are in flight beyond the `taken` ones, or the input ends.
+        void top_up(std::size_t taken, std::size_t limit);
+        void take_all() override { top_up(0, std::numeric_limits<std::size_t>::max()); }
+    };
+
+    std::optional<R> next_impl(std::optional<std::chrono::nanoseconds> timeout);
+
+    std::shared_ptr<Feed> feed_;
     std::size_t taken_ = 0;
-    bool input_done_ = false;
-    std::exception_ptr input_error_;  // what the input threw, raised after the results before it
     std::vector<R> buffer_;
     std::size_t buffer_pos_ = 0;
 };
@@ -660,6 +678,8 @@ public:
 
     // Hands chunks to the dispatcher (used by the templates above and by IMapIterator).
     void submit(std::vector<detail::ChunkTask> tasks);
+    // Registers an imap's input, whose rest close() sends (used by IMapIterator).
+    void watch_input(const std::shared_ptr<detail::InputFeed>& feed);
 
 private:
     template <class F, class... Args>
@@ -745,46 +765,69 @@ private:
     void check_running() const;
 
     std::unique_ptr<detail::PoolCore> core_;
+    std::mutex inputs_mutex_;
+    std::vector<std::weak_ptr<detail::InputFeed>> inputs_;  // imaps whose input may not be all sent
 };
 
 template <class R>
-void IMapIterator<R>::top_up() {
+IMapIterator<R>::IMapIterator(Pool* pool, detail::CallSite site, std::shared_ptr<detail::StreamSink<R>> sink,
+                              ChunkSource source, std::size_t window)
+    : feed_(std::make_shared<Feed>()) {
+    feed_->pool = pool;
+    feed_->site = site;
+    feed_->sink = std::move(sink);
+    feed_->source = std::move(source);
+    feed_->window = window;
+    pool->watch_input(feed_);
+}
+
+template <class R>
+void IMapIterator<R>::Feed::top_up(std::size_t taken, std::size_t limit) {
+    std::lock_guard lock(mutex);
     std::vector<detail::ChunkTask> tasks;
-    while (!input_done_ && submitted_ - taken_ + tasks.size() < window_) {
+    while (!input_done && submitted - taken + tasks.size() < limit) {
         std::optional<std::vector<std::byte>> bytes;
         try {
-            bytes = source_();
+            bytes = source();
         } catch (...) {
             // The chunk being gathered is dropped (as in Python); the ones before it run.
-            input_error_ = std::current_exception();
-            input_done_ = true;
+            input_error = std::current_exception();
+            input_done = true;
             break;
         }
         if (!bytes) {
-            input_done_ = true;
+            input_done = true;
             break;
         }
         detail::ChunkTask task;
-        task.site = site_;
+        task.site = site;
         task.arguments = std::move(*bytes);
-        task.sink = sink_;
-        task.chunk = submitted_ + tasks.size();
+        task.sink = sink;
+        task.chunk = submitted + tasks.size();
         tasks.push_back(std::move(task));
     }
-    submitted_ += tasks.size();
-    if (!tasks.empty()) pool_->submit(std::move(tasks));
+    if (input_done) source = nullptr;  // what the input holds is let go with it
+    if (!tasks.empty()) pool->submit(std::move(tasks));
+    submitted += tasks.size();
 }
 
 template <class R>
 std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanoseconds> timeout) {
     for (;;) {
         if (buffer_pos_ < buffer_.size()) return std::move(buffer_[buffer_pos_++]);
-        top_up();
-        if (taken_ == submitted_ && input_done_) {
-            if (input_error_) std::rethrow_exception(std::exchange(input_error_, nullptr));
-            return std::nullopt;
+        {
+            std::unique_lock lock(feed_->mutex);
+            if (!feed_->input_done) {
+                lock.unlock();
+                feed_->top_up(taken_, feed_->window);
+                lock.lock();
+            }
+            if (taken_ == feed_->submitted && feed_->input_done) {
+                if (feed_->input_error) std::rethrow_exception(std::exchange(feed_->input_error, nullptr));
+                return std::nullopt;
+            }
         }
-        auto outcome = sink_->take(taken_, timeout);
+        auto outcome = feed_->sink->take(taken_, timeout);
         if (!outcome) throw TimeoutError("no result arrived in time");
         ++taken_;
         if (outcome->error) std::rethrow_exception(outcome->error);

@@ -931,7 +931,27 @@ Pool::~Pool() = default;
 int Pool::processes() const noexcept { return core_->processes; }
 StartMethod Pool::start_method() const noexcept { return core_->method; }
 void Pool::submit(std::vector<detail::ChunkTask> tasks) { core_->submit(std::move(tasks)); }
-void Pool::close() { core_->close(); }
+void Pool::close() {
+    // The imaps started before close() get the rest of their input sent now, while the pool still
+    // takes tasks (lazily read until here; Python's task handler reads it all at once).
+    std::vector<std::shared_ptr<detail::InputFeed>> open_inputs;
+    {
+        std::lock_guard lock(inputs_mutex_);
+        for (auto& weak : inputs_)
+            if (auto feed = weak.lock()) open_inputs.push_back(std::move(feed));
+        inputs_.clear();
+    }
+    if (core_->running()) {
+        for (auto& feed : open_inputs) feed->take_all();
+    }
+    core_->close();
+}
+
+void Pool::watch_input(const std::shared_ptr<detail::InputFeed>& feed) {
+    std::lock_guard lock(inputs_mutex_);
+    std::erase_if(inputs_, [](const auto& weak) { return weak.expired(); });
+    inputs_.push_back(feed);
+}
 void Pool::terminate() { core_->terminate(); }
 void Pool::join() { core_->join(); }
 std::vector<Process> Pool::workers() const { return core_->workers(); }

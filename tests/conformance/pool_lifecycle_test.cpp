@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <ranges>
 #include <csignal>
 #include <cstdint>
 #include <cstdlib>
@@ -261,4 +263,43 @@ TEST_P(PoolLifecycleTest, RandomisedRoundsNeverLeaveAResultUnready) {
         run_round(r, GetParam());
         if (HasFatalFailure()) return;
     }
+}
+
+// An imap read in part before close(): close() sends the rest of its input, join() waits for it,
+// and every result still comes out (Python's task handler takes an imap's input whole).
+TEST_P(PoolLifecycleTest, ImapStartedBeforeCloseDeliversEveryResult) {
+    mproc::Pool pool(options(2));
+    std::vector<int> input(500);
+    for (int i = 0; i < 500; ++i) input[static_cast<std::size_t>(i)] = i;
+    auto ordered = pool.imap(plus_one, input);
+    auto unordered = pool.imap_unordered(plus_one, input, 7);
+    ASSERT_EQ(ordered.next(), 1);  // a window's worth is in flight, the rest not yet taken
+    pool.close();
+    pool.join();
+    int expected = 2;
+    while (auto v = ordered.next()) EXPECT_EQ(*v, expected++);
+    EXPECT_EQ(expected, 501);
+    std::vector<int> seen;
+    while (auto v = unordered.next()) seen.push_back(*v);
+    std::sort(seen.begin(), seen.end());
+    ASSERT_EQ(seen.size(), 500u);
+    for (int i = 0; i < 500; ++i) EXPECT_EQ(seen[static_cast<std::size_t>(i)], i + 1);
+}
+
+// An imap whose iterator is gone by close() is not read further.
+TEST_P(PoolLifecycleTest, ImapDroppedBeforeCloseIsNotRead) {
+    mproc::Pool pool(options(1));
+    int taken = 0;
+    auto counting = std::views::iota(0) | std::views::transform([&taken](int i) {
+                        ++taken;
+                        return i;
+                    });
+    {
+        auto endless = pool.imap(plus_one, counting);
+        ASSERT_EQ(endless.next(), 1);
+    }
+    const int before_close = taken;
+    pool.close();
+    pool.join();
+    EXPECT_EQ(taken, before_close);
 }
