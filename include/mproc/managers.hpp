@@ -283,8 +283,15 @@ public:
         callmethod("extend", {dumps(raw)});
     }
     void extend(std::initializer_list<T> values) const { extend<>(values); }
-    // ValueError("<repr> is not in list").
-    std::size_t index(const T& value) const { return call_typed<std::uint64_t>("index", value); }
+    // ValueError("<repr> is not in list"), as Python's: "5 is not in list", "'a' is not in list".
+    // (The server holds encodings and cannot print the value; the proxy names it.)
+    std::size_t index(const T& value) const {
+        try {
+            return call_typed<std::uint64_t>("index", value);
+        } catch (const ValueError&) {
+            throw ValueError(detail::py_repr(value) + " is not in list");
+        }
+    }
     void insert(std::int64_t index, const T& value) const { call_typed<void>("insert", index, value); }
     // IndexError("pop from empty list") / ("pop index out of range").
     T pop(std::int64_t index = -1) const { return call_typed<T>("pop", index); }
