@@ -518,7 +518,8 @@ public:
     bool is_set() const { return call_typed<bool>("is_set"); }
     void set() const { call_typed<void>("set"); }
     void clear() const { call_typed<void>("clear"); }
-    void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
+    // True once the flag is set (Python's wait() returns the flag), as mproc::Event::wait().
+    bool wait() const { return call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
         return call_typed<bool>("wait", detail::server_timeout(timeout));

@@ -628,14 +628,14 @@ TEST_P(ManagerConformance, EventWaitAndTimeouts) {
 
     event.set();
     EXPECT_TRUE(event.is_set());
-    event.wait();
+    EXPECT_TRUE(event.wait());
     EXPECT_TRUE(event.wait(100ms));
 
     event.clear();
     EXPECT_FALSE(event.is_set());
     auto child = child_process(set_event, event);
     child.start();
-    event.wait();
+    EXPECT_TRUE(event.wait());
     EXPECT_TRUE(event.is_set());
     child.join();
 }
