@@ -283,8 +283,15 @@ public:
         callmethod("extend", {dumps(raw)});
     }
     void extend(std::initializer_list<T> values) const { extend<>(values); }
-    // ValueError("<repr> is not in list").
-    std::size_t index(const T& value) const { return call_typed<std::uint64_t>("index", value); }
+    // ValueError("<repr> is not in list"), as Python's: "5 is not in list", "'a' is not in list".
+    // (The server holds encodings and cannot print the value; the proxy names it.)
+    std::size_t index(const T& value) const {
+        try {
+            return call_typed<std::uint64_t>("index", value);
+        } catch (const ValueError&) {
+            throw ValueError(detail::py_repr(value) + " is not in list");
+        }
+    }
     void insert(std::int64_t index, const T& value) const { call_typed<void>("insert", index, value); }
     // IndexError("pop from empty list") / ("pop index out of range").
     T pop(std::int64_t index = -1) const { return call_typed<T>("pop", index); }
@@ -511,7 +518,8 @@ public:
     bool is_set() const { return call_typed<bool>("is_set"); }
     void set() const { call_typed<void>("set"); }
     void clear() const { call_typed<void>("clear"); }
-    void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
+    // True once the flag is set (Python's wait() returns the flag), as mproc::Event::wait().
+    bool wait() const { return call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
         return call_typed<bool>("wait", detail::server_timeout(timeout));

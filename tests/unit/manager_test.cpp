@@ -130,6 +130,34 @@ TEST(Manager, ListBasics) {
     EXPECT_THROW(l.pop(), mproc::IndexError);
 }
 
+// The texts of Python 3.11-3.13's errors for the same calls on a managed list and Array.
+template <class F>
+std::string error_text(F&& call) {
+    try {
+        call();
+    } catch (const std::exception& e) {
+        return e.what();
+    }
+    return "no error";
+}
+
+TEST(Manager, ListAndArrayErrorsCarryPythonsMessages) {
+    auto manager = mproc::Manager();
+    auto words = manager.list<std::string>(std::vector<std::string>{"a"});
+    auto numbers = manager.list<int>(std::vector<int>{1, 2});
+    EXPECT_THROW(numbers.index(5), mproc::ValueError);
+    EXPECT_EQ(error_text([&] { numbers.index(5); }), "5 is not in list");
+    EXPECT_EQ(error_text([&] { words.index("zz"); }), "'zz' is not in list");
+    EXPECT_EQ(error_text([&] { numbers.remove(5); }), "list.remove(x): x not in list");
+    EXPECT_EQ(error_text([&] { numbers.pop(5); }), "pop index out of range");
+    EXPECT_EQ(error_text([&] { manager.list<int>().pop(); }), "pop from empty list");
+    EXPECT_EQ(error_text([&] { numbers.set(9, 1); }), "list assignment index out of range");
+    EXPECT_EQ(error_text([&] { numbers.getitem(9); }), "list index out of range");
+    auto array = manager.Array<int>(1);
+    EXPECT_EQ(error_text([&] { array.getitem(3); }), "array index out of range");
+    EXPECT_EQ(error_text([&] { array.set(3, 1); }), "array assignment index out of range");
+}
+
 TEST(Manager, SliceIsACopy) {
     auto manager = mproc::Manager();
     auto l = manager.list<int>(std::vector<int>{1, 2, 3});
