@@ -36,7 +36,8 @@
 //  - get(block, timeout) raises Empty when nothing arrives in time; qsize() is the number of
 //    messages in the shared buffer (approximate while others put and get); empty() and full()
 //    follow from it. close() says this process will put and get no more (put or get afterwards is
-//    a UsageError); join_thread() waits for the feeder after close().
+//    a UsageError; empty(), qsize() and full() still answer, where Python's raise OSError);
+//    join_thread() waits for the feeder after close().
 //  - Messages of any size: one larger than the shared buffer goes through in chunks, the
 //    consumer reassembling it; the only limit is memory.
 //  - JoinableQueue: task_done() and join() as in Python; task_done() more times than messages

@@ -25,7 +25,7 @@
 //
 // How they differ from Python's:
 //  - Names are Python's, and so are the semantics of acquire(block, timeout) → bool, release(),
-//    wait(timeout) → bool, notify(n), notify_all(), get_value() and the Barrier's. Each also meets
+//    locked(), wait(timeout) → bool, notify(n), notify_all(), get_value() and the Barrier's. Each also meets
 //    the standard Lockable / TimedLockable requirements where Python has a context manager
 //    (lock, try_lock, unlock, try_lock_for, try_lock_until), so std::scoped_lock and
 //    std::unique_lock work.
@@ -108,6 +108,7 @@ void mutex_check(const SharedBlock& block, bool recursive);  // after decoding
 void mutex_lock(const SharedBlock& block);
 bool mutex_acquire(const SharedBlock& block, std::int64_t timeout);
 void mutex_unlock(const SharedBlock& block);
+bool mutex_locked(const SharedBlock& block);
 bool mutex_is_recursive(const SharedBlock& block);
 std::string mutex_repr(const SharedBlock& block);
 
@@ -217,6 +218,11 @@ public:
         return mutex_acquire(block_, block ? timeout_ns(timeout) : 0);
     }
     void release() { mutex_unlock(block_); }
+
+    // Python's locked() (3.14): whether any thread of any process holds the lock now (a snapshot).
+    // A lock whose owner died and that nobody has taken since is not locked: the next acquire()
+    // takes it at once, with an OwnerDiedError.
+    bool locked() const { return mutex_locked(block_); }
 
     std::string repr() const { return mutex_repr(block_); }
 

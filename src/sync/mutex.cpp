@@ -204,6 +204,8 @@ bool mutex_acquire(const SharedBlock& block, std::int64_t timeout) {
 
 void mutex_unlock(const SharedBlock& block) { release(*mutex_state(block)); }
 
+bool mutex_locked(const SharedBlock& block) { return mutex_owner(*mutex_state(block)) != 0; }
+
 std::string mutex_repr(const SharedBlock& block) {
     const MutexState& state = *mutex_state(block);
     const pid_t owner = mutex_owner(state);

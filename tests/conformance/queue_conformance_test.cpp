@@ -134,8 +134,10 @@ TEST_P(QueueConformance, BoundedQueueHoldsAtMostMaxsize) {
     mproc::Queue<int> q(3);
     mproc::Process p(bounded_producer, q);
     p.start();
-    std::this_thread::sleep_for(100ms);
-    EXPECT_LE(q.qsize(), 3);
+    // The child fills the queue and then sleeps in put(), waiting for room.
+    ASSERT_TRUE(mproc::testing::eventually([&] { return q.full(); }));
+    ASSERT_TRUE(mproc::testing::wait_until_blocked(*p.pid()));
+    EXPECT_EQ(q.qsize(), 3);
     EXPECT_TRUE(q.full());
     for (int i = 0; i < 1000; ++i) {
         ASSERT_LE(q.qsize(), 3);

@@ -1,13 +1,18 @@
 #pragma once
 // Helpers for the synchronization and shared-memory suites: a watchdog that turns a hang into a
-// failure with a message, leak checks of descriptors and /dev/shm, and timing.
+// failure with a message, leak checks of descriptors and /dev/shm, timing, and waits for a state
+// (a condition that holds, a thread blocked in a wait) instead of sleeps.
 #include <dirent.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <iterator>
 #include <mutex>
 #include <set>
 #include <string>
@@ -81,6 +86,31 @@ inline std::set<std::string> new_shm_entries(const std::set<std::string>& before
     return added;
 }
 
+// The open descriptors of this process and what they are ("7 -> memfd:mproc (deleted)"): shown
+// when a test leaks one.
+inline std::set<std::string> open_fd_names() {
+    std::set<std::string> names;
+    if (DIR* dir = ::opendir("/proc/self/fd")) {
+        const int own = ::dirfd(dir);
+        while (dirent* e = ::readdir(dir)) {
+            if (e->d_name[0] == '.' || std::atoi(e->d_name) == own) continue;
+            char target[512] = {};
+            const std::string link = std::string("/proc/self/fd/") + e->d_name;
+            const ssize_t n = ::readlink(link.c_str(), target, sizeof target - 1);
+            names.insert(std::string(e->d_name) + " -> " + (n > 0 ? std::string(target, static_cast<std::size_t>(n)) : "?"));
+        }
+        ::closedir(dir);
+    }
+    return names;
+}
+
+inline std::string new_fd_names(const std::set<std::string>& before) {
+    std::string added;
+    for (const auto& name : open_fd_names())
+        if (!before.count(name)) added += "\n  " + name;
+    return added;
+}
+
 inline bool shm_exists(const std::string& name) { return ::access(("/dev/shm/" + name).c_str(), F_OK) == 0; }
 
 template <class F>
@@ -88,6 +118,43 @@ std::chrono::nanoseconds time_of(F&& f) {
     const auto start = std::chrono::steady_clock::now();
     f();
     return std::chrono::steady_clock::now() - start;
+}
+
+// Polls `condition` until it holds, for at most `limit` (generous: a loaded machine may take long
+// to schedule the process that makes it true). False if it never held.
+template <class F>
+bool eventually(F condition, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    const auto deadline = std::chrono::steady_clock::now() + limit;
+    while (!condition()) {
+        if (std::chrono::steady_clock::now() > deadline) return false;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+    }
+    return true;
+}
+
+// The kernel's id of the calling thread (a process's id is its main thread's).
+inline pid_t this_thread_id() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
+
+// Whether thread `tid` (of this process or of a child) is blocked in a futex wait, as a thread
+// waiting on a Lock, Semaphore, Event, Condition, Barrier or Queue is once it sleeps: /proc says
+// it sleeps (S) and, where the kernel shows the function it sleeps in, that is a futex wait. A
+// thread that runs, spins or waits for the CPU is R, so this tells "blocked" from "about to".
+inline bool blocked_in_futex(pid_t tid) {
+    std::ifstream stat("/proc/" + std::to_string(tid) + "/stat");
+    const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const auto name_end = line.rfind(')');  // the name, in parentheses, may hold anything
+    if (name_end == std::string::npos || name_end + 2 >= line.size() || line[name_end + 2] != 'S') return false;
+    std::ifstream wchan_file("/proc/" + std::to_string(tid) + "/wchan");
+    std::string wchan;
+    std::getline(wchan_file, wchan);
+    if (wchan.empty() || wchan == "0") return true;  // hidden by the kernel: the state must do
+    return wchan.find("futex") != std::string::npos;
+}
+
+// Waits until thread `tid` is blocked in a futex wait (see blocked_in_futex); false if it never
+// was within `limit`.
+inline bool wait_until_blocked(pid_t tid, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    return eventually([tid] { return blocked_in_futex(tid); }, limit);
 }
 
 // A fault test that must leave nothing behind: no running (or, when asked, unreaped) children,
@@ -131,11 +198,12 @@ protected:
             warm_up.join();
         }
         fds_ = count_open_fds();
+        fd_names_ = open_fd_names();
         shm_ = shm_entries();
     }
     void TearDown() override {
         set_start_method(std::nullopt, true);
-        EXPECT_EQ(count_open_fds(), fds_) << "descriptors leaked";
+        EXPECT_EQ(count_open_fds(), fds_) << "descriptors leaked:" << new_fd_names(fd_names_);
         EXPECT_TRUE(new_shm_entries(shm_).empty()) << "/dev/shm entries leaked";
     }
 
@@ -159,6 +227,7 @@ protected:
 private:
     Watchdog watchdog_;
     int fds_ = 0;
+    std::set<std::string> fd_names_;
     std::set<std::string> shm_;
 };
 

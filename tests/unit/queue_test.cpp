@@ -73,11 +73,14 @@ TEST(Queue, BoundedPutBlocksUntilAConsumerTakesOne) {
     mproc::Queue<int> q(1);
     q.put(1);
     std::atomic<bool> put_done{false};
+    std::atomic<pid_t> tid{0};
     std::thread producer([&] {
+        tid = mproc::testing::this_thread_id();
         q.put(2);
         put_done = true;
     });
-    std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(mproc::testing::eventually([&] { return tid != 0; }));
+    ASSERT_TRUE(mproc::testing::wait_until_blocked(tid));  // asleep in put()
     EXPECT_FALSE(put_done);
     EXPECT_EQ(q.get(), 1);
     producer.join();
@@ -242,10 +245,14 @@ TEST(JoinableQueue, JoinWaitsForEveryTaskDone) {
     mproc::JoinableQueue<int> q;
     for (int i = 0; i < 5; ++i) q.put(i);
     std::atomic<int> done{0};
+    const pid_t joiner = mproc::testing::this_thread_id();
     std::thread worker([&] {
         for (int i = 0; i < 5; ++i) {
             q.get();
-            std::this_thread::sleep_for(10ms);
+            // The last task is finished only once join() sleeps: join must wait for it.
+            if (i == 4) {
+                EXPECT_TRUE(mproc::testing::wait_until_blocked(joiner));
+            }
             ++done;
             q.task_done();
         }

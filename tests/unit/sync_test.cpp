@@ -30,7 +30,9 @@
 #include "mproc/synchronize.hpp"
 
 using namespace std::chrono_literals;
+using mproc::testing::this_thread_id;
 using mproc::testing::time_of;
+using mproc::testing::wait_until_blocked;
 
 namespace {
 
@@ -150,12 +152,15 @@ TEST_F(LockTest, BlockedAcquireProceedsWhenReleased) {
     mproc::Lock lock;
     lock.acquire();
     std::atomic<bool> got{false};
-    std::thread waiter([lock, &got]() mutable {
+    std::atomic<pid_t> tid{0};
+    std::thread waiter([lock, &got, &tid]() mutable {
+        tid = this_thread_id();
         lock.acquire();
         got = true;
         lock.release();
     });
-    std::this_thread::sleep_for(50ms);
+    ASSERT_TRUE(mproc::testing::eventually([&] { return tid != 0; }));
+    ASSERT_TRUE(wait_until_blocked(tid));  // asleep in acquire()
     EXPECT_FALSE(got);
     lock.release();
     waiter.join();
@@ -323,8 +328,13 @@ TEST_F(SemaphoreTest, BoundedOverReleaseIsPythonsError) {
 
 TEST_F(SemaphoreTest, ReleaseWakesABlockedAcquirer) {
     mproc::Semaphore s(0);
-    auto result = std::async(std::launch::async, [s]() mutable { return s.acquire(true, 10s); });
-    std::this_thread::sleep_for(30ms);
+    std::atomic<pid_t> tid{0};
+    auto result = std::async(std::launch::async, [s, &tid]() mutable {
+        tid = this_thread_id();
+        return s.acquire(true, 10s);
+    });
+    ASSERT_TRUE(mproc::testing::eventually([&] { return tid != 0; }));
+    ASSERT_TRUE(wait_until_blocked(tid));  // asleep in acquire()
     s.release();
     EXPECT_TRUE(result.get());
     EXPECT_EQ(s.get_value(), 0);
@@ -374,8 +384,16 @@ TEST_F(EventTest, SetClearWait) {
 TEST_F(EventTest, SetWakesEveryWaiter) {
     mproc::Event e;
     std::vector<std::future<bool>> waiters;
-    for (int i = 0; i < 4; ++i) waiters.push_back(std::async(std::launch::async, [e]() mutable { return e.wait(10s); }));
-    std::this_thread::sleep_for(30ms);
+    std::vector<std::atomic<pid_t>> tids(4);
+    for (auto& tid : tids)
+        waiters.push_back(std::async(std::launch::async, [e, &tid]() mutable {
+            tid = this_thread_id();
+            return e.wait(10s);
+        }));
+    for (auto& tid : tids) {
+        ASSERT_TRUE(mproc::testing::eventually([&] { return tid != 0; }));
+        ASSERT_TRUE(wait_until_blocked(tid));  // every one asleep in wait()
+    }
     e.set();
     for (auto& w : waiters) EXPECT_TRUE(w.get());
 }
@@ -384,12 +402,15 @@ TEST_F(EventTest, AWaiterWokenBySetThenClearReturnsFalseAsInPython) {
     // Python: wait() returns the flag after waking; a set() undone by clear() before the waiter
     // looks still ends the wait (it does not sleep again until the timeout).
     mproc::Event e;
-    auto waiter = std::async(std::launch::async, [e]() mutable {
+    std::atomic<pid_t> tid{0};
+    auto waiter = std::async(std::launch::async, [e, &tid]() mutable {
+        tid = this_thread_id();
         const auto start = std::chrono::steady_clock::now();
         bool result = e.wait(20s);
         return std::make_pair(result, std::chrono::steady_clock::now() - start);
     });
-    std::this_thread::sleep_for(200ms);  // asleep by then, in all likelihood
+    ASSERT_TRUE(mproc::testing::eventually([&] { return tid != 0; }));
+    ASSERT_TRUE(wait_until_blocked(tid));  // asleep in wait()
     // set and clear back to back; the waiter is woken by set and finds the flag cleared, or (if
     // it was slow to look) still set.
     e.set();
@@ -439,7 +460,6 @@ TEST_F(ConditionTest, NotifyWakesAWaiterAndWaitRestoresRecursionLevels) {
         return std::make_pair(notified, repr);
     });
     while (!ready) std::this_thread::sleep_for(1ms);
-    std::this_thread::sleep_for(20ms);
     {
         std::unique_lock guard(c);  // only possible if the waiter released both levels
         EXPECT_EQ(c.repr(), "<Condition(<RLock(MainProcess, 1)>, 1)>");
