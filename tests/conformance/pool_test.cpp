@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <ranges>
 #include <set>
@@ -21,6 +22,7 @@
 #include "mproc/context.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/progress.hpp"
+#include "mproc/synchronize.hpp"
 #include "helpers/pool_test_helpers.hpp"
 
 using namespace std::chrono_literals;
@@ -46,6 +48,15 @@ int throws_on_7(int x) {
 int sleeps_when_asked(int seconds) {
     std::this_thread::sleep_for(std::chrono::seconds(seconds));
     return seconds;
+}
+
+// A task that runs until the test sets the Event its workers were given when they started (an
+// Event travels to a child by inheritance only, not with a task).
+std::optional<mproc::Event> worker_go;
+void keep_go(mproc::Event go) { worker_go = go; }
+int waits_for_go(int x) {
+    worker_go->wait();
+    return x;
 }
 
 int slow_identity(int x) {
@@ -101,17 +112,23 @@ TEST_P(PoolTest, MapKeepsOrder) {
 }
 
 TEST_P(PoolTest, ApplyAndApplyAsync) {
-    mproc::Pool pool(options());
+    mproc::Event go;
+    auto o = options();
+    o.initializer = {keep_go, go};
+    mproc::Pool pool(o);
     EXPECT_EQ(pool.apply(add, 40, 2), 42);
     auto r = pool.apply_async(square, 12);
     EXPECT_EQ(r.get(10s), 144);
     EXPECT_TRUE(r.ready());
     EXPECT_TRUE(r.successful());
 
-    auto slow = pool.apply_async(sleeps_when_asked, 1);
+    // A task that runs until the test lets it go: not ready until then, whatever the timing.
+    auto slow = pool.apply_async(waits_for_go, 1);
     EXPECT_FALSE(slow.ready());
     EXPECT_THROW(slow.successful(), mproc::UsageError);
     EXPECT_THROW(slow.get(10ms), mproc::TimeoutError);
+    EXPECT_FALSE(slow.ready());
+    go.set();
     EXPECT_EQ(slow.get(), 1);
 }
 

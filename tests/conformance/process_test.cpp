@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "helpers/test_helpers.hpp"
+#include "mproc/connection.hpp"
 #include "mproc/context.hpp"
 #include "mproc/detail/descriptors.hpp"
 #include "mproc/process.hpp"
@@ -202,11 +203,14 @@ TEST_P(ProcessConformance, JoinWithTimeoutReturnsWhileChildRuns) {
 }
 
 TEST_P(ProcessConformance, SentinelBecomesReadableWhenTheChildEnds) {
-    mproc::Process p([] { std::this_thread::sleep_for(300ms); });
+    // The child runs until the parent has looked at the sentinel and lets it go.
+    auto [gate_child, gate] = mproc::Pipe(false);
+    mproc::Process p([](mproc::Connection gate) { gate.recv_bytes(); }, std::move(gate_child));
     p.start();
     pollfd pfd{p.sentinel(), POLLIN, 0};
     EXPECT_EQ(::poll(&pfd, 1, 50), 0) << "sentinel ready while the child runs";
-    EXPECT_EQ(::poll(&pfd, 1, 10'000), 1);
+    gate.send_bytes(std::string_view("go"));
+    EXPECT_EQ(::poll(&pfd, 1, 60'000), 1);
     p.join();
     EXPECT_EQ(p.exitcode(), 0);
 }

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -18,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "helpers/sync_test_helpers.hpp"
 #include "helpers/test_helpers.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
@@ -69,9 +71,9 @@ protected:
             if (line.find(text) != std::string::npos) return true;
         return false;
     }
+    // The server logs from its own threads, in its own time: wait for the line, generously.
     bool wait_logged(std::string_view text) {
-        for (int i = 0; i < 200 && !logged(text); ++i) std::this_thread::sleep_for(10ms);
-        return logged(text);
+        return mproc::testing::eventually([this, text] { return logged(text); });
     }
 
     const mproc::AuthKey key_ = mproc::AuthKey::random();
@@ -156,7 +158,8 @@ TEST_F(InProcessServer, IdleUnauthenticatedClientsBlockNobody) {
     latecomer.connect();
     auto v = latecomer.Value<int>(7);
     EXPECT_EQ(v.get(), 7);
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
+    // Waiting for an idle peer's handshake deadline (5 s) at each of the 200 would take minutes.
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 20s);
     // Unauthenticated peers get no thread of their own.
     EXPECT_LT(mproc::testing::count_entries("/proc/self/task") - threads_before, 10);
     // The server's side of them is capped (the listener's pending table), beside the test's own
@@ -171,21 +174,27 @@ TEST(ManagerFaults, KilledServerIsManagerDiedErrorAtOnce) {
     auto d = manager.dict<int, int>();
     d[1] = 1;
     std::atomic<bool> died{false};
-    std::thread blocked([q, &died] {
+    std::atomic<pid_t> getter{0};
+    std::thread blocked([q, &died, &getter] {
         try {
+            q.qsize();  // this thread's connection to the server is made
+            getter = mproc::testing::this_thread_id();
             q.get();
         } catch (const mproc::ManagerDiedError&) {
             died = true;
         }
     });
-    std::this_thread::sleep_for(50ms);  // the get is in the server by now
+    // The get is in the server once its thread sleeps reading the reply.
+    ASSERT_TRUE(mproc::testing::eventually([&getter] { return getter != 0; }));
+    EXPECT_TRUE(mproc::testing::wait_until_blocked(getter, mproc::testing::wchan::unix_socket_read));
     const auto start = std::chrono::steady_clock::now();
     ASSERT_EQ(::kill(*manager.process()->pid(), SIGKILL), 0);
     blocked.join();
     EXPECT_TRUE(died);
     EXPECT_THROW(d.getitem(1), mproc::ManagerDiedError);
     EXPECT_THROW(d.getitem(1), mproc::EOFError);  // the Python-like base
-    EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+    // End of file comes at once; a generous bound for a loaded machine (no timeout is involved).
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
     manager.shutdown();  // does not hang on a dead server
     EXPECT_EQ(manager.process()->exitcode(), -SIGKILL);
 }
@@ -196,7 +205,7 @@ TEST(ManagerFaults, ShutdownRightAfterAKillReturns) {
         ASSERT_EQ(::kill(*manager.process()->pid(), SIGKILL), 0);
         const auto start = std::chrono::steady_clock::now();
         manager.shutdown();  // the request meets a dead server: end of file, not a wait
-        EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 10s);
         EXPECT_EQ(manager.process()->exitcode(), -SIGKILL);
     }
 }
@@ -246,12 +255,8 @@ TEST(ManagerFaults, ServerDiesWithItsOwner) {
     const int server_pid = from_child.recv<int>();
     owner.kill();
     owner.join();
-    bool gone = false;
-    for (int i = 0; i < 200 && !gone; ++i) {
-        gone = mproc::testing::process_gone(server_pid);
-        if (!gone) std::this_thread::sleep_for(10ms);
-    }
-    EXPECT_TRUE(gone) << "the manager server " << server_pid << " outlived its owner";
+    EXPECT_TRUE(mproc::testing::eventually([server_pid] { return mproc::testing::process_gone(server_pid); }))
+        << "the manager server " << server_pid << " outlived its owner by 30 s";
 }
 
 // The remote manager: a server program and client programs that share nothing but the port and
@@ -267,10 +272,10 @@ TEST(ManagerRemote, TwoProgramsOverTcp) {
     pid_t server = 0;
     ASSERT_EQ(::posix_spawn(&server, argv[0], nullptr, nullptr, argv.data(), environ), 0);
     std::string port;
-    for (int i = 0; i < 500 && port.empty(); ++i) {
+    mproc::testing::eventually([&] {  // starting a program on a loaded machine can take seconds
         std::ifstream(port_file) >> port;
-        if (port.empty()) std::this_thread::sleep_for(10ms);
-    }
+        return !port.empty();
+    });
     ASSERT_FALSE(port.empty()) << "the server program did not report its port";
     auto client = [&](const std::string& key_used, const std::string& command) {
         return mproc::testing::run_program({MPROC_MANAGER_CLIENT_PROGRAM, port, key_used, command});
@@ -290,12 +295,8 @@ TEST(ManagerRemote, TwoProgramsOverTcp) {
     auto stop = client(key, "shutdown");
     EXPECT_EQ(stop.exit_status, 0);
     int status = -1;
-    for (int i = 0; i < 500; ++i) {
-        if (::waitpid(server, &status, WNOHANG) == server) break;
-        std::this_thread::sleep_for(10ms);
-        status = -1;
-    }
-    if (status == -1) {
+    const bool stopped = mproc::testing::eventually([&] { return ::waitpid(server, &status, WNOHANG) == server; });
+    if (!stopped) {
         ::kill(server, SIGKILL);
         ::waitpid(server, &status, 0);
         FAIL() << "the server program did not stop on the shutdown request";

@@ -1,6 +1,7 @@
 // Faults a Process must survive: crashing children, signal storms during waits, and leaks over
 // many starts (spec/faults.md rows 3, 14, 16).
 #include <gtest/gtest.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/time.h>
@@ -12,7 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "helpers/sync_test_helpers.hpp"
 #include "helpers/test_helpers.hpp"
+#include "mproc/connection.hpp"
 #include "mproc/process.hpp"
 
 using namespace std::chrono_literals;
@@ -89,33 +92,50 @@ TEST(ProcessFaults, JoinSurvivesAnEintrStorm) {
     itimerval every_ms{{0, 1000}, {0, 1000}};
     ASSERT_EQ(::setitimer(ITIMER_REAL, &every_ms, nullptr), 0);
 
-    mproc::Process p([] { std::this_thread::sleep_for(300ms); });
+    // The child runs until the parent lets it go, after the timed join has looked.
+    auto [gate_child, gate] = mproc::Pipe(false);
+    mproc::Process p([](mproc::Connection gate) { gate.recv_bytes(); }, std::move(gate_child));
     p.start();
     auto begin = std::chrono::steady_clock::now();
     p.join(100ms);  // a timed join keeps its deadline across interruptions
     auto timed = std::chrono::steady_clock::now() - begin;
     EXPECT_TRUE(p.is_alive());
+    const int alarms_before_join = alarms;
+    // Let the child go once the untimed join is blocked, so that the storm interrupts it too.
+    // The releasing thread blocks SIGALRM (a new thread inherits the mask), so every alarm goes
+    // to this thread.
+    sigset_t alarm_only, old_mask;
+    sigemptyset(&alarm_only);
+    sigaddset(&alarm_only, SIGALRM);
+    ASSERT_EQ(::pthread_sigmask(SIG_BLOCK, &alarm_only, &old_mask), 0);
+    const pid_t parent = mproc::testing::this_thread_id();
+    std::thread releaser = mproc::testing::act_once_blocked(parent, mproc::testing::wchan::poll, [&gate] {
+        // A few more interruptions of the blocked join first.
+        const int seen = alarms;
+        mproc::testing::eventually([seen] { return alarms > seen + 10; });
+        gate.send_bytes(std::string_view("go"));
+    });
+    ::pthread_sigmask(SIG_SETMASK, &old_mask, nullptr);
     p.join();
-    auto total = std::chrono::steady_clock::now() - begin;
+    releaser.join();
 
     itimerval off{};
     ::setitimer(ITIMER_REAL, &off, nullptr);
     ::sigaction(SIGALRM, &previous, nullptr);
 
     EXPECT_GE(timed, 100ms);
-    EXPECT_LT(timed, 5s);
-    EXPECT_GE(total, 250ms);
+    EXPECT_LT(timed, 30s);
     EXPECT_EQ(p.exitcode(), 0);
-    EXPECT_GT(alarms, 10) << "the storm did not happen";
+    EXPECT_GT(alarms_before_join, 10) << "the storm did not happen";
+    EXPECT_GT(alarms, alarms_before_join + 10) << "the untimed join was not interrupted";
 }
 
 TEST(ProcessFaults, ChildKilledWhileParentWaits) {
     mproc::Process p([] { std::this_thread::sleep_for(30s); });
     p.start();
-    std::thread killer([pid = *p.pid()] {
-        std::this_thread::sleep_for(50ms);
-        ::kill(pid, SIGKILL);
-    });
+    // The kill lands while join() waits on the child's sentinel.
+    std::thread killer = mproc::testing::act_once_blocked(mproc::testing::this_thread_id(), mproc::testing::wchan::poll,
+                                                          [pid = *p.pid()] { ::kill(pid, SIGKILL); });
     p.join();
     killer.join();
     EXPECT_EQ(p.exitcode(), -SIGKILL);

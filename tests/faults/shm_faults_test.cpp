@@ -107,27 +107,32 @@ TEST_F(ShmFaults, KilledProcessGroupLeavesNothingAfterTheSweep) {
         std::vector<mproc::SharedMemory> segments;
         for (int i = 0; i < 3; ++i)
             segments.emplace_back(mproc::SharedMemoryOptions{.name = base + std::to_string(i), .create = true, .size = 4096});
+        // Each member reports its pid once ready (4 bytes: one atomic write to a pipe).
+        const auto report_ready = [&ready] {
+            const pid_t self = ::getpid();
+            (void)!::write(ready[1], &self, sizeof self);
+        };
         for (int i = 0; i < 2; ++i) {
             if (::fork() == 0) {
                 mproc::SharedMemory attached({.name = base + "0"});
-                (void)::write(ready[1], "a", 1);
+                report_ready();
                 for (;;) ::pause();
             }
         }
-        (void)::write(ready[1], "l", 1);
+        report_ready();
         for (;;) ::pause();
     }
     ASSERT_GT(leader, 0);
     ::close(ready[1]);
-    char buffer[3];
+    pid_t members[3] = {};
     std::size_t got = 0;
-    while (got < 3) {
-        const ssize_t n = ::read(ready[0], buffer + got, 3 - got);
+    while (got < sizeof members) {
+        const ssize_t n = ::read(ready[0], reinterpret_cast<char*>(members) + got, sizeof members - got);
         if (n <= 0) break;
         got += static_cast<std::size_t>(n);
     }
     ::close(ready[0]);
-    ASSERT_EQ(got, 3U);
+    ASSERT_EQ(got, sizeof members);
     // A creator that died between creating its temporary file and publishing it.
     const std::string temporary = "/dev/shm/.mproc-new-" + std::to_string(leader) + "-1-00000000deadbeef";
     const int fd = ::open(temporary.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
@@ -136,8 +141,11 @@ TEST_F(ShmFaults, KilledProcessGroupLeavesNothingAfterTheSweep) {
     ASSERT_EQ(::kill(-leader, SIGKILL), 0);
     int status = 0;
     ASSERT_EQ(::waitpid(leader, &status, 0), leader);
-    // The grandchildren were reparented; wait until they are gone (not zombies of ours).
-    std::this_thread::sleep_for(50ms);
+    // The grandchildren were reparented (not zombies of ours): wait until they are gone, as the
+    // sweep needs (a zombie counts as gone, for it as for process_gone).
+    for (const pid_t member : members)
+        EXPECT_TRUE(mproc::testing::eventually([member] { return mproc::testing::process_gone(member); }))
+            << "process " << member << " of the killed group still runs";
     for (int i = 0; i < 3; ++i) EXPECT_TRUE(mproc::testing::shm_exists(base + std::to_string(i)));
     EXPECT_GE(mproc::sweep_shared_memory(), 4);
     for (int i = 0; i < 3; ++i) EXPECT_FALSE(mproc::testing::shm_exists(base + std::to_string(i)));

@@ -15,8 +15,10 @@
 #include <thread>
 #include <vector>
 
+#include "thread_state.hpp"  // beside this file
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
+#include "mproc/synchronize.hpp"
 
 namespace {
 
@@ -54,15 +56,24 @@ int exit_joins_non_daemon() {
 }
 
 // Main returns while a daemon child sleeps: the daemon is terminated, its line never printed.
+// Main returns once the daemon has printed its pid (its Event), however slowly it started.
 int exit_terminates_daemon() {
-    mproc::Process d({.daemon = true}, [] {
-        std::printf("daemon pid %d\n", static_cast<int>(::getpid()));
-        std::fflush(stdout);
-        std::this_thread::sleep_for(30s);
-        std::printf("daemon woke up\n");
-    });
+    mproc::Event printed;
+    mproc::Process d(
+        {.daemon = true},
+        [](mproc::Event printed) {
+            std::printf("daemon pid %d\n", static_cast<int>(::getpid()));
+            std::fflush(stdout);
+            printed.set();
+            std::this_thread::sleep_for(30s);
+            std::printf("daemon woke up\n");
+        },
+        printed);
     d.start();
-    std::this_thread::sleep_for(200ms);
+    if (!printed.wait(60s)) {
+        std::fprintf(stderr, "the daemon did not print its pid within 60 s\n");
+        return 1;
+    }
     return 0;
 }
 
@@ -84,15 +95,25 @@ int child_skips_parent_exit_handlers() {
     return 0;
 }
 
+// The grandchild of exit_log_sequence: it must still run when its parent's exit sequence looks
+// for children to join. It waits until its parent has finished its target (`parent_done`, the
+// target's last statement) and then sleeps in poll(2), which after its target it does only to
+// join this grandchild; then it ends.
+void outlive_parent_target(mproc::Event parent_done, int parent_pid) {
+    parent_done.wait();
+    if (!mproc::testing::wait_until_blocked(parent_pid, mproc::testing::wchan::poll, 60s))
+        std::fprintf(stderr, "the parent %d never joined its child\n", parent_pid);
+    std::printf("grandchild %s\n", mproc::current_process().name().c_str());
+}
+
 // The life-cycle log lines of a child that leaves a grandchild unjoined, with DEBUG logging.
 int exit_log_sequence() {
     mproc::log_to_stderr(mproc::logging::DEBUG);
     mproc::Process p([] {
-        mproc::Process grandchild([] {
-            std::this_thread::sleep_for(200ms);  // still running when its parent's exit sequence looks
-            std::printf("grandchild %s\n", mproc::current_process().name().c_str());
-        });
+        mproc::Event done;
+        mproc::Process grandchild(outlive_parent_target, done, static_cast<int>(::getpid()));
         grandchild.start();
+        done.set();
     });
     p.start();
     p.join();

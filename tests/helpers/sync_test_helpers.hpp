@@ -1,7 +1,8 @@
 #pragma once
-// Helpers for the synchronization and shared-memory suites: a watchdog that turns a hang into a
-// failure with a message, leak checks of descriptors and /dev/shm, timing, and waits for a state
-// (a condition that holds, a thread blocked in a wait) instead of sleeps.
+// Helpers for the synchronization and shared-memory suites (and any test that waits for a state):
+// a watchdog that turns a hang into a failure with a message, leak checks of descriptors and
+// /dev/shm, timing, and waits for a state (a condition that holds, a thread blocked in a wait,
+// from helpers/thread_state.hpp) instead of sleeps.
 #include <dirent.h>
 #include <sys/syscall.h>
 #include <sys/types.h>
@@ -11,16 +12,16 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
-#include <iterator>
 #include <mutex>
 #include <set>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include <gtest/gtest.h>
 
 #include "helpers/test_helpers.hpp"
+#include "helpers/thread_state.hpp"
 #include "mproc/context.hpp"
 #include "mproc/process.hpp"
 
@@ -136,25 +137,18 @@ bool eventually(F condition, std::chrono::milliseconds limit = std::chrono::seco
 inline pid_t this_thread_id() { return static_cast<pid_t>(::syscall(SYS_gettid)); }
 
 // Whether thread `tid` (of this process or of a child) is blocked in a futex wait, as a thread
-// waiting on a Lock, Semaphore, Event, Condition, Barrier or Queue is once it sleeps: /proc says
-// it sleeps (S) and, where the kernel shows the function it sleeps in, that is a futex wait. A
-// thread that runs, spins or waits for the CPU is R, so this tells "blocked" from "about to".
-inline bool blocked_in_futex(pid_t tid) {
-    std::ifstream stat("/proc/" + std::to_string(tid) + "/stat");
-    const std::string line((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
-    const auto name_end = line.rfind(')');  // the name, in parentheses, may hold anything
-    if (name_end == std::string::npos || name_end + 2 >= line.size() || line[name_end + 2] != 'S') return false;
-    std::ifstream wchan_file("/proc/" + std::to_string(tid) + "/wchan");
-    std::string wchan;
-    std::getline(wchan_file, wchan);
-    if (wchan.empty() || wchan == "0") return true;  // hidden by the kernel: the state must do
-    return wchan.find("futex") != std::string::npos;
-}
+// waiting on a Lock, Semaphore, Event, Condition, Barrier or Queue is once it sleeps.
+inline bool blocked_in_futex(pid_t tid) { return blocked_in(tid, wchan::futex); }
 
-// Waits until thread `tid` is blocked in a futex wait (see blocked_in_futex); false if it never
-// was within `limit`.
-inline bool wait_until_blocked(pid_t tid, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
-    return eventually([tid] { return blocked_in_futex(tid); }, limit);
+// Runs `action` on a new thread once thread `tid` is blocked (wait_until_blocked with
+// `wchan_part`): the way to wake, kill or feed a waiter only once it waits. A failure if it never
+// blocks within 30 s; `action` runs then all the same, so that the test does not hang.
+template <class F>
+std::thread act_once_blocked(pid_t tid, std::string_view wchan_part, F action) {
+    return std::thread([tid, part = std::string(wchan_part), action = std::move(action)]() mutable {
+        EXPECT_TRUE(wait_until_blocked(tid, part)) << "thread " << tid << " never blocked in \"" << part << "\"";
+        action();
+    });
 }
 
 // A fault test that must leave nothing behind: no running (or, when asked, unreaped) children,

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <future>
@@ -19,6 +20,7 @@
 #include <variant>
 #include <vector>
 
+#include "helpers/sync_test_helpers.hpp"
 #include "helpers/test_helpers.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/context.hpp"
@@ -196,13 +198,15 @@ TEST(Connection, PollSaysWhetherAMessageIsWaitingAndHonoursItsTimeout) {
     EXPECT_FALSE(b.poll(50ms));
     EXPECT_GE(std::chrono::steady_clock::now() - start, 50ms);
     EXPECT_FALSE(b.poll(std::chrono::duration<double>(0.01)));
-    std::thread sender([&a] {
-        std::this_thread::sleep_for(50ms);
-        a.send(7);
-    });
-    start = std::chrono::steady_clock::now();
-    EXPECT_TRUE(b.poll(std::nullopt));  // waits as long as it takes
-    EXPECT_GE(std::chrono::steady_clock::now() - start, 40ms);
+    // Sent only once poll(std::nullopt) is blocked: it waits as long as it takes.
+    std::atomic<bool> sent{false};
+    std::thread sender = mproc::testing::act_once_blocked(mproc::testing::this_thread_id(), mproc::testing::wchan::poll,
+                                                          [&a, &sent] {
+                                                              sent = true;
+                                                              a.send(7);
+                                                          });
+    EXPECT_TRUE(b.poll(std::nullopt));
+    EXPECT_TRUE(sent) << "poll returned before the message was sent";
     sender.join();
     EXPECT_TRUE(b.poll());
     EXPECT_TRUE(b.poll(std::chrono::hours::max())) << "an enormous timeout must not overflow";
@@ -517,15 +521,23 @@ TEST(Wait, VectorOfConnectionsGivesPointersToTheReadyOnes) {
 
 TEST(Wait, WatchesProcessesSentinelsAndRawDescriptorsTogether) {
     auto [a, b] = mproc::Pipe();
-    mproc::Process sleeper([] { std::this_thread::sleep_for(100ms); });
+    // The child runs until it is let go, once wait() below is blocked.
+    auto [gate_child, gate] = mproc::Pipe(false);
+    mproc::Process sleeper([](Connection gate) { gate.recv_bytes(); }, std::move(gate_child));
     sleeper.start();
     using Object = std::variant<Connection*, mproc::Process, int>;
     int raw[2];
     ASSERT_EQ(::pipe(raw), 0);
     const std::vector<Object> objects = {&b, sleeper, raw[0]};
-    const auto start = std::chrono::steady_clock::now();
-    std::vector<Object> ready = mproc::connection::wait(objects, 5s);
-    EXPECT_GE(std::chrono::steady_clock::now() - start, 80ms);
+    std::atomic<bool> released{false};
+    std::thread releaser = mproc::testing::act_once_blocked(mproc::testing::this_thread_id(), mproc::testing::wchan::poll,
+                                                            [&gate, &released] {
+                                                                released = true;
+                                                                gate.send_bytes(std::string_view("go"));
+                                                            });
+    std::vector<Object> ready = mproc::connection::wait(objects, 60s);
+    EXPECT_TRUE(released) << "wait() returned before the child was let go";
+    releaser.join();
     ASSERT_EQ(ready.size(), 1u);
     EXPECT_EQ(ready[0].index(), 1u) << "the process should have been the one ready";
     sleeper.join();

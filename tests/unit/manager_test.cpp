@@ -3,14 +3,17 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "helpers/sync_test_helpers.hpp"
 #include "helpers/test_helpers.hpp"
 #include "mproc/managers.hpp"
 #include "mproc/pool.hpp"
@@ -220,14 +223,16 @@ TEST(Manager, QueueAndJoinableQueue) {
 
     auto jq = manager.JoinableQueue<std::string>();
     jq.put("task");
-    std::thread worker([jq] {
+    // The task is done only once join() is blocked (its thread reading the server's reply).
+    std::atomic<bool> done{false};
+    std::thread worker([jq, &done, main_thread = mproc::testing::this_thread_id()] {
         EXPECT_EQ(jq.get(), "task");
-        std::this_thread::sleep_for(50ms);
+        EXPECT_TRUE(mproc::testing::wait_until_blocked(main_thread, mproc::testing::wchan::unix_socket_read));
+        done = true;
         jq.task_done();
     });
-    const auto start = std::chrono::steady_clock::now();
     jq.join();
-    EXPECT_GE(std::chrono::steady_clock::now() - start, 40ms);
+    EXPECT_TRUE(done) << "join() returned before the task was done";
     worker.join();
     EXPECT_THROW(jq.task_done(), mproc::ValueError);
 }
@@ -271,10 +276,9 @@ TEST(Manager, EventConditionBarrier) {
     auto event = manager.Event();
     EXPECT_FALSE(event.is_set());
     EXPECT_FALSE(event.wait(20ms));
-    std::thread setter([event] {
-        std::this_thread::sleep_for(30ms);
-        event.set();
-    });
+    // Set once wait() is blocked (its thread reading the server's reply).
+    std::thread setter = mproc::testing::act_once_blocked(mproc::testing::this_thread_id(),
+                                                          mproc::testing::wchan::unix_socket_read, [event] { event.set(); });
     event.wait();
     EXPECT_TRUE(event.is_set());
     setter.join();
@@ -283,17 +287,18 @@ TEST(Manager, EventConditionBarrier) {
 
     auto cond = manager.Condition();
     auto flag = manager.Value<int>(0);
-    std::thread notifier([cond, flag] {
-        std::this_thread::sleep_for(30ms);
-        std::scoped_lock guard(cond);
-        flag.set(1);
-        cond.notify_all();
-    });
+    std::optional<std::thread> notifier;
     {
         std::unique_lock guard(cond);
-        EXPECT_TRUE(cond.wait_for([&] { return flag.get() == 1; }, 5s));
+        // The notifier gets the lock only once wait_for() has released it: it notifies a waiter.
+        notifier.emplace([cond, flag] {
+            std::scoped_lock notifier_guard(cond);
+            flag.set(1);
+            cond.notify_all();
+        });
+        EXPECT_TRUE(cond.wait_for([&] { return flag.get() == 1; }, 60s));
     }
-    notifier.join();
+    notifier->join();
     {
         std::unique_lock guard(cond);
         EXPECT_FALSE(cond.wait(10ms));
