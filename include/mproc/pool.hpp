@@ -807,8 +807,9 @@ void IMapIterator<R>::Feed::top_up(std::size_t taken, std::size_t limit) {
         tasks.push_back(std::move(task));
     }
     if (input_done) source = nullptr;  // what the input holds is let go with it
-    if (!tasks.empty()) pool->submit(std::move(tasks));
-    submitted += tasks.size();
+    const std::size_t count = tasks.size();
+    if (count > 0) pool->submit(std::move(tasks));
+    submitted += count;
 }
 
 template <class R>

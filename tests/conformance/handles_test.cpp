@@ -186,11 +186,16 @@ TEST_P(Handles, StartedProcessHoldsNoDescriptorOfItsArguments) {
 // method, though the parent's only handle was released at start.
 TEST_P(Handles, SharedMemoryMovedIntoAChildStaysReachable) {
     mproc::SharedMemory shm({.create = true, .size = 64});
+    const std::string name = shm.name();
     shm.buf()[0] = std::byte{37};
     mproc::Process child(exit_with_first_byte, std::move(shm));
     child.start();
     child.join();
     EXPECT_EQ(child.exitcode(), 37);
+    // As in Python, the name stays until someone unlinks it.
+    mproc::SharedMemory again({.name = name});
+    again.close();
+    again.unlink();
 }
 
 // A queue given to several children by copy, as Python passes one Queue to many processes.
