@@ -396,21 +396,23 @@ TEST_P(CPythonProcess, ManyProcesses) {
     for (auto& p : procs) EXPECT_EQ(p.exitcode(), -SIGTERM);
 }
 
-// CPython: _TestProcess.test_child_fd_inflation (spawn and forkserver: a fork child inherits
-// every descriptor by design, as in Python)
-TEST_P(CPythonProcess, ChildDescriptorsDoNotGrowWithRunningChildren) {
-    if (GetParam() == StartMethod::fork) GTEST_SKIP() << "fork children inherit every descriptor by design";
-    constexpr int kChildren = 5;
-    mproc::Event done;
-    mproc::Queue<int> counts;
-    std::vector<mproc::Process> procs;
-    for (int i = 0; i < kChildren; ++i) procs.emplace_back(send_fd_count_then_wait, counts, done);
-    for (auto& p : procs) p.start();
-    std::vector<int> seen;
-    for (int i = 0; i < kChildren; ++i) seen.push_back(counts.get());
-    done.set();
-    for (auto& p : procs) p.join();
-    EXPECT_EQ(std::count(seen.begin(), seen.end(), seen.front()), kChildren) << ::testing::PrintToString(seen);
+// CPython: _TestProcess.test_child_fd_inflation, under spawn and forkserver (a fork child inherits
+// every descriptor of its parent by design, as in Python, which skips fork too)
+TEST(CPythonProcessExec, ChildDescriptorsDoNotGrowWithRunningChildren) {
+    for (const mproc::Context* ctx : {&mproc::get_context("spawn"), &mproc::get_context("forkserver")}) {
+        SCOPED_TRACE(std::string(ctx->name()));
+        constexpr int kChildren = 5;
+        mproc::Event done;
+        mproc::Queue<int> counts;
+        std::vector<mproc::Process> procs;
+        for (int i = 0; i < kChildren; ++i) procs.push_back(ctx->Process(send_fd_count_then_wait, counts, done));
+        for (auto& p : procs) p.start();
+        std::vector<int> seen;
+        for (int i = 0; i < kChildren; ++i) seen.push_back(counts.get());
+        done.set();
+        for (auto& p : procs) p.join();
+        EXPECT_EQ(std::count(seen.begin(), seen.end(), seen.front()), kChildren) << ::testing::PrintToString(seen);
+    }
 }
 
 // CPython: _TestProcess.test_error_on_stdio_flush_2 (the child breaks its own stdout or stderr,
