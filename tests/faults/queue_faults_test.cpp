@@ -130,19 +130,22 @@ TEST_F(QueueFaults, ConsumersKilledMidGetLoseAtMostTheMessageTheyWereTaking) {
 
     std::vector<mproc::Process> consumers;
     for (int c = 0; c < 3; ++c) consumers.emplace_back(consume_counting, q, counts, garbled, kMessages).start();
-    // The producer keeps pace with the kills (one kill per 400 messages), however slowly a loaded
-    // machine forks: the kills land while messages flow, not after the producer is done.
-    constexpr int kKills = 15, kPerKill = kMessages / kKills;
+    // At most 15 kills while the producer runs. The first three land while messages flow however
+    // slowly a loaded machine forks: the producer waits for them (one per 400 messages).
+    constexpr int kKills = 15, kKillsWaitedFor = 3, kPerKill = kMessages / kKills;
     std::atomic<int> kills{0};
+    std::atomic<bool> producing{true};
     std::thread producer([&] {
         for (int seq = 0; seq < kMessages; ++seq) {
-            if (seq % kPerKill == 0) mproc::testing::eventually([&] { return kills.load() >= seq / kPerKill; }, 60s);
+            if (seq % kPerKill == 0 && seq / kPerKill <= kKillsWaitedFor)
+                mproc::testing::eventually([&] { return kills.load() >= seq / kPerKill; }, 60s);
             q.put(Item{0, seq, payload_for(0, seq)});
             if (seq % 40 == 0) std::this_thread::sleep_for(1ms);  // a pace, not a wait: kills land mid-get
         }
+        producing = false;
     });
     std::mt19937 rng(777);
-    while (kills < kKills) {
+    while (producing && kills < kKills) {
         std::this_thread::sleep_for(std::chrono::milliseconds(3 + rng() % 20));
         auto& victim = consumers[rng() % consumers.size()];
         victim.kill();
