@@ -330,8 +330,7 @@ void exit_with_reason(std::string reason) {
 }
 
 void write_exit_reason(const std::string& reason) {
-    std::cout.flush();
-    std::fflush(stdout);
+    flush_std_streams();
     std::fprintf(stderr, "%s\n", reason.c_str());
     std::fflush(stderr);
 }
