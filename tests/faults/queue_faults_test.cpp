@@ -132,12 +132,12 @@ TEST_F(QueueFaults, ConsumersKilledMidGetLoseAtMostTheMessageTheyWereTaking) {
     for (int c = 0; c < 3; ++c) consumers.emplace_back(consume_counting, q, counts, garbled, kMessages).start();
     // Three kills while messages flow, however slowly a loaded machine forks: the producer waits
     // for each (one per 400 messages).
-    constexpr int kKills = 3, kKillsWaitedFor = 3, kPerKill = 400;
+    constexpr int kKills = 3, kPerKill = 400;
     std::atomic<int> kills{0};
     std::atomic<bool> producing{true};
     std::thread producer([&] {
         for (int seq = 0; seq < kMessages; ++seq) {
-            if (seq % kPerKill == 0 && seq / kPerKill <= kKillsWaitedFor)
+            if (seq % kPerKill == 0 && seq / kPerKill <= kKills)
                 mproc::testing::eventually([&] { return kills.load() >= seq / kPerKill; }, 60s);
             q.put(Item{0, seq, payload_for(0, seq)});
             if (seq % 40 == 0) std::this_thread::sleep_for(1ms);  // a pace, not a wait: kills land mid-get
