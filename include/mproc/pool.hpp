@@ -665,7 +665,8 @@ public:
     }
 
     // No new tasks; every queued task still runs (workers that retire or die meanwhile are
-    // replaced), then the workers exit.
+    // replaced), then the workers exit. An imap still being read has the rest of its input taken
+    // and sent now, so its results keep coming (an endless input makes this endless too).
     void close();
     // Stops the workers now; unfinished tasks fail with ProcessError("pool terminated").
     void terminate();
