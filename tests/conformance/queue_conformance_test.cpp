@@ -13,6 +13,7 @@
 
 #include "helpers/queue_test_helpers.hpp"
 #include "helpers/sync_test_helpers.hpp"
+#include "helpers/thread_state.hpp"
 #include "mproc/context.hpp"
 #include "mproc/pool.hpp"
 #include "mproc/process.hpp"
@@ -246,6 +247,8 @@ void put_one(mproc::Queue<std::string> q) { q.put("from the child"); }
 TEST(QueueFork, ChildDoesNotResendItsParentsWaitingMessages) {
     mproc::Queue<std::string> q(0, mproc::QueueOptions{.buffer_size = 4096, .room_wait = std::chrono::microseconds(0)});
     for (int i = 0; i < 20; ++i) q.put(std::to_string(i) + std::string(1000, '.'));  // most wait for the feeder
+    // The feeder has started and sleeps, waiting for room: the fork copies no lock it holds.
+    ASSERT_TRUE(mproc::testing::wait_until_other_threads_sleep());
     mproc::Process child(mproc::ProcessOptions{.start_method = StartMethod::fork}, put_one, q);
     child.start();
     std::vector<std::string> got;

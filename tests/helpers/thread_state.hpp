@@ -3,14 +3,18 @@
 // function. Tests use it to wait until a thread (of this process or of another) is blocked in a
 // wait before they act on that wait, instead of sleeping and hoping it is. No gtest here: the
 // scenario program uses it too.
+#include <sys/syscall.h>
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <vector>
 
 namespace mproc::testing {
 
@@ -60,6 +64,28 @@ inline bool wait_until_blocked(pid_t tid, std::string_view wchan_part,
 // Event, Condition, Barrier or Queue is once it sleeps; false if it never was within `limit`.
 inline bool wait_until_blocked(pid_t tid, std::chrono::milliseconds limit = std::chrono::seconds(30)) {
     return wait_until_blocked(tid, wchan::futex, limit);
+}
+
+// The threads of this process other than the calling one.
+inline std::vector<pid_t> other_threads_of_this_process() {
+    const auto self = static_cast<pid_t>(::syscall(SYS_gettid));
+    std::vector<pid_t> tids;
+    for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task")) {
+        const auto tid = static_cast<pid_t>(std::stoi(entry.path().filename().string()));
+        if (tid != self) tids.push_back(tid);
+    }
+    return tids;
+}
+
+// Waits until every other thread of this process sleeps (blocked_in with wchan::any); false if
+// one never did within `limit`. A test that forks while a thread of its own (a queue's feeder,
+// a pool's handler) is at work calls this first: a fork child inherits the locks such a thread
+// holds at that instant, and some allocators (AddressSanitizer's, before LLVM 18 and so in
+// GCC 12 to 13) do not reset theirs in the child, which then waits for them forever.
+inline bool wait_until_other_threads_sleep(std::chrono::milliseconds limit = std::chrono::seconds(30)) {
+    for (const pid_t tid : other_threads_of_this_process())
+        if (!wait_until_blocked(tid, wchan::any, limit)) return false;
+    return true;
 }
 
 }  // namespace mproc::testing
