@@ -355,6 +355,19 @@ TEST_F(ShareableListPython, CountAndIndexUsePythonsEquality) {
     sl.shm().unlink();
 }
 
+// A str's slot is Python's, sized by its characters, wherever its UTF-8 bytes fit that; where they
+// do not (Python would cut them short), by its bytes (docs/differences.md).
+TEST_F(ShareableListPython, AStrIsSizedByItsCharactersUnlessItsBytesDoNotFit) {
+    const std::string fits = "encod\xc3\xa9s";                          // 7 characters, 8 bytes: slot 8
+    const std::string too_long = "\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9\xc3\xa9";  // 5 characters, 10 bytes: slot 16
+    ShareableList sl({fits, too_long, Bytes(fits)});
+    EXPECT_EQ(sl.format(), "8s16s16s");
+    EXPECT_EQ(sl[0], ShareableValue(fits));
+    EXPECT_EQ(sl[1], ShareableValue(too_long));
+    sl.shm().close();
+    sl.shm().unlink();
+}
+
 TEST_F(ShareableListPython, TrailingNulsAreThePaddingOfTheSlot) {
     ShareableList sl({Bytes(std::string("a\0b\0", 4)), std::string("x\0", 2)});
     EXPECT_EQ(sl[0], ShareableValue(Bytes(std::string("a\0b", 3))));
