@@ -11,6 +11,8 @@
 #include "mproc/process.hpp"
 #include "mproc/progress.hpp"
 #include "mproc/queue.hpp"
+#include "mproc/shareable_list.hpp"
 #include "mproc/shared_memory.hpp"
+#include "mproc/shared_memory_manager.hpp"
 #include "mproc/sharedctypes.hpp"
 #include "mproc/synchronize.hpp"
