@@ -21,7 +21,8 @@
 // dies (SIGKILL included). Shutting down escalates as Python's does: a shutdown request, then
 // join(shutdown_timeout), then SIGTERM, then SIGKILL. Objects are reference counted: each process
 // holding proxies of an object holds a reference, released when its last proxy goes or the
-// process exits, and the object is deleted when no reference is left.
+// process exits, and the object is deleted when no reference is left. A proxy stored in a managed
+// dict, list or Namespace of the same manager is a reference too, for as long as it is stored.
 //
 // How it differs from Python, by design:
 //  - Typed. A managed value is stored in the server as its encoding (codec.hpp) and the proxy
