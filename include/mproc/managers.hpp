@@ -597,7 +597,7 @@ public:
     template <class T>
     void set(std::string_view name, const T& value) const {
         static_assert(assert_encodable<T>());
-        if (local_name(name)) return set_local(name, detail::type_fingerprint<T>(), dumps(value));
+        if (local_name(name)) return set_local(name, detail::type_fingerprint<T>(), std::make_shared<const T>(value));
         std::string shown;
         if constexpr (std::is_base_of_v<BaseProxy, T>) {
             shown = value.repr();
@@ -615,9 +615,12 @@ public:
     template <class T>
     T get(std::string_view name) const {
         static_assert(assert_encodable<T>());
-        auto [fingerprint, value] = local_name(name)
-                                        ? get_local(name)
-                                        : call_typed<std::pair<std::string, detail::Blob>>("__getattr__", std::string(name));
+        if (local_name(name)) {
+            auto [fingerprint, value] = get_local(name);
+            if (fingerprint != detail::type_fingerprint<T>()) wrong_type(name, fingerprint, typeid(T));
+            return *static_cast<const T*>(value.get());
+        }
+        auto [fingerprint, value] = call_typed<std::pair<std::string, detail::Blob>>("__getattr__", std::string(name));
         if (fingerprint != detail::type_fingerprint<T>()) wrong_type(name, fingerprint, typeid(T));
         return loads<T>(value);
     }
@@ -635,14 +638,16 @@ protected:
     const char* proxy_name() const override { return "NamespaceProxy"; }
 
 private:
-    // The '_' attributes: name -> (type fingerprint, encoding).
+    // The '_' attributes: name -> (type fingerprint, the value). A proxy kept there keeps its
+    // object alive, as Python's proxy attribute does.
+    using LocalValue = std::pair<std::string, std::shared_ptr<const void>>;
     struct LocalAttributes {
         std::mutex mutex;
-        std::map<std::string, std::pair<std::string, detail::Blob>, std::less<>> values;
+        std::map<std::string, LocalValue, std::less<>> values;
     };
     static bool local_name(std::string_view name) { return !name.empty() && name.front() == '_'; }
-    void set_local(std::string_view name, std::string fingerprint, detail::Blob value) const;
-    std::pair<std::string, detail::Blob> get_local(std::string_view name) const;
+    void set_local(std::string_view name, std::string fingerprint, std::shared_ptr<const void> value) const;
+    LocalValue get_local(std::string_view name) const;
     LocalAttributes& locals() const;
     [[noreturn]] static void no_local_attribute(std::string_view name);
     [[noreturn]] static void wrong_type(std::string_view name, const std::string& stored, const std::type_info& asked);

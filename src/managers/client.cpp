@@ -385,13 +385,13 @@ void Namespace::erase(std::string_view name) const {
     local.values.erase(it);
 }
 
-void Namespace::set_local(std::string_view name, std::string fingerprint, detail::Blob value) const {
+void Namespace::set_local(std::string_view name, std::string fingerprint, std::shared_ptr<const void> value) const {
     LocalAttributes& local = locals();
     std::lock_guard lock(local.mutex);
     local.values.insert_or_assign(std::string(name), std::pair(std::move(fingerprint), std::move(value)));
 }
 
-std::pair<std::string, detail::Blob> Namespace::get_local(std::string_view name) const {
+Namespace::LocalValue Namespace::get_local(std::string_view name) const {
     LocalAttributes& local = locals();
     std::lock_guard lock(local.mutex);
     auto it = local.values.find(name);

@@ -529,6 +529,10 @@ TEST_P(ManagerProxies, UnderscoreNamesStayWithTheProxy) {
               "'NamespaceProxy' object has no attribute '_hidden'");
     EXPECT_EQ(thrown_text<mproc::AttributeError>([&] { ns.erase("_hidden"); }),
               "'NamespaceProxy' object has no attribute '_hidden'");
+    // A proxy kept in the handle keeps its object alive, as an attribute of Python's proxy does.
+    ns.set("_counts", manager.dict<std::string, int>(std::map<std::string, int>{{"n", 3}}));
+    EXPECT_EQ(ns.get<Counts>("_counts")["n"].get(), 3);
+    EXPECT_EQ(manager.number_of_objects(), 2u);
 }
 
 // start(initializer, args...) ------------------------------------------------------------------
