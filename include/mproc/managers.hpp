@@ -587,7 +587,8 @@ private:
 // A managed namespace (Python's Namespace): attributes by name, each of any Encodable type.
 // Reading gives a copy. As in Python's NamespaceProxy, a name that starts with '_' is an
 // attribute of the proxy itself, not of the namespace: shared by the copies of this handle in
-// this process, not seen by other processes, not listed by names() nor printed by str().
+// this process (a forked child inherits a copy; a proxy received any other way has none), not
+// listed by names() nor printed by str().
 // A proxy stored as an attribute keeps its object alive while the namespace holds it.
 class Namespace : public BaseProxy {
 public:
