@@ -464,6 +464,33 @@ TEST_P(ManagerProxies, ProxyStoredByAChildOutlivesIt) {
     EXPECT_EQ(l.getitem(0)["from"].get(), child_pid);
 }
 
+void store_and_pop(mproc::ListProxy<Counts> list, Counts mine, int times) {
+    for (int i = 0; i < times; ++i) {
+        list.append(mine);
+        Counts taken = list.pop();  // perhaps another child's: its reference comes along
+        require(taken.valid(), "a popped proxy");
+    }
+}
+
+// Children storing and popping proxies at once: every reference taken is given back.
+TEST_P(ManagerProxies, ConcurrentStoresAndPopsBalance) {
+    auto manager = mproc::Manager(options());
+    auto l = manager.list<Counts>();
+    {
+        std::vector<Counts> dicts;  // held until the children are done (a Process drops its arguments)
+        std::vector<mproc::Process> children;
+        for (int i = 0; i < 3; ++i) {
+            dicts.push_back(manager.dict<std::string, int>());
+            children.push_back(child_process(store_and_pop, l, dicts.back(), 50));
+        }
+        for (auto& child : children) child.start();
+        for (auto& child : children) child.join();
+        for (auto& child : children) EXPECT_EQ(child.exitcode(), 0);
+    }
+    EXPECT_EQ(l.size(), 0u);
+    EXPECT_EQ(manager.number_of_objects(), 1u);
+}
+
 TEST_P(ManagerProxies, HoldingAReleasedObjectIsRefused) {
     auto manager = mproc::Manager(options());
     auto l = manager.list<mproc::ListProxy<int>>();
