@@ -21,7 +21,8 @@
 // dies (SIGKILL included). Shutting down escalates as Python's does: a shutdown request, then
 // join(shutdown_timeout), then SIGTERM, then SIGKILL. Objects are reference counted: each process
 // holding proxies of an object holds a reference, released when its last proxy goes or the
-// process exits, and the object is deleted when no reference is left.
+// process exits, and the object is deleted when no reference is left. A proxy stored in a managed
+// dict, list or Namespace of the same manager is a reference too, for as long as it is stored.
 //
 // How it differs from Python, by design:
 //  - Typed. A managed value is stored in the server as its encoding (codec.hpp) and the proxy
@@ -44,13 +45,17 @@
 //    when its handshake deadline passes and never holds up anyone else.
 //  - Proxies carry the authkey when they are encoded, also into a Queue or a Connection (Python
 //    only while spawning): treat an encoded proxy as a secret.
+#include <algorithm>
 #include <chrono>
+#include <concepts>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <iterator>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <ostream>
 #include <string>
@@ -73,6 +78,73 @@ namespace detail {
 struct ProxyState;
 struct ManagerState;
 struct ServerState;
+
+// While alive on a thread, a proxy decoded there whose object id it lists takes over the reference
+// the server handed over with the value (a proxy popped from a container) instead of asking for a
+// new one. At its end it gives back the references no proxy took (a value that failed to decode).
+class ReferenceGrant {
+public:
+    ReferenceGrant(ProxyToken server, std::vector<std::uint64_t> ids);
+    ~ReferenceGrant();
+    ReferenceGrant(const ReferenceGrant&) = delete;
+    ReferenceGrant& operator=(const ReferenceGrant&) = delete;
+    // True when the reference of `token`'s object was handed over; it is taken then, once.
+    static bool take(const ProxyToken& token);
+
+private:
+    ProxyToken server_;
+    std::vector<std::uint64_t> ids_;
+    ReferenceGrant* outer_;
+};
+
+// An input iterator that reads a remote sequence one element per call, as Python's iterators do:
+// nothing is read before the first dereference or comparison, and each element when it is
+// reached, so that changes made meanwhile are seen. `Step` holds the proxy and where the walk is;
+// its operator() returns the next element, or nothing at the end, and its start(), if it has one,
+// runs when the iterator is made (Python's iter()).
+template <class Step>
+class StepIterator {
+public:
+    using value_type = typename Step::value_type;
+    using difference_type = std::ptrdiff_t;
+
+    explicit StepIterator(Step step) : step_(std::move(step)) {
+        if constexpr (requires { step_.start(); }) step_.start();
+    }
+    const value_type& operator*() const {
+        fetch();
+        return *current_;
+    }
+    const value_type* operator->() const { return &**this; }
+    StepIterator& operator++() {
+        fetch();
+        fetched_ = false;
+        return *this;
+    }
+    void operator++(int) { ++*this; }
+    friend bool operator==(const StepIterator& it, std::default_sentinel_t) {
+        it.fetch();
+        return !it.current_;
+    }
+
+private:
+    void fetch() const {
+        if (fetched_) return;
+        current_ = step_();
+        fetched_ = true;
+    }
+    mutable Step step_;
+    mutable std::optional<value_type> current_;
+    mutable bool fetched_ = false;
+};
+
+// A range over a StepIterator: each begin() starts a new walk.
+template <class Step>
+struct StepRange {
+    Step step;
+    StepIterator<Step> begin() const { return StepIterator<Step>(step); }
+    std::default_sentinel_t end() const { return {}; }
+};
 }  // namespace detail
 
 // The handle every proxy shares (Python's BaseProxy): which object, in which server.
@@ -97,9 +169,13 @@ public:
     std::string repr() const;
 
     // How a proxy travels: its token; the receiver connects to the server and takes a reference.
+    // Inside a container's NestedProxies scope the token is noted there too, so that the container
+    // keeps the object alive while it holds this value.
     template <class Archive>
     void save(Archive& ar) const {
-        ar(token());
+        const detail::ProxyToken saved = token();
+        detail::NestedProxies::note(saved);
+        ar(saved);
     }
     template <class Archive>
     void load(Archive& ar) {
@@ -116,10 +192,37 @@ protected:
     }
     virtual const char* proxy_name() const { return "BaseProxy"; }
 
+    // `value` encoded for a container of this proxy's server to store; the ids of the objects of
+    // that server its proxies refer to are appended to `held`.
+    template <class V>
+    detail::Blob encode_stored(const V& value, std::vector<std::uint64_t>& held) const {
+        const detail::NestedProxies scope;
+        detail::Blob out = dumps(value);
+        if (!scope.tokens().empty()) held_here(scope.tokens(), held);
+        return out;
+    }
+    // Calls `method` with `args`, then `value`, then, when the value holds proxies of this server,
+    // their ids: the container takes a reference to each for as long as it stores the value.
+    template <class V>
+    detail::Blob call_storing(std::string_view method, detail::Blobs args, const V& value) const {
+        std::vector<std::uint64_t> held;
+        args.push_back(encode_stored(value, held));
+        if (!held.empty()) args.push_back(dumps(held));
+        return callmethod(method, args);
+    }
+    // A value taken out of a container: its proxies take over the references the container held.
+    template <class V>
+    V adopt_taken(const detail::TakenValue& taken) const {
+        if (taken.held.empty()) return loads<V>(taken.value);
+        const detail::ReferenceGrant grant(token(), taken.held);
+        return loads<V>(taken.value);
+    }
+
 private:
     friend class BaseManager;
     detail::ProxyToken token() const;
     void adopt(const detail::ProxyToken& token);
+    void held_here(const std::vector<detail::ProxyToken>& tokens, std::vector<std::uint64_t>& held) const;
 
     std::shared_ptr<detail::ProxyState> state_;
 };
@@ -173,6 +276,10 @@ private:
 }  // namespace detail
 
 // A managed dict (Python's DictProxy). Insertion-ordered, as Python's dict is.
+//
+// A proxy stored as a value (a dict of lists, a dict of dicts) keeps its object alive for as long
+// as the dict holds it, also when the handle it was stored from is gone; reading it back gives a
+// working proxy. Only proxies of the dict's own manager are kept alive that way.
 template <class K, class V>
 class DictProxy : public BaseProxy {
     static_assert(assert_encodable<K>() && assert_encodable<V>());
@@ -193,28 +300,30 @@ public:
         if (!found) return std::nullopt;
         return loads<V>(*found);
     }
+    // Python's get(key, default).
     V get(const K& key, const V& fallback) const { return get(key).value_or(fallback); }
-    void set(const K& key, const V& value) const { call_typed<void>("__setitem__", key, value); }
+    void set(const K& key, const V& value) const { call_storing("__setitem__", {dumps(key)}, value); }
     // Python's del d[key]; KeyError when there is none.
     void erase(const K& key) const {
         if (!call_typed<bool>("__delitem__", key)) throw KeyError(detail::py_repr(key));
     }
     V pop(const K& key) const {
-        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("pop", key);
-        if (!found) throw KeyError(detail::py_repr(key));
-        return loads<V>(*found);
+        auto taken = call_typed<std::optional<detail::TakenValue>>("pop", key);
+        if (!taken) throw KeyError(detail::py_repr(key));
+        return adopt_taken<V>(*taken);
     }
     V pop(const K& key, const V& fallback) const {
-        std::optional<detail::Blob> found = call_typed<std::optional<detail::Blob>>("pop", key);
-        return found ? loads<V>(*found) : fallback;
+        auto taken = call_typed<std::optional<detail::TakenValue>>("pop", key);
+        return taken ? adopt_taken<V>(*taken) : fallback;
     }
     // The last item inserted, removed; KeyError("popitem(): dictionary is empty") when empty.
     std::pair<K, V> popitem() const {
-        auto item = call_typed<std::pair<detail::Blob, detail::Blob>>("popitem");
-        return {loads<K>(item.first), loads<V>(item.second)};
+        auto item = call_typed<std::pair<detail::Blob, detail::TakenValue>>("popitem");
+        return {loads<K>(item.first), adopt_taken<V>(item.second)};
     }
+    // The value of `key`, set to `fallback` first when there is none (Python's setdefault).
     V setdefault(const K& key, const V& fallback = V{}) const {
-        return call_typed<V>("setdefault", key, fallback);
+        return loads<V>(call_storing("setdefault", {dumps(key)}, fallback));
     }
     std::vector<K> keys() const { return decode_all<K>(call_typed<detail::Blobs>("keys")); }
     std::vector<V> values() const { return decode_all<V>(call_typed<detail::Blobs>("values")); }
@@ -229,8 +338,16 @@ public:
     template <class R>
     void update(const R& pairs) const {
         std::vector<std::pair<detail::Blob, detail::Blob>> raw;
-        for (const auto& [key, value] : pairs) raw.emplace_back(dumps(static_cast<const K&>(key)), dumps(static_cast<const V&>(value)));
-        callmethod("update", {dumps(raw)});
+        std::vector<std::vector<std::uint64_t>> held;
+        bool holds = false;
+        for (const auto& [key, value] : pairs) {
+            held.emplace_back();
+            raw.emplace_back(dumps(static_cast<const K&>(key)), encode_stored(static_cast<const V&>(value), held.back()));
+            holds = holds || !held.back().empty();
+        }
+        detail::Blobs args{dumps(raw)};
+        if (holds) args.push_back(dumps(held));
+        callmethod("update", args);
     }
     void update(std::initializer_list<std::pair<const K, V>> pairs) const { update<>(pairs); }
     bool contains(const K& key) const { return call_typed<bool>("__contains__", key); }
@@ -244,6 +361,23 @@ public:
         for (auto& [key, value] : items()) out.insert_or_assign(std::move(key), std::move(value));
         return out;
     }
+
+    // Iteration, as Python's iter(d): `for (K key : d)` reads one key per call, in insertion order,
+    // from an iterator in the server; iter_items() reads (key, value) pairs the same way. A dict that
+    // changes size while it is iterated ends the iteration with UsageError("dictionary changed size
+    // during iteration"), one whose keys changed with UsageError("dictionary keys changed during
+    // iteration") (Python: RuntimeError), at the next step, the last one included.
+    auto begin() const { return detail::StepIterator<DictWalk<K>>(DictWalk<K>{*this}); }
+    std::default_sentinel_t end() const { return {}; }
+    auto iter_items() const { return detail::StepRange<DictWalk<std::pair<K, V>>>{DictWalk<std::pair<K, V>>{*this}}; }
+
+    // The contents equal those of a plain map (any map type: std::map, std::unordered_map...).
+    template <class Map>
+        requires requires { typename Map::key_type; typename Map::mapped_type; }
+    friend bool operator==(const DictProxy& d, const Map& plain) {
+        return d.template copy<Map>() == plain;
+    }
+
     // Python's str(d): {0: 0, 1: 2}, in insertion order.
     std::string str() const { return detail::py_repr_mapping(items()); }
     friend std::ostream& operator<<(std::ostream& os, const DictProxy& d) { return os << d.str(); }
@@ -252,6 +386,42 @@ protected:
     const char* proxy_name() const override { return "DictProxy"; }
 
 private:
+    // One step of the server-side iterator: `Value` is K (keys) or std::pair<K, V> (items).
+    template <class Value>
+    struct DictWalk {
+        using value_type = Value;
+        static constexpr std::uint64_t kNone = ~std::uint64_t{0};
+        static constexpr bool with_value = !std::is_same_v<Value, K>;
+        DictProxy dict;
+        std::uint64_t position = 0;
+        std::uint64_t size = kNone;
+        std::uint64_t version = kNone;
+        bool done = false;
+
+        // Python's iter(d): the dict's size and version now are what the steps check against.
+        void start() { step(kNone); }
+        std::optional<Value> operator()() {
+            if (done) return std::nullopt;
+            detail::DictStep next = step(position);
+            if (!next.key) {
+                done = true;
+                return std::nullopt;
+            }
+            ++position;
+            if constexpr (with_value) {
+                return Value(loads<K>(*next.key), loads<V>(next.value.value_or(detail::Blob{})));
+            } else {
+                return loads<K>(*next.key);
+            }
+        }
+        detail::DictStep step(std::uint64_t at) {
+            auto next = dict.template call_typed<detail::DictStep>("__iter_step__", at, size, version, with_value);
+            size = next.size;
+            version = next.version;
+            return next;
+        }
+    };
+
     template <class T>
     static std::vector<T> decode_all(const detail::Blobs& raw) {
         std::vector<T> out;
@@ -262,6 +432,10 @@ private:
 };
 
 // A managed list (Python's ListProxy). Indexes may be negative, counting from the end.
+//
+// A proxy stored as an element (a list of dicts, a list of lists) keeps its object alive for as
+// long as the list holds it, also when the handle it was stored from is gone; reading it back
+// gives a working proxy. Only proxies of the list's own manager are kept alive that way.
 template <class T>
 class ListProxy : public BaseProxy {
     static_assert(assert_encodable<T>());
@@ -274,15 +448,51 @@ public:
     // IndexError("list index out of range").
     T getitem(std::int64_t index) const { return call_typed<T>("__getitem__", index); }
     // IndexError("list assignment index out of range").
-    void set(std::int64_t index, const T& value) const { call_typed<void>("__setitem__", index, value); }
-    void append(const T& value) const { call_typed<void>("append", value); }
+    void set(std::int64_t index, const T& value) const { call_storing("__setitem__", {dumps(index)}, value); }
+    void append(const T& value) const { call_storing("append", {}, value); }
     template <class R>
     void extend(const R& values) const {
         detail::Blobs raw;
-        for (const auto& value : values) raw.push_back(dumps(static_cast<const T&>(value)));
-        callmethod("extend", {dumps(raw)});
+        std::vector<std::vector<std::uint64_t>> held;
+        bool holds = false;
+        for (const auto& value : values) {
+            held.emplace_back();
+            raw.push_back(encode_stored(static_cast<const T&>(value), held.back()));
+            holds = holds || !held.back().empty();
+        }
+        detail::Blobs args{dumps(raw)};
+        if (holds) args.push_back(dumps(held));
+        callmethod("extend", args);
     }
     void extend(std::initializer_list<T> values) const { extend<>(values); }
+    // Python's l += values: extends the list in the server.
+    template <class R>
+    const ListProxy& operator+=(const R& values) const {
+        extend(values);
+        return *this;
+    }
+    const ListProxy& operator+=(std::initializer_list<T> values) const {
+        extend<>(values);
+        return *this;
+    }
+    // Python's l *= n: the elements n times over, in the server; n <= 0 empties the list.
+    const ListProxy& operator*=(std::int64_t n) const {
+        call_typed<void>("__imul__", n);
+        return *this;
+    }
+    // Python's l + values and l * n: a plain list, the proxy's elements and then the others.
+    friend std::vector<T> operator+(const ListProxy& l, const std::vector<T>& values) {
+        std::vector<T> out = l.copy();
+        out.insert(out.end(), values.begin(), values.end());
+        return out;
+    }
+    friend std::vector<T> operator*(const ListProxy& l, std::int64_t n) {
+        const std::vector<T> once = l.copy();
+        std::vector<T> out;
+        for (std::int64_t i = 0; i < n; ++i) out.insert(out.end(), once.begin(), once.end());
+        return out;
+    }
+    friend std::vector<T> operator*(std::int64_t n, const ListProxy& l) { return l * n; }
     // ValueError("<repr> is not in list"), as Python's: "5 is not in list", "'a' is not in list".
     // (The server holds encodings and cannot print the value; the proxy names it.)
     std::size_t index(const T& value) const {
@@ -292,15 +502,37 @@ public:
             throw ValueError(detail::py_repr(value) + " is not in list");
         }
     }
-    void insert(std::int64_t index, const T& value) const { call_typed<void>("insert", index, value); }
+    void insert(std::int64_t index, const T& value) const { call_storing("insert", {dumps(index)}, value); }
     // IndexError("pop from empty list") / ("pop index out of range").
-    T pop(std::int64_t index = -1) const { return call_typed<T>("pop", index); }
+    T pop(std::int64_t index = -1) const { return adopt_taken<T>(call_typed<detail::TakenValue>("pop", index)); }
     // ValueError("list.remove(x): x not in list").
     void remove(const T& value) const { call_typed<void>("remove", value); }
     std::size_t count(const T& value) const { return call_typed<std::uint64_t>("count", value); }
     bool contains(const T& value) const { return call_typed<bool>("__contains__", value); }
     void erase(std::int64_t index) const { call_typed<void>("__delitem__", index); }
     void reverse() const { call_typed<void>("reverse"); }
+    // Python's sort(reverse=...): stable, in T's natural order (operator<), or by `less`. The
+    // elements are compared here, where their type is known, and the server reorders them in one
+    // step, only if nobody changed the list in between (otherwise it starts over).
+    void sort(bool reverse = false) const
+        requires requires(const T& a, const T& b) { a < b; }
+    {
+        sort(std::less<>{}, reverse);
+    }
+    template <class Less>
+        requires std::predicate<Less&, const T&, const T&>
+    void sort(Less less, bool reverse = false) const {
+        for (;;) {
+            auto [fingerprint, raw] = call_typed<std::pair<std::uint64_t, detail::Blobs>>("__sort_snapshot__");
+            const std::vector<T> values = decode_all(raw);
+            std::vector<std::uint64_t> order(values.size());
+            for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
+            std::stable_sort(order.begin(), order.end(), [&](std::uint64_t a, std::uint64_t b) {
+                return reverse ? less(values[b], values[a]) : less(values[a], values[b]);
+            });
+            if (call_typed<bool>("__permute__", fingerprint, order)) return;
+        }
+    }
     void clear() const { call_typed<void>("clear"); }
     std::size_t size() const { return call_typed<std::uint64_t>("__len__"); }
     bool empty() const { return size() == 0; }
@@ -310,6 +542,15 @@ public:
     }
     // Python's l[:] or copy(): a plain copy of the elements.
     std::vector<T> copy() const { return decode_all(call_typed<detail::Blobs>("copy")); }
+
+    // Iteration, as Python's iter() over __getitem__: `for (T x : l)` reads l[0], l[1], ... one
+    // call each, until IndexError; it sees the changes made to the list meanwhile.
+    auto begin() const { return detail::StepIterator<ListWalk>(ListWalk{*this}); }
+    std::default_sentinel_t end() const { return {}; }
+
+    // The elements equal those of a plain vector.
+    friend bool operator==(const ListProxy& l, const std::vector<T>& plain) { return l.copy() == plain; }
+
     // Python's str(l): ['0', '1'].
     std::string str() const { return detail::py_repr_sequence(copy(), "[", "]"); }
     friend std::ostream& operator<<(std::ostream& os, const ListProxy& l) { return os << l.str(); }
@@ -318,6 +559,23 @@ protected:
     const char* proxy_name() const override { return "ListProxy"; }
 
 private:
+    struct ListWalk {
+        using value_type = T;
+        ListProxy list;
+        std::int64_t next = 0;
+        bool done = false;
+
+        std::optional<T> operator()() {
+            if (done) return std::nullopt;
+            try {
+                return list.getitem(next++);
+            } catch (const IndexError&) {
+                done = true;
+                return std::nullopt;
+            }
+        }
+    };
+
     static std::vector<T> decode_all(const detail::Blobs& raw) {
         std::vector<T> out;
         out.reserve(raw.size());
@@ -327,7 +585,11 @@ private:
 };
 
 // A managed namespace (Python's Namespace): attributes by name, each of any Encodable type.
-// Reading gives a copy.
+// Reading gives a copy. As in Python's NamespaceProxy, a name that starts with '_' is an
+// attribute of the proxy itself, not of the namespace: shared by the copies of this handle in
+// this process (a forked child inherits a copy; a proxy received any other way has none), not
+// listed by names() nor printed by str().
+// A proxy stored as an attribute keeps its object alive while the namespace holds it.
 class Namespace : public BaseProxy {
 public:
     Namespace() = default;
@@ -336,30 +598,62 @@ public:
     template <class T>
     void set(std::string_view name, const T& value) const {
         static_assert(assert_encodable<T>());
-        callmethod("__setattr__", {dumps(std::string(name)), dumps(detail::type_fingerprint<T>()), dumps(value)});
+        if (local_name(name)) return set_local(name, detail::type_fingerprint<T>(), std::make_shared<const T>(value));
+        std::string shown;
+        if constexpr (std::is_base_of_v<BaseProxy, T>) {
+            shown = value.repr();
+        } else {
+            shown = detail::py_repr(value);
+        }
+        call_storing("__setattr__", {dumps(std::string(name)), dumps(detail::type_fingerprint<T>()), dumps(shown)},
+                     value);
     }
     // A string literal is stored as a std::string: read it back with get<std::string>.
     void set(std::string_view name, const char* text) const { set(name, std::string(text)); }
-    // AttributeError("'Namespace' object has no attribute 'x'") when there is none; DecodeError
-    // when it was set as another type.
+    // AttributeError("'Namespace' object has no attribute 'x'") when there is none (for a '_'
+    // name: "'NamespaceProxy' object has no attribute '_x'"); DecodeError when it was set as
+    // another type.
     template <class T>
     T get(std::string_view name) const {
         static_assert(assert_encodable<T>());
+        if (local_name(name)) {
+            auto [fingerprint, value] = get_local(name);
+            if (fingerprint != detail::type_fingerprint<T>()) wrong_type(name, fingerprint, typeid(T));
+            return *static_cast<const T*>(value.get());
+        }
         auto [fingerprint, value] = call_typed<std::pair<std::string, detail::Blob>>("__getattr__", std::string(name));
         if (fingerprint != detail::type_fingerprint<T>()) wrong_type(name, fingerprint, typeid(T));
         return loads<T>(value);
     }
-    bool contains(std::string_view name) const { return call_typed<bool>("__contains__", std::string(name)); }
+    bool contains(std::string_view name) const;
     // Python's delattr; AttributeError when there is none.
-    void erase(std::string_view name) const { call_typed<void>("__delattr__", std::string(name)); }
-    // The attribute names, in the order they were first set.
+    void erase(std::string_view name) const;
+    // The namespace's attribute names, in the order they were first set.
     std::vector<std::string> names() const { return call_typed<std::vector<std::string>>("names"); }
+    // Python's str(ns): Namespace(a=1, b='x'), each value's repr as it was when set, sorted.
+    std::string str() const { return call_typed<std::string>("__repr__"); }
+    friend std::string to_string(const Namespace& ns) { return ns.str(); }
+    friend std::ostream& operator<<(std::ostream& os, const Namespace& ns) { return os << ns.str(); }
 
 protected:
     const char* proxy_name() const override { return "NamespaceProxy"; }
 
 private:
+    // The '_' attributes: name -> (type fingerprint, the value). A proxy kept there keeps its
+    // object alive, as Python's proxy attribute does.
+    using LocalValue = std::pair<std::string, std::shared_ptr<const void>>;
+    struct LocalAttributes {
+        std::mutex mutex;
+        std::map<std::string, LocalValue, std::less<>> values;
+    };
+    static bool local_name(std::string_view name) { return !name.empty() && name.front() == '_'; }
+    void set_local(std::string_view name, std::string fingerprint, std::shared_ptr<const void> value) const;
+    LocalValue get_local(std::string_view name) const;
+    LocalAttributes& locals() const;
+    [[noreturn]] static void no_local_attribute(std::string_view name);
     [[noreturn]] static void wrong_type(std::string_view name, const std::string& stored, const std::type_info& asked);
+
+    std::shared_ptr<LocalAttributes> local_ = std::make_shared<LocalAttributes>();
 };
 
 // A managed value (Python's ValueProxy: get, set, .value).
@@ -636,6 +930,16 @@ public:
     // Starts the server process. ProcessError("Unable to start server") when it fails to come up;
     // UsageError when already started or connected.
     void start();
+    // Starts the server process, which runs initializer(args...) before it serves (Python's
+    // start(initializer, initargs)). Under spawn and forkserver the initializer travels as a
+    // Process target does: a function or a lambda without captures, with Encodable arguments
+    // (UsageError otherwise); under fork any callable. When it throws, the server does not serve
+    // and start() throws ProcessError("Unable to start server: the initializer threw <type>: <what>").
+    template <class F, class... A>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<A>&...>
+    void start(F&& initializer, A&&... args) {
+        start_server(detail::make_target(std::forward<F>(initializer), std::forward<A>(args)...));
+    }
     // A server in this process, listening on the manager's address (Python's get_server()).
     Server get_server();
     // Connects to a running server at the manager's address; AuthenticationError for a wrong key,
@@ -667,6 +971,7 @@ protected:
     virtual const char* type_name() const { return "BaseManager"; }
 
 private:
+    void start_server(std::shared_ptr<detail::Target> initializer);
     detail::RegisteredType* add_registration(detail::RegisteredType entry);
     std::shared_ptr<detail::ManagerState> state_;
 };

@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <deque>
@@ -20,6 +21,7 @@
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
 #include "runtime/fork_aware_mutex.hpp"
+#include "runtime/portable_call.hpp"
 #include "runtime/process_access.hpp"
 #include "runtime/runtime.hpp"
 
@@ -277,6 +279,39 @@ ProxyState::~ProxyState() {
     throw RemoteError(kind, message);
 }
 
+namespace {
+// The grants alive on this thread, innermost first.
+thread_local ReferenceGrant* current_grant = nullptr;
+}  // namespace
+
+ReferenceGrant::ReferenceGrant(ProxyToken server, std::vector<std::uint64_t> ids)
+    : server_(std::move(server)), ids_(std::move(ids)), outer_(current_grant) {
+    current_grant = this;
+}
+
+ReferenceGrant::~ReferenceGrant() {
+    current_grant = outer_;
+    const std::string key = server_key_of(server_);
+    for (const std::uint64_t id : ids_) {
+        try {
+            request(server_, key, kServerObject, "decref", {dumps(id)});
+        } catch (const std::exception& e) {
+            get_logger().debug("manager: could not release object {}: {}", id, e.what());
+        }
+    }
+}
+
+bool ReferenceGrant::take(const ProxyToken& token) {
+    for (ReferenceGrant* grant = current_grant; grant != nullptr; grant = grant->outer_) {
+        if (server_key_of(grant->server_) != server_key_of(token)) continue;
+        auto it = std::find(grant->ids_.begin(), grant->ids_.end(), token.id);
+        if (it == grant->ids_.end()) continue;
+        grant->ids_.erase(it);
+        return true;
+    }
+    return false;
+}
+
 }  // namespace detail
 
 // ---- BaseProxy ----
@@ -320,8 +355,57 @@ detail::ProxyToken BaseProxy::token() const {
 
 void BaseProxy::adopt(const detail::ProxyToken& token) {
     auto state = detail::new_state(token);
-    detail::acquire_inherited(*state);
+    if (detail::ReferenceGrant::take(token)) {
+        detail::hold(*state);  // the reference the server handed over with the value
+    } else {
+        detail::acquire_inherited(*state);
+    }
     state_ = std::move(state);
+}
+
+void BaseProxy::held_here(const std::vector<detail::ProxyToken>& tokens, std::vector<std::uint64_t>& held) const {
+    if (!state_) empty_proxy();
+    for (const auto& token : tokens)
+        if (detail::server_key_of(token) == state_->server_key) held.push_back(token.id);
+}
+
+bool Namespace::contains(std::string_view name) const {
+    if (!local_name(name)) return call_typed<bool>("__contains__", std::string(name));
+    LocalAttributes& local = locals();
+    std::lock_guard lock(local.mutex);
+    return local.values.contains(name);
+}
+
+void Namespace::erase(std::string_view name) const {
+    if (!local_name(name)) return call_typed<void>("__delattr__", std::string(name));
+    LocalAttributes& local = locals();
+    std::lock_guard lock(local.mutex);
+    auto it = local.values.find(name);
+    if (it == local.values.end()) no_local_attribute(name);
+    local.values.erase(it);
+}
+
+void Namespace::set_local(std::string_view name, std::string fingerprint, std::shared_ptr<const void> value) const {
+    LocalAttributes& local = locals();
+    std::lock_guard lock(local.mutex);
+    local.values.insert_or_assign(std::string(name), std::pair(std::move(fingerprint), std::move(value)));
+}
+
+Namespace::LocalValue Namespace::get_local(std::string_view name) const {
+    LocalAttributes& local = locals();
+    std::lock_guard lock(local.mutex);
+    auto it = local.values.find(name);
+    if (it == local.values.end()) no_local_attribute(name);
+    return it->second;
+}
+
+Namespace::LocalAttributes& Namespace::locals() const {
+    if (!local_) empty_proxy();  // moved from
+    return *local_;
+}
+
+void Namespace::no_local_attribute(std::string_view name) {
+    throw AttributeError(fmt::format("'NamespaceProxy' object has no attribute '{}'", name));
 }
 
 void Namespace::wrong_type(std::string_view name, const std::string& stored, const std::type_info& asked) {
@@ -487,7 +571,29 @@ detail::RegisteredType* BaseManager::add_registration(detail::RegisteredType ent
     return &state_->registry.emplace_back(std::move(entry));
 }
 
-void BaseManager::start() {
+namespace detail {
+namespace {
+
+// The server process: the initializer first (Python runs it before the server is made), then the
+// server. An initializer that throws is reported on the channel as a server that could not start.
+void manager_server_start(const ServerSettings& settings, const ServerChannel& channel,
+                          const PortableCall& initializer) {
+    try {
+        initializer();
+    } catch (const std::exception& e) {
+        Connection reply = Connection::from_fd(channel.fd);
+        reply.send(fmt::format("the initializer threw {}: {}", demangled_name(typeid(e)), e.what()));
+        return;
+    }
+    manager_server_main(settings, channel);
+}
+
+}  // namespace
+}  // namespace detail
+
+void BaseManager::start() { start_server(nullptr); }
+
+void BaseManager::start_server(std::shared_ptr<detail::Target> initializer) {
     require_state(state_);
     detail::ManagerState& s = *state_;
     if (s.phase == detail::ManagerPhase::started) throw UsageError("Already started server");
@@ -502,7 +608,8 @@ void BaseManager::start() {
     auto [from_server, to_parent] = Pipe();
     const detail::ServerChannel channel{to_parent.fileno()};
     Process server(ProcessOptions{.start_method = s.options.context, .die_with_parent = true},
-                   &detail::manager_server_main, std::move(settings), channel);
+                   &detail::manager_server_start, std::move(settings), channel,
+                   detail::PortableCall{std::move(initializer), {}});
     const std::string default_name = server.name();
     server.set_name(type_name() + default_name.substr(default_name.find('-')));
     server.start();

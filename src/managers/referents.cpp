@@ -63,78 +63,196 @@ std::size_t clamp_bound(std::int64_t bound, std::size_t size) {
     return static_cast<std::size_t>(std::clamp<std::int64_t>(bound, 0, static_cast<std::int64_t>(size)));
 }
 
+// A value a container stores: its encoding, and the references its proxies hold on other objects
+// (none for a value without proxies). Copies of it share them (a list repeated by *=).
+struct Element {
+    Blob bytes;
+    std::shared_ptr<const StoredReferences> held;
+
+    Element() = default;
+    Element(Blob value, std::shared_ptr<const StoredReferences> references = nullptr)  // NOLINT: implicit
+        : bytes(std::move(value)), held(std::move(references)) {}
+    friend bool operator==(const Element& element, const Blob& value) { return element.bytes == value; }
+
+    // Encoded as its bytes alone: a sequence of elements reads back as Blobs.
+    template <class Archive>
+    void save(Archive& ar) const {
+        ar(bytes);
+    }
+    template <class Archive>
+    void load(Archive& ar) {
+        ar(bytes);
+        held.reset();
+    }
+};
+
+// The references for the objects `ids` names, held for a value being stored.
+std::shared_ptr<const StoredReferences> hold(std::vector<std::uint64_t> ids, const Caller& caller) {
+    if (ids.empty()) return nullptr;
+    if (caller.server == nullptr) throw ServerError{"UsageError", "this call cannot hold objects"};
+    return std::make_shared<const StoredReferences>(*caller.server, std::move(ids));
+}
+
+// The ids a client sends after a stored value (args[index], absent when the value holds no proxy
+// of this server), held.
+std::shared_ptr<const StoredReferences> held_arg(const Blobs& args, std::size_t index, const Caller& caller) {
+    if (index >= args.size()) return nullptr;
+    return hold(arg<std::vector<std::uint64_t>>(args, index), caller);
+}
+
+// The same for `count` values stored at once (extend, update): one list of ids per value.
+std::vector<std::shared_ptr<const StoredReferences>> held_each(const Blobs& args, std::size_t index, std::size_t count,
+                                                             const Caller& caller) {
+    std::vector<std::shared_ptr<const StoredReferences>> out(count);
+    if (index >= args.size()) return out;
+    auto lists = arg<std::vector<std::vector<std::uint64_t>>>(args, index);
+    if (lists.size() != count) throw ServerError{"UsageError", "one list of held objects per value expected"};
+    for (std::size_t i = 0; i < count; ++i) out[i] = hold(std::move(lists[i]), caller);
+    return out;
+}
+
+// A value taken out of its container for the caller (pop), with a reference to each object its
+// proxies refer to, which the caller's proxies take over.
+TakenValue take_out(Element& element) {
+    TakenValue out{std::move(element.bytes), {}};
+    if (element.held) {
+        element.held->hand_over();
+        out.held = element.held->ids();
+    }
+    return out;
+}
+
+// A fingerprint of a list's contents, to see whether it changed between two calls (sort).
+std::uint64_t fingerprint_of(const std::vector<Element>& items) {
+    std::uint64_t hash = 14695981039346656037ull;  // FNV-1a
+    auto mix = [&hash](std::byte b) { hash = (hash ^ static_cast<std::uint64_t>(b)) * 1099511628211ull; };
+    for (const auto& item : items) {
+        const std::uint64_t size = item.bytes.size();
+        for (std::size_t i = 0; i < sizeof size; ++i) mix(static_cast<std::byte>(size >> (8 * i)));
+        for (std::byte b : item.bytes) mix(b);
+    }
+    return hash;
+}
+
 class DictReferent final : public Referent {
 public:
-    Blob call(std::string_view m, const Blobs& args, const Caller&) override {
+    Blob call(std::string_view m, const Blobs& args, const Caller& caller) override {
         std::lock_guard lock(mutex_);
         if (m == "get") {
             auto it = index_.find(key_of(raw_arg(args, 0)));
-            return dumps(it == index_.end() ? std::optional<Blob>() : std::optional<Blob>(it->second->second));
+            return dumps(it == index_.end() ? std::optional<Blob>() : std::optional<Blob>(it->second->second.bytes));
         }
         if (m == "__setitem__") {
-            put(raw_arg(args, 0), raw_arg(args, 1));
+            put(raw_arg(args, 0), Element(raw_arg(args, 1), held_arg(args, 2, caller)));
             return none();
         }
         if (m == "__delitem__" || m == "pop") {
             auto it = index_.find(key_of(raw_arg(args, 0)));
-            std::optional<Blob> value;
-            if (it != index_.end()) {
-                value = std::move(it->second->second);
+            const bool found = it != index_.end();
+            std::optional<TakenValue> value;
+            if (found) {
+                if (m == "pop") value = take_out(it->second->second);
                 items_.erase(it->second);
                 index_.erase(it);
+                ++version_;
             }
-            return m == "pop" ? dumps(value) : dumps(value.has_value());
+            return m == "pop" ? dumps(value) : dumps(found);
         }
         if (m == "popitem") {
             if (items_.empty()) throw ServerError{"KeyError", "popitem(): dictionary is empty"};
             auto last = std::prev(items_.end());
-            Blob out = dumps(*last);
+            Blob out = dumps(std::pair<Blob, TakenValue>(last->first, take_out(last->second)));
             index_.erase(key_of(last->first));
             items_.erase(last);
+            ++version_;
             return out;
         }
         if (m == "setdefault") {
             auto it = index_.find(key_of(raw_arg(args, 0)));
-            if (it != index_.end()) return it->second->second;
-            put(raw_arg(args, 0), raw_arg(args, 1));
+            if (it != index_.end()) return it->second->second.bytes;
+            put(raw_arg(args, 0), Element(raw_arg(args, 1), held_arg(args, 2, caller)));
             return raw_arg(args, 1);
         }
         if (m == "keys" || m == "values") {
             Blobs out;
             out.reserve(items_.size());
-            for (const auto& [key, value] : items_) out.push_back(m == "keys" ? key : value);
+            for (const auto& [key, value] : items_) out.push_back(m == "keys" ? key : value.bytes);
             return dumps(out);
         }
-        if (m == "items") return dumps(std::vector<std::pair<Blob, Blob>>(items_.begin(), items_.end()));
+        if (m == "items") return dumps(std::vector<std::pair<Blob, Element>>(items_.begin(), items_.end()));
         if (m == "update") {
-            for (auto& [key, value] : arg<std::vector<std::pair<Blob, Blob>>>(args, 0)) put(key, value);
+            auto pairs = arg<std::vector<std::pair<Blob, Blob>>>(args, 0);
+            auto held = held_each(args, 1, pairs.size(), caller);
+            for (std::size_t i = 0; i < pairs.size(); ++i)
+                put(pairs[i].first, Element(std::move(pairs[i].second), std::move(held[i])));
             return none();
         }
         if (m == "__contains__") return dumps(index_.contains(key_of(raw_arg(args, 0))));
         if (m == "__len__") return dumps(static_cast<std::uint64_t>(items_.size()));
         if (m == "clear") {
+            if (!items_.empty()) ++version_;
             items_.clear();
             index_.clear();
             return none();
         }
+        if (m == "__iter_step__") return dumps(iter_step(args, caller));
         not_exposed(m, "dict");
     }
 
 private:
-    void put(const Blob& key, const Blob& value) {
+    using Items = std::list<std::pair<Blob, Element>>;
+
+    void put(const Blob& key, Element value) {
         auto [it, inserted] = index_.try_emplace(key_of(key));
         if (inserted) {
-            items_.emplace_back(key, value);
+            items_.emplace_back(key, std::move(value));
             it->second = std::prev(items_.end());
+            ++version_;
         } else {
-            it->second->second = value;
+            it->second->second = std::move(value);
         }
     }
 
+    // Python's dict iterator, one step a call: (position, size, version, with value). Position
+    // kNone begins an iteration, answering the size and version the next steps pass back; a step
+    // fails as Python's next() does when the dict changed size (or keys) since.
+    DictStep iter_step(const Blobs& args, const Caller& caller) {
+        constexpr std::uint64_t kNone = ~std::uint64_t{0};
+        const auto position = arg<std::uint64_t>(args, 0);
+        const auto size = arg<std::uint64_t>(args, 1);
+        const auto version = arg<std::uint64_t>(args, 2);
+        const bool with_value = arg<bool>(args, 3);
+        if (position != kNone && size != items_.size())
+            throw ServerError{"UsageError", "dictionary changed size during iteration"};
+        if (position != kNone && version != version_)
+            throw ServerError{"UsageError", "dictionary keys changed during iteration"};
+        DictStep step{items_.size(), version_, std::nullopt, std::nullopt};
+        if (position >= items_.size()) {
+            cursors_.erase(caller.connection);
+            return step;
+        }
+        // Where this connection's walk was: valid while no key was added or removed since.
+        if (cursors_.size() > kMaxCursors && !cursors_.contains(caller.connection)) cursors_.clear();
+        Cursor& cursor = cursors_[caller.connection];
+        if (cursor.version != version_ || cursor.position > position) cursor = Cursor{version_, 0, items_.begin()};
+        for (; cursor.position < position; ++cursor.position) ++cursor.at;
+        step.key = cursor.at->first;
+        if (with_value) step.value = cursor.at->second.bytes;
+        return step;
+    }
+
+    struct Cursor {
+        std::uint64_t version = ~std::uint64_t{0};
+        std::uint64_t position = 0;
+        Items::iterator at;
+    };
+    static constexpr std::size_t kMaxCursors = 64;
+
     std::mutex mutex_;
-    using Items = std::list<std::pair<Blob, Blob>>;
     Items items_;  // in insertion order, as Python's dict
     std::unordered_map<std::string, Items::iterator> index_;
+    std::uint64_t version_ = 0;  // counts the keys added and removed
+    std::unordered_map<std::uint64_t, Cursor> cursors_;  // by connection
 };
 
 class ListReferent final : public Referent {
@@ -143,25 +261,27 @@ public:
     // Python's manager Array: a fixed number of elements, only len/get/set (and a copy).
     ListReferent(std::size_t size, const Blob& initial) : items_(size, initial), fixed_(true) {}
 
-    Blob call(std::string_view m, const Blobs& args, const Caller&) override {
+    Blob call(std::string_view m, const Blobs& args, const Caller& caller) override {
         std::lock_guard lock(mutex_);
         if (m == "__getitem__")
-            return items_[checked_index(arg<std::int64_t>(args, 0), items_.size(), fixed_ ? "array index out of range" : "list index out of range")];
+            return items_[checked_index(arg<std::int64_t>(args, 0), items_.size(), fixed_ ? "array index out of range" : "list index out of range")].bytes;
         if (m == "__setitem__") {
-            items_[checked_index(arg<std::int64_t>(args, 0), items_.size(),
-                                 fixed_ ? "array assignment index out of range" : "list assignment index out of range")] =
-                raw_arg(args, 1);
+            const auto at = checked_index(arg<std::int64_t>(args, 0), items_.size(),
+                                          fixed_ ? "array assignment index out of range" : "list assignment index out of range");
+            items_[at] = Element(raw_arg(args, 1), held_arg(args, 2, caller));
             return none();
         }
         if (m == "__len__") return dumps(static_cast<std::uint64_t>(items_.size()));
         if (m == "copy") return dumps(items_);
         if (fixed_) not_exposed(m, "Array");
         if (m == "append") {
-            items_.push_back(raw_arg(args, 0));
+            items_.emplace_back(raw_arg(args, 0), held_arg(args, 1, caller));
             return none();
         }
         if (m == "extend") {
-            for (auto& each : arg<Blobs>(args, 0)) items_.push_back(std::move(each));
+            auto values = arg<Blobs>(args, 0);
+            auto held = held_each(args, 1, values.size(), caller);
+            for (std::size_t i = 0; i < values.size(); ++i) items_.emplace_back(std::move(values[i]), std::move(held[i]));
             return none();
         }
         if (m == "index" || m == "remove") {
@@ -175,15 +295,15 @@ public:
         }
         if (m == "insert") {
             const auto at = clamp_bound(arg<std::int64_t>(args, 0), items_.size());
-            items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(at), raw_arg(args, 1));
+            items_.insert(items_.begin() + static_cast<std::ptrdiff_t>(at), Element(raw_arg(args, 1), held_arg(args, 2, caller)));
             return none();
         }
         if (m == "pop") {
             if (items_.empty()) throw ServerError{"IndexError", "pop from empty list"};
             const auto at = checked_index(arg<std::int64_t>(args, 0), items_.size(), "pop index out of range");
-            Blob out = std::move(items_[at]);
+            TakenValue out = take_out(items_[at]);
             items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(at));
-            return out;
+            return dumps(out);
         }
         if (m == "__delitem__") {
             const auto at = checked_index(arg<std::int64_t>(args, 0), items_.size(), "list assignment index out of range");
@@ -205,33 +325,77 @@ public:
         if (m == "slice") {
             const auto start = clamp_bound(arg<std::int64_t>(args, 0), items_.size());
             const auto stop = clamp_bound(arg<std::int64_t>(args, 1), items_.size());
-            return dumps(start < stop ? Blobs(items_.begin() + static_cast<std::ptrdiff_t>(start),
-                                              items_.begin() + static_cast<std::ptrdiff_t>(stop))
-                                      : Blobs());
+            return dumps(start < stop ? std::vector<Element>(items_.begin() + static_cast<std::ptrdiff_t>(start),
+                                                             items_.begin() + static_cast<std::ptrdiff_t>(stop))
+                                      : std::vector<Element>());
+        }
+        if (m == "__imul__") {
+            const auto times = arg<std::int64_t>(args, 0);
+            if (times <= 0 || items_.empty()) {
+                items_.clear();
+                return none();
+            }
+            if (static_cast<std::uint64_t>(times) > kMaxElements / items_.size())
+                throw ServerError{"MemoryError", "the list would be too long"};
+            const std::size_t once = items_.size();
+            items_.reserve(once * static_cast<std::size_t>(times));
+            for (std::int64_t i = 1; i < times; ++i)
+                for (std::size_t j = 0; j < once; ++j) items_.push_back(items_[j]);
+            return none();
+        }
+        // sort, in two calls: the elements and a fingerprint of them, then the order the client
+        // sorted them in, applied only when the list has not changed in between.
+        if (m == "__sort_snapshot__") {
+            Blob out;
+            Encoder snapshot(out);
+            snapshot.write(fingerprint_of(items_));
+            snapshot.write(items_);
+            return out;
+        }
+        if (m == "__permute__") {
+            if (arg<std::uint64_t>(args, 0) != fingerprint_of(items_)) return dumps(false);
+            const auto order = arg<std::vector<std::uint64_t>>(args, 1);
+            std::vector<bool> seen(items_.size());
+            if (order.size() != items_.size()) throw ServerError{"ValueError", "not a permutation of the list"};
+            for (const auto index : order) {
+                if (index >= items_.size() || seen[index]) throw ServerError{"ValueError", "not a permutation of the list"};
+                seen[index] = true;
+            }
+            std::vector<Element> sorted;
+            sorted.reserve(items_.size());
+            for (const auto index : order) sorted.push_back(std::move(items_[index]));
+            items_ = std::move(sorted);
+            return dumps(true);
         }
         not_exposed(m, "list");
     }
 
 private:
+    static constexpr std::size_t kMaxElements = std::size_t{1} << 32;
     std::mutex mutex_;
-    Blobs items_;
+    std::vector<Element> items_;
     bool fixed_ = false;
 };
 
 class NamespaceReferent final : public Referent {
 public:
-    Blob call(std::string_view m, const Blobs& args, const Caller&) override {
+    Blob call(std::string_view m, const Blobs& args, const Caller& caller) override {
         std::lock_guard lock(mutex_);
         if (m == "__getattr__") {
             auto it = find(arg<std::string>(args, 0));
-            return dumps(std::pair<std::string, Blob>(it->fingerprint, it->value));
+            return dumps(std::pair<std::string, Blob>(it->fingerprint, it->value.bytes));
         }
+        // (name, type fingerprint, the value's repr, the value[, the objects it holds])
         if (m == "__setattr__") {
             auto name = arg<std::string>(args, 0);
+            auto fingerprint = arg<std::string>(args, 1);
+            auto repr = arg<std::string>(args, 2);
+            Element value(raw_arg(args, 3), held_arg(args, 4, caller));
             auto it = std::find_if(attributes_.begin(), attributes_.end(), [&](const auto& a) { return a.name == name; });
-            if (it == attributes_.end()) it = attributes_.insert(attributes_.end(), Attribute{name, {}, {}});
-            it->fingerprint = arg<std::string>(args, 1);
-            it->value = raw_arg(args, 2);
+            if (it == attributes_.end()) it = attributes_.insert(attributes_.end(), Attribute{name, {}, {}, {}});
+            it->fingerprint = std::move(fingerprint);
+            it->repr = std::move(repr);
+            it->value = std::move(value);
             return none();
         }
         if (m == "__delattr__") {
@@ -247,6 +411,15 @@ public:
             for (const auto& a : attributes_) names.push_back(a.name);
             return dumps(names);
         }
+        // Python's Namespace.__repr__: Namespace(a=1, b='x'), the name=value texts sorted.
+        if (m == "__repr__") {
+            std::vector<std::string> shown;
+            for (const auto& a : attributes_) shown.push_back(a.name + "=" + a.repr);
+            std::sort(shown.begin(), shown.end());
+            std::string out = "Namespace(";
+            for (std::size_t i = 0; i < shown.size(); ++i) out += (i == 0 ? "" : ", ") + shown[i];
+            return dumps(out + ")");
+        }
         not_exposed(m, "Namespace");
     }
 
@@ -254,7 +427,8 @@ private:
     struct Attribute {
         std::string name;
         std::string fingerprint;
-        Blob value;
+        std::string repr;  // Python's repr of the value, made by the proxy that set it
+        Element value;
     };
     std::vector<Attribute>::iterator find(const std::string& name) {
         auto it = std::find_if(attributes_.begin(), attributes_.end(), [&](const auto& a) { return a.name == name; });
@@ -553,6 +727,39 @@ private:
 };
 
 }  // namespace
+
+namespace {
+// Gives back one reference to each object; those left with none are deleted, outside the lock.
+void give_back(ServerState& server, const std::vector<std::uint64_t>& ids) {
+    std::vector<std::shared_ptr<Referent>> dying;
+    std::lock_guard lock(server.mutex);
+    for (const auto id : ids) {
+        auto it = server.objects.find(id);
+        if (it == server.objects.end()) continue;  // the server is being destroyed
+        if (--it->second.refcount == 0) {
+            dying.push_back(std::move(it->second.referent));
+            server.objects.erase(it);
+        }
+    }
+}
+
+void take(ServerState& server, const std::vector<std::uint64_t>& ids) {
+    std::lock_guard lock(server.mutex);
+    for (const auto id : ids)
+        if (!server.objects.contains(id))
+            throw ServerError{"ReferenceError", fmt::format("no object with id {} in the manager (already released?)", id)};
+    for (const auto id : ids) ++server.objects.at(id).refcount;
+}
+}  // namespace
+
+StoredReferences::StoredReferences(ServerState& server, std::vector<std::uint64_t> ids)
+    : server_(server), ids_(std::move(ids)) {
+    take(server_, ids_);
+}
+
+StoredReferences::~StoredReferences() { give_back(server_, ids_); }
+
+void StoredReferences::hand_over() const { take(server_, ids_); }
 
 std::shared_ptr<Referent> make_builtin(std::string_view t, const Blobs& args) {
     if (t == "dict") return std::make_shared<DictReferent>();

@@ -117,6 +117,14 @@ ServerState::ServerState(std::optional<Address> where, AuthKey key, std::map<std
       authkey(std::move(key)),
       types(std::move(registered)) {}
 
+ServerState::~ServerState() {
+    std::unordered_map<std::uint64_t, Entry> doomed;
+    {
+        std::lock_guard lock(mutex);
+        doomed.swap(objects);
+    }
+}
+
 void ServerState::start_accepting(const std::shared_ptr<ServerState>& self) {
     std::thread([self] {
         for (;;) {
@@ -155,7 +163,7 @@ void ServerState::wait_for_shutdown() {
 }
 
 void ServerState::serve_client(Connection connection, std::uint64_t connection_id) {
-    const Caller caller{connection_id};
+    const Caller caller{connection_id, this};
     const int fd = connection.fileno();
     FrameReader reader;
     std::vector<std::byte> reply;

@@ -17,9 +17,34 @@
 
 namespace mproc::detail {
 
+struct ServerState;
+
 // Who is calling: the server thread serving one client connection. An RLock is owned by it.
 struct Caller {
     std::uint64_t connection = 0;
+    // The server the call came to: a container takes references to its objects for the proxies
+    // it stores (StoredReferences).
+    ServerState* server = nullptr;
+};
+
+// The references a value stored in a container holds on other objects of its server (the proxies
+// in the value: a list of dicts, a dict of lists), taken when the value is stored and given back
+// when the last copy of it is dropped: overwritten, removed, or gone with its container.
+class StoredReferences {
+public:
+    // Takes a reference to each object; ReferenceError, taking none, when one is gone.
+    StoredReferences(ServerState& server, std::vector<std::uint64_t> ids);
+    ~StoredReferences();
+    StoredReferences(const StoredReferences&) = delete;
+    StoredReferences& operator=(const StoredReferences&) = delete;
+    const std::vector<std::uint64_t>& ids() const noexcept { return ids_; }
+    // Another reference to each object, for a caller the value is handed to (pop): the caller's
+    // proxies give them back.
+    void hand_over() const;
+
+private:
+    ServerState& server_;
+    std::vector<std::uint64_t> ids_;
 };
 
 // An object owned by the server.
@@ -39,6 +64,9 @@ std::shared_ptr<Referent> make_registered(const RegisteredType& type, const Blob
 
 struct ServerState {
     ServerState(std::optional<Address> address, AuthKey key, std::map<std::string, RegisteredType> types);
+    // Drops the objects before the rest: their stored proxies' references come back to a state
+    // that then has no object left to find.
+    ~ServerState();
 
     // Accepts clients on a thread of its own until the process ends.
     void start_accepting(const std::shared_ptr<ServerState>& self);

@@ -9,7 +9,6 @@
 #include <deque>
 #include <map>
 #include <mutex>
-#include <numeric>
 #include <optional>
 #include <regex>
 #include <stdexcept>
@@ -19,6 +18,7 @@
 #include <utility>
 #include <vector>
 
+#include "helpers/manager_test_helpers.hpp"
 #include "mproc/context.hpp"
 #include "mproc/managers.hpp"
 
@@ -61,32 +61,9 @@ std::string start_method_name(const ::testing::TestParamInfo<StartMethod>& info)
     return std::string(mproc::to_string(info.param));
 }
 
-// The what() of the E that call() throws, or a text saying that it threw none.
-template <class E, class F>
-std::string thrown_text(F&& call) {
-    try {
-        call();
-    } catch (const E& e) {
-        return e.what();
-    }
-    return "nothing thrown";
-}
+using mproc_test::thrown_text;
 
-class ManagerConformance : public ::testing::TestWithParam<StartMethod> {
-protected:
-    mproc::ManagerOptions options() const { return {.context = GetParam()}; }
-    mproc::Process child_process(auto target, auto... args) const {
-        return mproc::Process(mproc::ProcessOptions{.start_method = GetParam()}, target, args...);
-    }
-    // CPython's run_worker: target(args...) in a child, which must end with exit code 0 (a failed
-    // check there throws, and an uncaught exception is exit code 1 with its text on stderr).
-    void run_worker(auto target, auto... args) const {
-        auto child = child_process(target, args...);
-        child.start();
-        child.join();
-        EXPECT_EQ(child.exitcode(), 0);
-    }
-};
+class ManagerConformance : public mproc_test::ManagerFixture {};
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerConformance, kStartMethods, start_method_name);
 
@@ -823,146 +800,7 @@ TEST_P(ManagedBarrier, OnePartyPassesAlone) {
     EXPECT_EQ(single.wait(), 0);
 }
 
-// _TestContainers ----------------------------------------------------------------------------
-
-std::vector<int> range(int n) {
-    std::vector<int> out(static_cast<std::size_t>(n));
-    std::iota(out.begin(), out.end(), 0);
-    return out;
-}
-
-// CPython: _TestContainers.test_list (not `b *= 2` and `b + [5, 6]`, issue 13; the proxies
-// stored in `e` and `f` are kept alive by `a` and `b` here, as issue 13 asks the container to)
-TEST_P(ManagerConformance, ListOfValuesAndListOfLists) {
-    auto manager = mproc::Manager(options());
-    auto a = manager.list<int>(range(10));
-    EXPECT_EQ(a.copy(), range(10));
-    auto b = manager.list<int>();
-    EXPECT_EQ(b.copy(), std::vector<int>{});
-    b.extend(range(5));
-    EXPECT_EQ(b.copy(), range(5));
-    EXPECT_EQ(b[2].get(), 2);
-    EXPECT_EQ(b.slice(2, 10), (std::vector<int>{2, 3, 4}));
-    EXPECT_EQ(a.copy(), range(10));
-
-    auto e = manager.list<mproc::ListProxy<int>>(std::vector<mproc::ListProxy<int>>{a, b});
-    std::vector<std::vector<int>> contents;
-    for (const auto& element : e.copy()) contents.push_back(element.copy());
-    EXPECT_EQ(contents, (std::vector<std::vector<int>>{range(10), range(5)}));
-
-    auto f = manager.list<mproc::ListProxy<int>>(std::vector<mproc::ListProxy<int>>{a});
-    a.append(10);
-    EXPECT_EQ(f.getitem(0).copy(), range(11));  // the stored proxy reaches the same list
-}
-
-// CPython: _TestContainers.test_list_proxy_in_list (the inner lists kept alive by their handles
-// here; `b.append(b)`, a list holding itself, has no typed equivalent)
-TEST_P(ManagerConformance, ListOfListProxies) {
-    auto manager = mproc::Manager(options());
-    std::vector<mproc::ListProxy<int>> inner;
-    for (int i = 0; i < 3; ++i) inner.push_back(manager.list<int>(range(3)));
-    auto a = manager.list<mproc::ListProxy<int>>(inner);
-    for (const auto& each : a.copy()) EXPECT_EQ(each.copy(), range(3));
-
-    a.getitem(0)[-1] = 55;
-    EXPECT_EQ(a.getitem(0).copy(), (std::vector<int>{0, 1, 55}));
-    for (int i = 1; i < 3; ++i) EXPECT_EQ(a.getitem(i).copy(), range(3));
-
-    EXPECT_EQ(a.getitem(1).pop(), 2);
-    EXPECT_EQ(a.getitem(1).size(), 2u);
-    for (int i = 0; i < 3; i += 2) EXPECT_EQ(a.getitem(i).size(), 3u);
-}
-
-// CPython: _TestContainers.test_dict
-TEST_P(ManagerConformance, DictKeysValuesItems) {
-    auto manager = mproc::Manager(options());
-    auto d = manager.dict<int, std::string>();
-    std::map<int, std::string> expected;
-    for (int i = 65; i < 70; ++i) {
-        d[i] = std::string(1, static_cast<char>(i));
-        expected[i] = std::string(1, static_cast<char>(i));
-    }
-    EXPECT_EQ(d.copy(), expected);
-    auto keys = d.keys();
-    std::sort(keys.begin(), keys.end());
-    EXPECT_EQ(keys, (std::vector<int>{65, 66, 67, 68, 69}));
-    auto values = d.values();
-    std::sort(values.begin(), values.end());
-    EXPECT_EQ(values, (std::vector<std::string>{"A", "B", "C", "D", "E"}));
-    auto items = d.items();
-    std::sort(items.begin(), items.end());
-    EXPECT_EQ(items, (std::vector<std::pair<int, std::string>>(expected.begin(), expected.end())));
-}
-
-// CPython: _TestContainers.test_dict_proxy_nested (with `pets` and `supplies` kept alive by their
-// handles: after `del pets` a stored proxy does not keep its dict alive yet, issue 13; the
-// mixed-type `outer` list has no typed equivalent)
-TEST_P(ManagerConformance, DictOfDictProxies) {
-    using Counts = mproc::DictProxy<std::string, int>;
-    auto manager = mproc::Manager(options());
-    auto pets = manager.dict<std::string, int>(std::map<std::string, int>{{"ferrets", 2}, {"hamsters", 4}});
-    auto supplies = manager.dict<std::string, int>(std::map<std::string, int>{{"water", 10}, {"feed", 3}});
-    auto d = manager.dict<std::string, Counts>(std::map<std::string, Counts>{{"pets", pets}, {"supplies", supplies}});
-
-    EXPECT_EQ(supplies["water"].get(), 10);
-    EXPECT_EQ(d.getitem("supplies")["water"].get(), 10);
-
-    d.getitem("supplies")["blankets"] = 5;
-    EXPECT_EQ(supplies["blankets"].get(), 5);
-    EXPECT_EQ(d.getitem("supplies")["blankets"].get(), 5);
-
-    d.getitem("supplies")["water"] = 7;
-    EXPECT_EQ(supplies["water"].get(), 7);
-    EXPECT_EQ(d.getitem("supplies")["water"].get(), 7);
-
-    Counts pets_again = d.getitem("pets");
-    Counts supplies_again = d.getitem("supplies");
-    supplies_again["water"] = 7;
-    EXPECT_EQ(supplies_again["water"].get(), 7);
-    EXPECT_EQ(d.getitem("supplies")["water"].get(), 7);
-
-    d.clear();
-    EXPECT_EQ(d.size(), 0u);
-    EXPECT_EQ(supplies_again["water"].get(), 7);
-    EXPECT_EQ(pets_again["hamsters"].get(), 4);
-
-    auto l = manager.list<Counts>(std::vector<Counts>{pets_again, supplies_again});
-    l.getitem(0)["marmots"] = 1;
-    EXPECT_EQ(pets_again["marmots"].get(), 1);
-    EXPECT_EQ(l.getitem(0)["marmots"].get(), 1);
-}
-
-// CPython: _TestContainers.test_nested_queue (the queues kept alive by their handles, issue 13)
-TEST_P(ManagerConformance, QueueProxiesInAListAndADict) {
-    auto manager = mproc::Manager(options());
-    auto a = manager.list<mproc::QueueProxy<int>>();
-    auto first = manager.Queue<int>();
-    a.append(first);
-    a.getitem(0).put(123);
-    EXPECT_EQ(a.getitem(0).get(kDeadline), 123);
-
-    auto b = manager.dict<int, mproc::QueueProxy<int>>();
-    auto second = manager.Queue<int>();
-    b[0] = second;
-    b.getitem(0).put(456);
-    EXPECT_EQ(b.getitem(0).get(kDeadline), 456);
-}
-
-// CPython: _TestContainers.test_namespace (not str(n) == "Namespace(name='Bob')" nor the
-// proxy-local `_hidden` attribute: issue 13)
-TEST_P(ManagerConformance, NamespaceAttributes) {
-    auto manager = mproc::Manager(options());
-    auto n = manager.Namespace();
-    n.set("name", "Bob");
-    n.set("job", "Builder");
-    EXPECT_EQ(n.get<std::string>("name"), "Bob");
-    EXPECT_EQ(n.get<std::string>("job"), "Builder");
-    n.erase("job");
-    EXPECT_EQ(n.names(), std::vector<std::string>{"name"});
-    EXPECT_TRUE(n.contains("name"));
-    EXPECT_FALSE(n.contains("job"));
-    EXPECT_THROW(n.get<std::string>("job"), mproc::AttributeError);
-}
+// _TestContainers and TestSyncManagerTypes.test_list: manager_proxies_test.cpp.
 
 // _TestMyManager --------------------------------------------------------------------------------
 
@@ -1280,24 +1118,6 @@ TEST_P(ManagerConformance, SyncTypesJoinableQueue) {
     run_worker(drain_two<mproc::JoinableQueueProxy<int>>, queue);
     EXPECT_TRUE(queue.empty());
     EXPECT_FALSE(queue.full());
-}
-
-void list_in_child(mproc::ListProxy<int> list) {
-    require(list[0].get() == 5, "[0]");
-    require(list.count(5) == 1, "count");
-    require(list.index(5) == 0, "index");
-    list.reverse();
-    require(list.size() == 1, "len");
-    require(list.pop(0) == 5, "pop(0)");
-}
-
-// CPython: TestSyncManagerTypes.test_list (not sort() and iteration, issue 13)
-TEST_P(ManagerConformance, SyncTypesList) {
-    auto manager = mproc::Manager(options());
-    auto list = manager.list<int>();
-    list.append(5);
-    run_worker(list_in_child, list);
-    EXPECT_EQ(list.size(), 0u);
 }
 
 void dict_in_child(mproc::DictProxy<std::string, int> d) {

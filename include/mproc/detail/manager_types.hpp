@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -137,6 +138,58 @@ struct ProxyToken {
     template <class Archive>
     void serialize(Archive& ar) {
         ar(type_id, family, location, port, authkey, id);
+    }
+};
+
+// Proxies stored in a managed container keep their objects alive. While a NestedProxies scope
+// lives on a thread, every proxy encoded there notes its token in it: a container proxy encodes
+// the value it stores inside one, and sends the ids of the proxies of its own server along, for
+// the container to hold a reference to each for as long as it holds the value.
+class NestedProxies {
+public:
+    NestedProxies() noexcept : outer_(current()) { current() = this; }
+    ~NestedProxies() { current() = outer_; }
+    NestedProxies(const NestedProxies&) = delete;
+    NestedProxies& operator=(const NestedProxies&) = delete;
+
+    static void note(const ProxyToken& token) {
+        if (NestedProxies* scope = current()) scope->tokens_.push_back(token);
+    }
+    const std::vector<ProxyToken>& tokens() const noexcept { return tokens_; }
+
+private:
+    static NestedProxies*& current() noexcept {
+        thread_local NestedProxies* scope = nullptr;
+        return scope;
+    }
+    NestedProxies* outer_;
+    std::vector<ProxyToken> tokens_;
+};
+
+// A value taken out of a container (pop, popitem) and the ids of the objects its proxies refer to,
+// whose references the container hands over to the caller with the value.
+struct TakenValue {
+    Blob value;
+    std::vector<std::uint64_t> held;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(value, held);
+    }
+};
+
+// One step of an iteration over a managed dict (Python's dict iterator, in the server): the
+// dict's size and version when the iteration began, and the next key (with its value when asked),
+// none at the end.
+struct DictStep {
+    std::uint64_t size = 0;
+    std::uint64_t version = 0;
+    std::optional<Blob> key;
+    std::optional<Blob> value;
+
+    template <class Archive>
+    void serialize(Archive& ar) {
+        ar(size, version, key, value);
     }
 };
 
