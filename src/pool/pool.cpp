@@ -41,6 +41,7 @@
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/detail/descriptors.hpp"
 #include "mproc/logging.hpp"
+#include "runtime/portable_call.hpp"
 #include "runtime/process_access.hpp"
 #include "launch/descriptor_transfer.hpp"
 #include "runtime/runtime.hpp"
@@ -50,41 +51,11 @@ namespace detail {
 
 enum class FrameKind : std::uint8_t { define = 1, task = 2, stop = 3, result = 4, error = 5 };
 
-// The initializer as a worker receives it: the call itself under fork, its portable encoding under
-// spawn and forkserver. It is encoded with the worker's start request, so that its arguments may
-// be objects that travel only that way (a Queue, a Lock).
-struct InitializerCall {
-    std::shared_ptr<Target> target;    // in the pool, and in forked workers
-    std::vector<std::byte> portable;   // in spawned workers
-
-    template <class Archive>
-    void save(Archive& ar) const {
-        std::vector<std::byte> bytes;
-        if (target) {
-            Encoder out(bytes);
-            target->encode_portable(out);
-        }
-        ar(bytes);
-    }
-    template <class Archive>
-    void load(Archive& ar) {
-        ar(portable);
-    }
-    void run() const {
-        if (target) {
-            target->invoke();
-        } else if (!portable.empty()) {
-            Decoder in(portable);
-            run_portable_call(in);
-        }
-    }
-};
-
 // What a worker needs besides its socket; an argument of the worker's Process.
 struct WorkerSettings {
     int maxtasks = 0;                     // 0: no limit
     bool answer_each = false;             // send each result at once (task timeouts measure from it)
-    InitializerCall initializer;
+    PortableCall initializer;
     int inherited_parent_end = -1;        // fork: the pool's end of the socket, copied into the worker
 
     template <class Archive>
@@ -217,7 +188,7 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
     if (settings.inherited_parent_end >= 0) ::close(settings.inherited_parent_end);
     ProgressWord* running = map_progress_word(channel.progress_fd);
     ::close(channel.progress_fd);
-    settings.initializer.run();
+    settings.initializer();
     struct Site {
         ChunkEntry entry = nullptr;
         const void* function = nullptr;
@@ -384,7 +355,7 @@ private:
     std::size_t window() const;
 
     PoolOptions options_;
-    InitializerCall initializer_;
+    PortableCall initializer_;
 
     mutable std::mutex mutex_;  // guards state_, incoming_, worker_handles_
     std::condition_variable started_;

@@ -3,7 +3,7 @@
 // manager's server's): under fork the call itself, inherited with the address space; under spawn
 // and forkserver its portable encoding (detail/target.hpp), made when the child's arguments are
 // encoded, so that the call's own arguments may be objects that travel only that way (a Queue, a
-// Connection). pool.cpp's InitializerCall is the same thing, written before this header.
+// Connection).
 #include <cstddef>
 #include <memory>
 #include <utility>
