@@ -115,14 +115,43 @@ void get_until_empty(mproc::Proxy queue, std::int64_t timeout_ms) {
 
 void put_item(mproc::Proxy queue) { queue.call("put", std::string("item")); }
 
-void get_builtin_promptly(mproc::QueueProxy<std::string> queue, mproc::EventProxy ready) {
-    ready.set();
+// Runs a call that waits (with a 60 s timeout) and must succeed well before its timeout.
+template <class Call>
+void succeeds_promptly(Call call) {
     const auto start = std::chrono::steady_clock::now();
-    require(queue.get(60s) == "item", "the get returned another item");
-    require(std::chrono::steady_clock::now() - start < 30s, "the get waited for its timeout");
+    require(call(), "the call failed");
+    require(std::chrono::steady_clock::now() - start < 30s, "the call waited for its timeout");
 }
 
+// The waiters on built-in objects set `ready`, then block in the call under test; the wakers run
+// in another process.
+void get_builtin(mproc::EventProxy ready, mproc::QueueProxy<std::string> queue) {
+    ready.set();
+    succeeds_promptly([&] { return queue.get(60s) == "item"; });
+}
 void put_builtin(mproc::QueueProxy<std::string> queue) { queue.put("item"); }
+
+void wait_for_event(mproc::EventProxy ready, mproc::EventProxy event) {
+    ready.set();
+    succeeds_promptly([&] { return event.wait(60s); });
+}
+void set_event(mproc::EventProxy event) { event.set(); }
+
+void wait_on_condition(mproc::EventProxy ready, mproc::ConditionProxy condition) {
+    std::scoped_lock held(condition);
+    ready.set();
+    succeeds_promptly([&] { return condition.wait(60s); });
+}
+void notify_condition(mproc::ConditionProxy condition) {
+    std::scoped_lock held(condition);  // waits until the waiter's wait let go of the lock
+    condition.notify();
+}
+
+void acquire_lock(mproc::EventProxy ready, mproc::AcquirerProxy lock) {
+    ready.set();
+    succeeds_promptly([&] { return lock.acquire(60s); });
+}
+void release_lock(mproc::AcquirerProxy lock) { lock.release(); }
 
 const auto kStartMethods = ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver);
 std::string start_method_name(const ::testing::TestParamInfo<StartMethod>& info) {
@@ -159,6 +188,19 @@ protected:
         EXPECT_EQ(monitor.call<int>("gets_waiting"), 0);
         then(queue);
     }
+    // A child runs waiter(ready, object); once it sleeps in its call to the server (after it set
+    // `ready`, its next sleep in a socket read is that call's), another child runs waker(object).
+    // Both must succeed.
+    void waiter_then_waker(mproc::EventProxy ready, auto waiter, auto waker, auto object) const {
+        auto blocked = child_process(waiter, ready, object);
+        blocked.start();
+        ASSERT_TRUE(ready.wait(30s));
+        ASSERT_TRUE(mproc::testing::wait_until_blocked(*blocked.pid(), mproc::testing::wchan::unix_socket_read));
+        auto unblocking = child_process(waker, object);
+        unblocking.start();
+        expect_success(unblocking);
+        expect_success(blocked);
+    }
 };
 
 INSTANTIATE_TEST_SUITE_P(StartMethods, ManagerServer, kStartMethods, start_method_name);
@@ -178,21 +220,60 @@ TEST_P(ManagerServer, SerialisedTypeHoldsAPutUntilTheGetEnds) {
         std::int64_t{1500});
 }
 
+// The built-in objects' blocking calls sleep without holding the object: another client's call
+// that ends the wait goes through.
 TEST_P(ManagerServer, BuiltinQueueLetsAPutThroughWhileAGetBlocks) {
     auto manager = mproc::Manager(options());
     auto queue = manager.Queue<std::string>();
-    auto ready = manager.Event();
-
-    auto consumer = child_process(get_builtin_promptly, queue, ready);
-    consumer.start();
-    ASSERT_TRUE(ready.wait(30s));
-    // Its next sleep in a socket read is the get's, waiting for the reply.
-    ASSERT_TRUE(mproc::testing::wait_until_blocked(*consumer.pid(), mproc::testing::wchan::unix_socket_read));
-    auto producer = child_process(put_builtin, queue);
-    producer.start();
-    expect_success(producer);
-    expect_success(consumer);
+    waiter_then_waker(manager.Event(), get_builtin, put_builtin, queue);
     EXPECT_EQ(queue.qsize(), 0u);
+}
+
+TEST_P(ManagerServer, BuiltinEventLetsASetThroughWhileAWaitBlocks) {
+    auto manager = mproc::Manager(options());
+    waiter_then_waker(manager.Event(), wait_for_event, set_event, manager.Event());
+}
+
+TEST_P(ManagerServer, BuiltinConditionLetsANotifyThroughWhileAWaitBlocks) {
+    auto manager = mproc::Manager(options());
+    waiter_then_waker(manager.Event(), wait_on_condition, notify_condition, manager.Condition());
+}
+
+TEST_P(ManagerServer, BuiltinLockLetsAReleaseThroughWhileAnAcquireBlocks) {
+    auto manager = mproc::Manager(options());
+    auto lock = manager.Lock();
+    ASSERT_TRUE(lock.acquire());
+    waiter_then_waker(manager.Event(), acquire_lock, release_lock, lock);
+}
+
+constexpr int kClients = 4;
+constexpr int kCallsEach = 200;
+
+void fill_containers(mproc::ListProxy<int> list, mproc::DictProxy<int, int> dict, mproc::Namespace ns, int client) {
+    for (int i = 0; i < kCallsEach; ++i) {
+        list.append(i);
+        dict[client * kCallsEach + i] = i;
+        ns.set("client" + std::to_string(client), i);
+    }
+}
+
+// Clients calling one list, dict and namespace at the same time lose nothing.
+TEST_P(ManagerServer, BuiltinContainersTakeCallsFromManyClientsAtOnce) {
+    auto manager = mproc::Manager(options());
+    auto list = manager.list<int>();
+    auto dict = manager.dict<int, int>();
+    auto ns = manager.Namespace();
+    std::vector<mproc::Process> clients;
+    for (int client = 0; client < kClients; ++client) {
+        clients.push_back(child_process(fill_containers, list, dict, ns, client));
+        clients.back().start();
+    }
+    for (auto& client : clients) expect_success(client);
+    EXPECT_EQ(list.size(), std::size_t{kClients * kCallsEach});
+    EXPECT_EQ(list.count(kCallsEach - 1), std::size_t{kClients});
+    EXPECT_EQ(dict.size(), std::size_t{kClients * kCallsEach});
+    for (int client = 0; client < kClients; ++client)
+        EXPECT_EQ(ns.get<int>("client" + std::to_string(client)), kCallsEach - 1);
 }
 
 // A client's threads each have a connection of their own: one blocked in a get does not hold up
