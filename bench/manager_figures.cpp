@@ -6,6 +6,8 @@
 //   manager.dict.op   mproc         d[k] = v / d.get(k), alternately, from a forked child
 //                     mproc.parent  the same from the process that started the manager
 //                     raw           write/read of 1 byte over a Unix socketpair to a forked echo process
+//   manager.concurrent mproc        4 client processes, each doing d[k] = v / d.get(k) alternately
+//                                   on one managed dict; total operations per second
 //   manager.start     mproc         Manager() + the first dict() (shutdown outside the time)
 //                     raw           fork a process that binds and listens on a Unix socket, connect,
 //                                   one 1-byte round trip
@@ -17,6 +19,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "harness.hpp"
 #include "mproc/connection.hpp"
@@ -94,6 +97,47 @@ const bench::Register dict_op{{
              reap(pid);
              ::close(fds[0]);
              ::close(fds[1]);
+             return took;
+         }},
+    },
+}};
+
+// 4 children each run `iterations / 4` dict operations (the first's share takes the remainder)
+// behind a start line; the time from the start line until the last one is done.
+constexpr int kConcurrentClients = 4;
+
+const bench::Register concurrent{{
+    .name = "manager.concurrent",
+    .unit = bench::per_second("op"),
+    .description = "4 client processes doing d[k] = v / d.get(k) alternately on one managed dict, total ops/s",
+    .impls = {
+        {"mproc", [](std::size_t iterations) {
+             static mproc::SyncManager manager = mproc::Manager();
+             static mproc::DictProxy<int, int> d = manager.dict<int, int>();
+             auto [from_children, to_parent] = mproc::Pipe();
+             auto [from_parent, to_children] = mproc::Pipe();
+             std::vector<mproc::Process> children;
+             for (int c = 0; c < kConcurrentClients; ++c) {
+                 const std::size_t share = iterations / kConcurrentClients +
+                                           (c == 0 ? iterations % kConcurrentClients : 0);
+                 children.emplace_back([&, share] {
+                     d[0] = 0;  // connects
+                     to_parent.send(true);
+                     from_parent.recv<bool>();  // the start line
+                     dict_ops(d, share);
+                     to_parent.send(true);
+                 });
+                 children.back().start();
+             }
+             for (int c = 0; c < kConcurrentClients; ++c) from_children.recv<bool>();
+             const auto begin = std::chrono::steady_clock::now();
+             for (int c = 0; c < kConcurrentClients; ++c) to_children.send(true);
+             for (int c = 0; c < kConcurrentClients; ++c) from_children.recv<bool>();
+             const bench::Seconds took = std::chrono::steady_clock::now() - begin;
+             for (auto& child : children) {
+                 child.join();
+                 bench::require(child.exitcode() == 0, "a child failed");
+             }
              return took;
          }},
     },

@@ -494,6 +494,44 @@ def manager_dict_op(iterations):
     return took
 
 
+def _dict_ops_behind_a_start_line(d, iterations, ready, go, done):
+    d[0] = 0
+    ready.put(True)
+    go.wait()
+    for i in range(1, iterations + 1):
+        if i % 2 == 0:
+            d[i % 16] = i
+        else:
+            d.get(i % 16)
+    done.put(True)
+
+
+@figure("manager.concurrent", "op/s", "4 client processes doing d[k] = v / d.get(k) alternately on one "
+        "Manager().dict(), total ops/s, fork context")
+def manager_concurrent(iterations):
+    d = _shared_dict()
+    clients = 4
+    ready, done, go = FORK.SimpleQueue(), FORK.SimpleQueue(), FORK.Event()
+    children = []
+    for c in range(clients):
+        share = iterations // clients + (iterations % clients if c == 0 else 0)
+        child = FORK.Process(target=_dict_ops_behind_a_start_line, args=(d, share, ready, go, done))
+        child.start()
+        children.append(child)
+    for _ in range(clients):
+        ready.get()
+    start = time.perf_counter()
+    go.set()
+    for _ in range(clients):
+        done.get()
+    took = time.perf_counter() - start
+    for child in children:
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"a client's exit code is {child.exitcode}")
+    return took
+
+
 @figure("manager.start", "ms/start", "Manager() + the first dict(), fork context (shutdown outside the time)")
 def manager_start(iterations):
     total = 0.0

@@ -35,11 +35,18 @@
 //      manager.register_type<Counter>("Counter").method<&Counter::increment>("increment");
 //    The member pointer is a template argument so that the method's entry point is a plain
 //    function, which reaches a server started by spawn or forkserver as a code reference.
-//    Calling a method that was not exposed is an AttributeError with Python's message.
+//    Calling a method that was not exposed is an AttributeError with Python's message. Each
+//    client is served by a thread of its own; calls on one object of a user type run one at a
+//    time unless the type is registered with .concurrent() (then a method that blocks holds up
+//    no other client). The built-in objects are always safe to use concurrently, and their
+//    blocking calls (a queue's get, a lock's acquire, a condition's wait) hold up nobody else.
 //  - Errors are typed: KeyError, IndexError, ValueError, AttributeError (errors.hpp) with
-//    Python's messages; an exception thrown by a user type's method in the server is a
-//    RemoteError carrying its type name and message; a server that is gone (killed, shut down)
-//    is a ManagerDiedError on the next call, or on the call in flight, without waiting.
+//    Python's messages. An mproc exception thrown by a user type's method in the server arrives
+//    as the same type with the same what() (an OSError with its errno); any other exception
+//    (a std::runtime_error, a type of the user's) is a RemoteError carrying its type name and
+//    message, and the server goes on. A server that is gone (killed, shut down) is a
+//    ManagerDiedError on the next call, or on the call in flight, without waiting; a proxy of it
+//    never reaches another server started later on the same address.
 //  - The server drops a client that sends garbage or fails the authkey challenge, logging why,
 //    and goes on serving the others; a client that connects and says nothing is disconnected
 //    when its handshake deadline passes and never holds up anyone else.
@@ -234,7 +241,8 @@ public:
     explicit Proxy(BaseProxy base) : BaseProxy(std::move(base)) {}
 
     // Calls an exposed method; R is what it returns (void for nothing). AttributeError when the
-    // type does not expose `method`; RemoteError when the method throws in the server.
+    // type does not expose `method`; what the method throws in the server: an mproc exception
+    // as itself, any other as a RemoteError with its type name.
     template <class R = void, class... A>
     R call(std::string_view method, const A&... args) const {
         return call_typed<R>(method, args...);
@@ -865,10 +873,23 @@ struct TypeOptions {
 
 class BaseManager;
 
-// What register_type returns: add the methods the proxy may call.
+// What register_type returns: add the methods the proxy may call, and say whether they may run
+// at the same time.
 template <class T>
 class TypeRegistration {
 public:
+    // Lets the server run calls on one object of the type at the same time, each client's on the
+    // thread that serves it, as Python's server does: for a type that is thread-safe itself. A
+    // method that blocks (a queue's get that waits for an item) then holds up nobody else.
+    // Without it the calls on one object run one at a time, in the order they come: a method that
+    // blocks holds up every other client's call on that object until it returns (calls on other
+    // objects go on).
+    //   manager.register_type<JobQueue>("Q").concurrent().method<&JobQueue::get>("get");
+    TypeRegistration& concurrent() {
+        entry_->concurrent = true;
+        return *this;
+    }
+
     // Exposes the member function M under `name`:
     //   .method<&Counter::increment>("increment")
     template <auto M>

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <thread>
@@ -45,11 +46,14 @@ std::string server_key_of(const ProxyToken& token) {
     return fmt::format("{}|{}|{}", token.family, token.location, token.port);
 }
 
-// The connections of one thread, one per server (Python: one per thread). After fork the child's
-// copies are dropped, not used: the parent's thread owns the other end of those conversations.
+// The connections of one thread, one per server address (Python: one per thread), each with the
+// instance number of the server it reaches: a connection to a server that is gone is never used
+// for another server started on the same address. After fork the child's copies are dropped, not
+// used: the parent's thread owns the other end of those conversations.
 struct ServerConnection {
     Connection connection;
     FrameReader reader;
+    std::uint64_t server = 0;
 };
 struct ThreadConnections {
     int pid = 0;
@@ -134,17 +138,47 @@ Blob decode_reply(std::span<const std::byte> reply) {
     Decoder in(reply.subspan(1));
     auto kind = in.read<std::string>();
     auto message = in.read<std::string>();
-    raise_remote(kind, message);
+    if (reply[0] == std::byte{kReplyForeign}) throw RemoteError(std::move(kind), std::move(message));
+    if (reply[0] != std::byte{kReplyError}) throw ProtocolError("manager: a reply of an unknown kind");
+    raise_remote(kind, message, in.read<std::int32_t>());
 }
 
-// A request to the server itself, without arguments, as a Connection message.
-std::vector<std::byte> server_request(std::string_view method) {
-    std::vector<std::byte> message;
+// A request to the server itself, without arguments: a Connection message, or, with `room` for
+// the length at the front (kFrameHeader), a frame for send_frame.
+std::vector<std::byte> server_request(std::string_view method, std::size_t room = 0) {
+    std::vector<std::byte> message(room, std::byte{0});
     Encoder out(message);
     out.write(kServerObject);
     out.write(std::string(method));
     out.write(Blobs{});
     return message;
+}
+
+[[noreturn]] void another_server(const ProxyToken& token) {
+    throw ManagerDiedError(fmt::format("the manager at {} is gone: another server listens there now",
+                                       connection::to_string(address_of(token))));
+}
+
+// Checks that a new connection reaches the token's server, not one started later on its address
+// (one round trip, once per connection): `ping()` sends the server a ping and returns its reply,
+// the server's instance number. ManagerDiedError if it is another server.
+template <class Ping>
+void check_server(const ProxyToken& token, Ping&& ping) {
+    if (token.server == 0) return;  // not known: whoever listens there
+    if (loads<std::uint64_t>(decode_reply(or_server_gone(token, ping, keep))) != token.server) another_server(token);
+}
+
+// A connection of this thread to the token's server.
+ServerConnection open_connection(const ProxyToken& token) {
+    ServerConnection opened{connect_to(token), {}, token.server};
+    check_server(token, [&] {
+        std::vector<std::byte> frame = server_request("ping", kFrameHeader);
+        const int fd = opened.connection.fileno();
+        send_frame(fd, frame);
+        const std::span<const std::byte> reply = opened.reader.next(fd, kDefaultMaxMessageSize);
+        return Blob(reply.begin(), reply.end());
+    });
+    return opened;
 }
 
 // Sends one request on the calling thread's connection to the token's server and returns the
@@ -160,7 +194,12 @@ Blob request(const ProxyToken& token, const std::string& key, std::uint64_t id, 
         mine.pid = pid;
     }
     auto it = mine.by_server.find(key);
-    if (it == mine.by_server.end()) it = mine.by_server.emplace(key, ServerConnection{connect_to(token), {}}).first;
+    if (it != mine.by_server.end() && token.server != 0 && it->second.server != token.server) {
+        // One server's connection, another's token: the older of the two is gone.
+        mine.by_server.erase(it);
+        it = mine.by_server.end();
+    }
+    if (it == mine.by_server.end()) it = mine.by_server.emplace(key, open_connection(token)).first;
     mine.request.assign(kFrameHeader, std::byte{0});
     Encoder out(mine.request);
     out.write(id);
@@ -266,7 +305,7 @@ ProxyState::~ProxyState() {
     if (holder.compare_exchange_strong(expected, 0)) release(*this);
 }
 
-[[noreturn]] void raise_remote(const std::string& kind, const std::string& message) {
+[[noreturn]] void raise_remote(const std::string& kind, const std::string& message, int error_number) {
     if (kind == "KeyError") throw KeyError(message);
     if (kind == "IndexError") throw IndexError(message);
     if (kind == "ValueError") throw ValueError(message);
@@ -274,8 +313,22 @@ ProxyState::~ProxyState() {
     if (kind == "Empty") throw Empty(message);
     if (kind == "Full") throw Full(message);
     if (kind == "BrokenBarrierError") throw BrokenBarrierError(message);
-    if (kind == "DecodeError") throw DecodeError("manager: " + message);
+    if (kind == "DecodeError") throw DecodeError(message);
     if (kind == "UsageError") throw UsageError(message);
+    if (kind == "TimeoutError") throw TimeoutError(message);
+    if (kind == "ProtocolError") throw ProtocolError(message);
+    if (kind == "AuthenticationError") throw AuthenticationError(message);
+    if (kind == "ManagerDiedError") throw ManagerDiedError(message);
+    if (kind == "EOFError") throw EOFError(message);
+    if (kind == "ProcessError") throw ProcessError(message);
+    if (kind == "OSError") {
+        // OSError(what, errno)'s message is "<what>: <strerror(errno)>": made again from <what>,
+        // it has the same message and the errno.
+        const std::string suffix = std::string(": ") + std::strerror(error_number);
+        if (error_number != 0 && message.ends_with(suffix))
+            throw OSError(message.substr(0, message.size() - suffix.size()), error_number);
+        throw OSError(message);
+    }
     throw RemoteError(kind, message);
 }
 
@@ -433,6 +486,7 @@ struct ManagerState {
     // torn down, and starting costs one authenticated connection (the first proxy's) only.
     mutable std::optional<Connection> control;
     mutable std::mutex control_mutex;  // one request at a time on it
+    std::uint64_t instance = 0;        // the server's instance number, once known
 
     ProxyToken token_for(std::uint64_t id, std::string type_id) const {
         ProxyToken token;
@@ -440,6 +494,7 @@ struct ManagerState {
         set_address(token, address);
         token.authkey.assign(authkey.bytes().begin(), authkey.bytes().end());
         token.id = id;
+        token.server = instance;
         return token;
     }
     // A request to the server itself on a connection of its own, outside the threads' caches.
@@ -456,14 +511,12 @@ struct ManagerState {
                 keep);
         }
         Connection connection = connect_to(token);
-        const std::vector<std::byte> message = server_request(method);
-        return or_server_gone(
-            token,
-            [&] {
-                connection.send_bytes(message);
-                return decode_reply(connection.recv_bytes());
-            },
-            keep);
+        const auto exchange = [&](std::string_view asked) {
+            connection.send_bytes(server_request(asked));
+            return connection.recv_bytes();
+        };
+        check_server(token, [&] { return exchange("ping"); });
+        return decode_reply(or_server_gone(token, [&] { return exchange(method); }, keep));
     }
     void shutdown();
 };
@@ -621,7 +674,9 @@ void BaseManager::start_server(std::shared_ptr<detail::Target> initializer) {
             if (!server.is_alive()) throw ProcessError("the server process ended");
         auto error = from_server.recv<std::string>();
         if (!error.empty()) throw ProcessError(error);
-        s.address = detail::address_of(from_server.recv<detail::ProxyToken>());
+        const auto listening = from_server.recv<detail::ProxyToken>();
+        s.address = detail::address_of(listening);
+        s.instance = listening.server;
     } catch (const std::exception& e) {
         if (server.is_alive()) server.kill();
         server.join();
@@ -651,6 +706,7 @@ Server BaseManager::get_server() {
     for (const auto& type : s.registry) types.emplace(type.type_id, type);
     s.server = std::make_shared<detail::ServerState>(s.options.address, s.authkey, std::move(types));
     s.address = s.server->address;
+    s.instance = s.server->instance;
     s.phase = detail::ManagerPhase::serving;
     return Server(s.server);
 }
@@ -667,7 +723,7 @@ void BaseManager::connect() {
     detail::ManagerState& s = *state_;
     if (s.phase != detail::ManagerPhase::initial) throw UsageError("the manager is already started, serving or connected");
     if (!s.options.address) throw UsageError("connect() needs the server's address in the options");
-    s.ask_server("ping");
+    s.instance = loads<std::uint64_t>(s.ask_server("ping"));
     s.phase = detail::ManagerPhase::connected;
 }
 

@@ -4,10 +4,12 @@
 //
 //   request:  u64 object id, string method, Blobs arguments (each argument encoded on its own)
 //   reply:    u8 0, then the encoded result (the rest of the message)
-//             u8 1, string error kind, string message
+//             u8 1, string error kind, string message, i32 errno: an error the proxy throws as
+//                   the mproc exception of that kind (errno: an OSError's, else 0)
+//             u8 2, string type name, string message: any other exception, a RemoteError
 //
 // Object id 0 is the server itself: create (type id, Blobs constructor arguments) -> u64 id,
-// incref (id), decref (id), shutdown, ping.
+// incref (id), decref (id), shutdown, ping -> u64 the server's instance number (ProxyToken::server).
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -22,20 +24,31 @@ namespace mproc::detail {
 inline constexpr std::uint64_t kServerObject = 0;
 inline constexpr std::uint8_t kReplyOk = 0;
 inline constexpr std::uint8_t kReplyError = 1;
+inline constexpr std::uint8_t kReplyForeign = 2;
 
-// An error the server reports to the caller: `kind` selects the exception the proxy throws
-// (KeyError, IndexError, ...; any other kind is a RemoteError of that type name).
+// An error the server reports to the caller: `kind` names the mproc exception the proxy throws
+// (KeyError, IndexError, ...; one raise_remote does not know is a RemoteError of that type name).
 struct ServerError {
     std::string kind;
     std::string message;
+    int error_number = 0;  // an OSError's errno
 };
+
+// The reply's error for an exception a method threw: an mproc exception as its kind (reply
+// kReplyError), anything else (or an mproc RemoteError, which carries a type name of its own) as
+// a type name and message (kReplyForeign).
+struct WireError {
+    bool foreign = false;
+    ServerError error;
+};
+WireError wire_error_of(const std::exception& e);
 
 // A token's address as an Address, and back.
 Address address_of(const ProxyToken& token);
 void set_address(ProxyToken& token, const Address& address);
 
 // Throws the exception a reply's error kind and message stand for.
-[[noreturn]] void raise_remote(const std::string& kind, const std::string& message);
+[[noreturn]] void raise_remote(const std::string& kind, const std::string& message, int error_number = 0);
 
 // Turns a registered type's entry points into code references and back, so that the registry
 // reaches a server started by spawn or forkserver.
@@ -54,9 +67,10 @@ struct WireType {
     CodeRef destroy;
     std::vector<WireMethod> methods;
     bool shared = false;
+    bool concurrent = false;
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(type_id, class_name, create, destroy, methods, shared);
+        ar(type_id, class_name, create, destroy, methods, shared, concurrent);
     }
 };
 WireType to_wire(const RegisteredType& type);

@@ -701,8 +701,9 @@ private:
     std::shared_ptr<Round> current_ = std::make_shared<Round>();
 };
 
-// A registered user type's object. Calls are serialized: C++ objects are not thread-safe by
-// default, and each client is served by its own thread.
+// A registered user type's object. Calls are serialized (a C++ object is not thread-safe by
+// default, and each client is served by its own thread), unless the type was registered
+// concurrent(): then they run at once, each on its client's thread.
 class RegisteredReferent final : public Referent {
 public:
     RegisteredReferent(const RegisteredType& type, const Blobs& args) : type_(type), object_(type.create(args)) {}
@@ -710,6 +711,7 @@ public:
     Blob call(std::string_view m, const Blobs& args, const Caller&) override {
         for (const auto& method : type_.methods) {
             if (method.name != m) continue;
+            if (type_.concurrent) return method.call(object_, args);
             std::lock_guard lock(mutex_);
             return method.call(object_, args);
         }

@@ -5,10 +5,13 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cxxabi.h>
+
 #include <cerrno>
 #include <cstring>
 
 #include <exception>
+#include <random>
 #include <thread>
 #include <typeinfo>
 
@@ -50,17 +53,80 @@ void set_address(ProxyToken& token, const Address& address) {
 
 WireType to_wire(const RegisteredType& type) {
     WireType wire{type.type_id, type.class_name, code_ref_of_function(type.create), code_ref_of_function(type.destroy),
-                  {}, type.shared};
+                  {}, type.shared, type.concurrent};
     for (const auto& method : type.methods) wire.methods.push_back({method.name, code_ref_of_function(method.call)});
     return wire;
 }
 
 RegisteredType from_wire(const WireType& wire) {
     RegisteredType type{wire.type_id, wire.class_name, resolve_function<void*(const Blobs&)>(wire.create),
-                        resolve_function<void(void*)>(wire.destroy), {}, wire.shared};
+                        resolve_function<void(void*)>(wire.destroy), {}, wire.shared, wire.concurrent};
     for (const auto& method : wire.methods)
         type.methods.push_back({method.name, resolve_function<Blob(void*, const Blobs&)>(method.call)});
     return type;
+}
+
+namespace {
+
+template <class E>
+bool is_a(const std::exception& e) {
+    return dynamic_cast<const E*>(&e) != nullptr;
+}
+
+// The kind raise_remote throws again, for the mproc exceptions that a kind and a message make
+// whole; the most derived first. Empty when there is none.
+std::string mproc_kind_of(const std::exception& e) {
+    if (is_a<ManagerDiedError>(e)) return "ManagerDiedError";
+    if (is_a<EOFError>(e)) return "EOFError";
+    if (is_a<UsageError>(e)) return "UsageError";
+    if (is_a<DecodeError>(e)) return "DecodeError";
+    if (is_a<TimeoutError>(e)) return "TimeoutError";
+    if (is_a<ProtocolError>(e)) return "ProtocolError";
+    if (is_a<AuthenticationError>(e)) return "AuthenticationError";
+    if (is_a<BrokenBarrierError>(e)) return "BrokenBarrierError";
+    if (is_a<KeyError>(e)) return "KeyError";
+    if (is_a<IndexError>(e)) return "IndexError";
+    if (is_a<ValueError>(e)) return "ValueError";
+    if (is_a<AttributeError>(e)) return "AttributeError";
+    if (is_a<Empty>(e)) return "Empty";
+    if (is_a<Full>(e)) return "Full";
+    // Other ProcessErrors carry more than a message (BufferTooShort's bytes, OwnerDiedError's
+    // hold on a lock, WorkerLostError's pid) or are the user's own: they travel by type name.
+    if (typeid(e) == typeid(ProcessError)) return "ProcessError";
+    return {};
+}
+
+// A random instance number, never 0 (0 stands for "not known" in a token).
+std::uint64_t draw_instance_number() {
+    std::random_device device;
+    std::uint64_t number = 0;
+    while (number == 0) number = (std::uint64_t{device()} << 32) ^ device();
+    return number;
+}
+
+// The reply that reports `error` (kind kReplyError or kReplyForeign).
+void error_reply(std::vector<std::byte>& reply, std::uint8_t kind, const ServerError& error) {
+    reply.assign(kFrameHeader, std::byte{0});
+    reply.push_back(std::byte{kind});
+    encode_into(reply, error.kind);
+    encode_into(reply, error.message);
+    if (kind == kReplyError) encode_into(reply, std::int32_t{error.error_number});
+}
+
+// The type of the exception being handled, for one that is not a std::exception.
+std::string current_exception_type_name() {
+    const std::type_info* type = abi::__cxa_current_exception_type();
+    return type != nullptr ? demangled_name(*type) : std::string("unknown exception");
+}
+
+}  // namespace
+
+WireError wire_error_of(const std::exception& e) {
+    if (const auto* remote = dynamic_cast<const RemoteError*>(&e)) return {true, {remote->type_name(), remote->message()}};
+    if (const auto* os = dynamic_cast<const OSError*>(&e)) return {false, {"OSError", e.what(), os->code().value()}};
+    std::string kind = mproc_kind_of(e);
+    if (kind.empty()) return {true, {demangled_name(typeid(e)), e.what()}};
+    return {false, {std::move(kind), e.what()}};
 }
 
 namespace {
@@ -115,7 +181,8 @@ ServerState::ServerState(std::optional<Address> where, AuthKey key, std::map<std
     : listener(open_listener(where, key)),
       address(listener.address()),
       authkey(std::move(key)),
-      types(std::move(registered)) {}
+      types(std::move(registered)),
+      instance(draw_instance_number()) {}
 
 ServerState::~ServerState() {
     std::unordered_map<std::uint64_t, Entry> doomed;
@@ -184,30 +251,18 @@ void ServerState::serve_client(Connection connection, std::uint64_t connection_i
             return;
         }
         reply.assign(kFrameHeader, std::byte{0});
+        // Whatever a method throws becomes the reply: the server never ends for it.
         try {
             Blob result = dispatch(id, method, args, caller);
             reply.push_back(std::byte{kReplyOk});
             reply.insert(reply.end(), result.begin(), result.end());
         } catch (const ServerError& e) {
-            reply.assign(kFrameHeader, std::byte{0});
-            reply.push_back(std::byte{kReplyError});
-            encode_into(reply, e.kind);
-            encode_into(reply, e.message);
-        } catch (const DecodeError& e) {
-            reply.assign(kFrameHeader, std::byte{0});
-            reply.push_back(std::byte{kReplyError});
-            encode_into(reply, std::string("DecodeError"));
-            encode_into(reply, std::string(e.what()));
+            error_reply(reply, kReplyError, e);
         } catch (const std::exception& e) {
-            reply.assign(kFrameHeader, std::byte{0});
-            reply.push_back(std::byte{kReplyError});
-            encode_into(reply, demangled_name(typeid(e)));
-            encode_into(reply, std::string(e.what()));
+            const WireError wire = wire_error_of(e);
+            error_reply(reply, wire.foreign ? kReplyForeign : kReplyError, wire.error);
         } catch (...) {
-            reply.assign(kFrameHeader, std::byte{0});
-            reply.push_back(std::byte{kReplyError});
-            encode_into(reply, std::string("unknown exception"));
-            encode_into(reply, std::string("a method threw something that is not a std::exception"));
+            error_reply(reply, kReplyForeign, {current_exception_type_name(), "(not a std::exception)"});
         }
         try {
             send_frame(fd, reply);
@@ -236,7 +291,7 @@ Blob ServerState::dispatch(std::uint64_t id, std::string_view method, const Blob
 }
 
 Blob ServerState::call_server(std::string_view method, const Blobs& args) {
-    if (method == "ping") return {};
+    if (method == "ping") return dumps(instance);
     if (method == "number_of_objects") {
         std::lock_guard lock(mutex);
         return dumps(static_cast<std::uint64_t>(objects.size()));
@@ -251,8 +306,11 @@ Blob ServerState::call_server(std::string_view method, const Blobs& args) {
         const auto ctor_args = loads<Blobs>(args[1]);
         std::shared_ptr<Referent> referent;
         auto registered = types.find(type_id);
+        // Clients that create a shared type at the same time wait for the first one's object.
+        std::unique_lock<std::mutex> creating;
         if (registered != types.end()) {
             if (registered->second.shared) {
+                creating = std::unique_lock(creating_shared);
                 std::lock_guard lock(mutex);
                 auto existing = shared_objects.find(type_id);
                 if (existing != shared_objects.end()) {
@@ -311,6 +369,7 @@ void manager_server_main(const ServerSettings& settings, const ServerChannel& ch
     }
     ProxyToken listening;
     set_address(listening, state->address);
+    listening.server = state->instance;
     reply.send(std::string());
     reply.send(listening);
     // The channel the server was started with stays open as its owner's control connection: it

@@ -1,7 +1,9 @@
 #pragma once
 // The manager's server: the objects it owns, their reference counts, and the threads that serve
-// the clients (one per authenticated connection, as Python's Server has; a call that blocks, a
-// lock's acquire or a queue's get, blocks only its own client).
+// the clients (one per authenticated connection, as Python's Server has). A call that blocks (a
+// lock's acquire, a queue's get) blocks only its own client: every built-in referent waits on a
+// condition variable, which lets go of its mutex while it sleeps. A registered type's calls on
+// one object run one at a time unless the type was registered concurrent().
 #include <condition_variable>
 #include <cstdint>
 #include <map>
@@ -51,8 +53,9 @@ private:
 class Referent {
 public:
     virtual ~Referent() = default;
-    // Runs `method`; throws ServerError for the caller's mistakes (a missing key, an unexposed
-    // method) and DecodeError for arguments that are not what the method takes.
+    // Runs `method`, possibly on several threads at once (each referent guards itself); throws
+    // ServerError for the caller's mistakes (a missing key, an unexposed method), DecodeError for
+    // arguments that are not what the method takes, and whatever a registered method throws.
     virtual Blob call(std::string_view method, const Blobs& args, const Caller& caller) = 0;
 };
 
@@ -81,8 +84,10 @@ struct ServerState {
     Address address;
     AuthKey authkey;
     std::map<std::string, RegisteredType> types;
+    std::uint64_t instance;  // drawn at random: which server this is (ProxyToken::server)
 
-    std::mutex mutex;  // guards the members below
+    std::mutex creating_shared;  // held while an object of a shared type is created
+    std::mutex mutex;            // guards the members below
     struct Entry {
         std::shared_ptr<Referent> referent;
         std::uint64_t refcount = 0;

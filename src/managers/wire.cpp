@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 
@@ -18,6 +19,14 @@ namespace mproc::detail {
 namespace {
 // A buffer that grew for one large message shrinks back after it.
 constexpr std::size_t kKeep = 64 * 1024;
+
+// Longer than this between two looks of a spin, the spinner was not running: a yield (or the
+// scheduler) ran another thread that had real work. The CPUs have more to run than they can (a
+// server serving many clients at once, other programs), and spinning on would take the CPU from
+// the threads that have work, so the reader sleeps at once instead. A yield that ran the peer for
+// a request's worth of work, or nothing at all, returns well before.
+constexpr auto kBusyYield = std::chrono::microseconds(20);
+constexpr unsigned kMaxBackoff = 32;
 
 std::uint32_t big_endian_32(const std::byte* p) {
     std::uint32_t v;
@@ -55,15 +64,30 @@ bool FrameReader::fill(int fd, std::size_t want) {
         if (end_ == buffer_.size()) buffer_.resize(std::min(want, buffer_.size() * 2));
         // The answer to a request usually comes within microseconds from a process that is
         // running: look for it without sleeping for a while (sync/spin.hpp), since waking up on
-        // another CPU costs tens of microseconds here.
+        // another CPU costs tens of microseconds here; but not while the CPUs are oversubscribed.
         ssize_t n = -1;
         int error = 0;
-        const bool arrived = spinning_ && spin_until(spin_, 1, [&] {
+        bool busy = false;
+        auto last_look = std::chrono::steady_clock::now();
+        const bool spin = spinning_ && quiet_ == 0;
+        if (quiet_ > 0) --quiet_;
+        const bool arrived = spin && spin_until(spin_, 1, [&] {
+            const auto now = std::chrono::steady_clock::now();
+            if (now - last_look > kBusyYield) return busy = true;  // ends the spin
+            last_look = now;
             n = ::recv(fd, buffer_.data() + end_, buffer_.size() - end_, MSG_DONTWAIT);
             if (n >= 0) return true;
             error = errno;
             return error != EAGAIN && error != EWOULDBLOCK && error != EINTR;
-        });
+        }) && !busy;
+        // After a spin that found the CPUs busy, the next 1, 2, 4, ... 32 waits sleep at once;
+        // one that sees its frame arrive ends that.
+        if (busy) {
+            backoff_ = std::min(kMaxBackoff, backoff_ == 0 ? 1u : backoff_ * 2);
+            quiet_ = backoff_;
+        } else if (arrived) {
+            backoff_ = 0;
+        }
         if (arrived && n < 0) {
             if (error == ENOTSOCK) {
                 spinning_ = false;  // not a socket: read it the plain way from now on

@@ -22,6 +22,8 @@ inline constexpr std::size_t kFrameHeader = 4;
 // OSError (EPIPE when the peer is gone); never SIGPIPE.
 void send_frame(int fd, std::vector<std::byte>& frame);
 
+// Reads frames, spinning a little before it sleeps while that pays: not when the CPUs are
+// oversubscribed (wire.cpp: kBusyYield).
 class FrameReader {
 public:
     // The next frame's payload, valid until the next call. EOFError when the peer closed at a
@@ -33,6 +35,8 @@ private:
     bool fill(int fd, std::size_t want);  // false at end of file
     SpinBudget spin_;
     bool spinning_ = true;
+    unsigned backoff_ = 0;  // waits to sleep through after a spin that found the CPUs busy
+    unsigned quiet_ = 0;    // of which this many are left
     std::vector<std::byte> buffer_;
     std::size_t begin_ = 0;
     std::size_t end_ = 0;

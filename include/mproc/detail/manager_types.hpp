@@ -68,6 +68,7 @@ struct RegisteredType {
     ObjectDeleter destroy = nullptr;
     std::vector<RegisteredMethod> methods;
     bool shared = false;
+    bool concurrent = false;  // methods may run at the same time; otherwise one call at a time
 };
 
 template <class T, std::size_t... I, class... A>
@@ -126,7 +127,10 @@ Blob call_member(void* object, const Blobs& args) {
 }
 
 // What travels when a proxy is handed to another process: where the server is, the key that
-// opens it, and which object. Python's Token plus the authkey Python adds while spawning.
+// opens it, and which object. Python's Token plus the authkey Python adds while spawning, and
+// which server: a random number each server draws when it starts, so that a proxy of a server
+// that is gone never reaches another one started later on the same address (whose object ids
+// start again at 1).
 struct ProxyToken {
     std::string type_id;
     std::uint8_t family = 0;  // 0: AF_UNIX (path), 1: AF_INET (host, port)
@@ -134,10 +138,11 @@ struct ProxyToken {
     std::uint16_t port = 0;
     std::vector<std::byte> authkey;
     std::uint64_t id = 0;
+    std::uint64_t server = 0;  // the server's instance number; 0: not known (not checked)
 
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(type_id, family, location, port, authkey, id);
+        ar(type_id, family, location, port, authkey, id, server);
     }
 };
 
