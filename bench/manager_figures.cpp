@@ -8,6 +8,8 @@
 //                     raw           write/read of 1 byte over a Unix socketpair to a forked echo process
 //   manager.concurrent mproc        4 client processes, each doing d[k] = v / d.get(k) alternately
 //                                   on one managed dict; total operations per second
+//                     raw           4 client processes making 1-byte round trips, each over its own
+//                                   socketpair to an echo thread of one server process
 //   manager.start     mproc         Manager() + the first dict() (shutdown outside the time)
 //                     raw           fork a process that binds and listens on a Unix socket, connect,
 //                                   one 1-byte round trip
@@ -16,9 +18,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.hpp"
@@ -109,7 +113,8 @@ constexpr int kConcurrentClients = 4;
 const bench::Register concurrent{{
     .name = "manager.concurrent",
     .unit = bench::per_second("op"),
-    .description = "4 client processes doing d[k] = v / d.get(k) alternately on one managed dict, total ops/s",
+    .description = "4 client processes doing d[k] = v / d.get(k) alternately on one managed dict, total ops/s; "
+                   "raw: 4 clients making 1-byte round trips to echo threads of one server process",
     .impls = {
         {"mproc", [](std::size_t iterations) {
              static mproc::SyncManager manager = mproc::Manager();
@@ -138,6 +143,60 @@ const bench::Register concurrent{{
                  child.join();
                  bench::require(child.exitcode() == 0, "a child failed");
              }
+             return took;
+         }},
+        {"raw", [](std::size_t iterations) {
+             // One server process with an echo thread per client, as the manager's server has a
+             // thread per connection; each client makes 1-byte round trips over its own socketpair.
+             int ready[2];
+             bench::require(::pipe(ready) == 0, "pipe failed");
+             std::vector<std::array<int, 2>> pairs(kConcurrentClients);
+             for (auto& pair : pairs)
+                 bench::require(::socketpair(AF_UNIX, SOCK_STREAM, 0, pair.data()) == 0, "socketpair failed");
+             const pid_t server = ::fork();
+             bench::require(server >= 0, "fork failed");
+             if (server == 0) {
+                 std::vector<std::thread> echoes;
+                 for (auto& pair : pairs)
+                     echoes.emplace_back([fd = pair[1]] {
+                         char byte;
+                         for (;;) {
+                             const ssize_t n = ::read(fd, &byte, 1);
+                             if (n == 0 || (n < 0 && errno != EINTR)) return;
+                             if (n == 1) transfer(fd, &byte, true);
+                         }
+                     });
+                 for (auto& pair : pairs) ::close(pair[0]);
+                 for (auto& echo : echoes) echo.join();
+                 ::_exit(0);
+             }
+             for (auto& pair : pairs) ::close(pair[1]);
+             std::vector<pid_t> clients;
+             for (int c = 0; c < kConcurrentClients; ++c) {
+                 const std::size_t share = iterations / kConcurrentClients +
+                                           (c == 0 ? iterations % kConcurrentClients : 0);
+                 const pid_t pid = ::fork();
+                 bench::require(pid >= 0, "fork failed");
+                 if (pid == 0) {
+                     char byte = 1;
+                     transfer(ready[0], &byte, false);  // the start line
+                     for (std::size_t i = 0; i < share; ++i) {
+                         transfer(pairs[static_cast<std::size_t>(c)][0], &byte, true);
+                         transfer(pairs[static_cast<std::size_t>(c)][0], &byte, false);
+                     }
+                     ::_exit(0);
+                 }
+                 clients.push_back(pid);
+             }
+             const auto begin = std::chrono::steady_clock::now();
+             const char go[kConcurrentClients] = {};
+             bench::require(::write(ready[1], go, sizeof go) == static_cast<ssize_t>(sizeof go), "write failed");
+             for (const pid_t pid : clients) reap(pid);
+             const bench::Seconds took = std::chrono::steady_clock::now() - begin;
+             for (auto& pair : pairs) ::close(pair[0]);
+             reap(server);
+             ::close(ready[0]);
+             ::close(ready[1]);
              return took;
          }},
     },
