@@ -4,7 +4,7 @@
 //   int square(int x) { return x * x; }
 //   mproc::SyncManager manager = mproc::Manager();
 //   mproc::PoolProxy pool = manager.Pool(4);                // an mproc::Pool of 4 workers
-//   std::vector<int> squares = pool.map(square, mproc_range);
+//   std::vector<int> squares = pool.map(square, std::vector<int>{1, 2, 3});
 //   mproc::AsyncResultProxy<int> r = pool.apply_async(square, 7);
 //   int v = r.get(std::chrono::seconds(1));
 //

@@ -302,3 +302,17 @@ TEST_P(ManagerPool, AResultProxyCanBeReadInAChild) {
 }
 
 }  // namespace
+
+namespace {
+
+// The server ends on a shutdown request while a pool still has workers: its workers go with it.
+TEST_P(ManagerPool, ShutdownWithALivePoolEndsTheServerAtTheRequest) {
+    auto pool = make_pool();
+    auto never = manager_.Event();
+    auto held = pool.apply_async(wait_for_ever, 1, never);
+    EXPECT_EQ(pool.map(sqr, range(4)), squares(4));
+    manager_.shutdown();
+    EXPECT_EQ(manager_.process()->exitcode(), 0);
+}
+
+}  // namespace
