@@ -997,10 +997,17 @@ private:
     std::shared_ptr<detail::ManagerState> state_;
 };
 
+class PoolProxy;
+struct ManagedPoolOptions;
+
 // Python's SyncManager: the built-in types. Manager() returns one, started.
 class SyncManager : public BaseManager {
 public:
     using BaseManager::BaseManager;
+
+    // An mproc::Pool in the server process, used through a PoolProxy (managed_pool.hpp).
+    PoolProxy Pool(std::optional<int> processes = std::nullopt);
+    PoolProxy Pool(const ManagedPoolOptions& options);
 
     template <class K, class V>
     DictProxy<K, V> dict() {
@@ -1058,3 +1065,6 @@ protected:
 SyncManager Manager(ManagerOptions options = {});
 
 }  // namespace mproc
+
+// The managed Pool's proxies, which need the classes above.
+#include "mproc/managed_pool.hpp"

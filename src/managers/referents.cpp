@@ -13,6 +13,7 @@
 
 #include <fmt/format.h>
 
+#include "managers/pool_referent.hpp"
 #include "managers/protocol.hpp"
 #include "managers/server_state.hpp"
 
@@ -764,6 +765,7 @@ StoredReferences::~StoredReferences() { give_back(server_, ids_); }
 void StoredReferences::hand_over() const { take(server_, ids_); }
 
 std::shared_ptr<Referent> make_builtin(std::string_view t, const Blobs& args) {
+    if (t == "Pool") return make_pool_referent(args);
     if (t == "dict") return std::make_shared<DictReferent>();
     if (t == "list") return std::make_shared<ListReferent>();
     if (t == "Namespace") return std::make_shared<NamespaceReferent>();
