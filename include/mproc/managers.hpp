@@ -18,7 +18,8 @@
 // Lifetime: the server belongs to the process that started it. It stops when the manager object
 // is destroyed there, when shutdown() is called, or when that process exits (the exit sequence
 // shuts it down before joining children, as Python's finalizer does); it is killed if its owner
-// dies (SIGKILL included). Shutting down escalates as Python's does: a shutdown request, then
+// dies (SIGKILL included). It ignores SIGINT, as Python's does, so that a Ctrl-C meant for the
+// program leaves it serving until its owner shuts it down. Shutting down escalates as Python's does: a shutdown request, then
 // join(shutdown_timeout), then SIGTERM, then SIGKILL. Objects are reference counted: each process
 // holding proxies of an object holds a reference, released when its last proxy goes or the
 // process exits, and the object is deleted when no reference is left. A proxy stored in a managed
