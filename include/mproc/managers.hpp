@@ -18,7 +18,8 @@
 // Lifetime: the server belongs to the process that started it. It stops when the manager object
 // is destroyed there, when shutdown() is called, or when that process exits (the exit sequence
 // shuts it down before joining children, as Python's finalizer does); it is killed if its owner
-// dies (SIGKILL included). Shutting down escalates as Python's does: a shutdown request, then
+// dies (SIGKILL included). It ignores SIGINT, as Python's does, so that a Ctrl-C meant for the
+// program leaves it serving until its owner shuts it down. Shutting down escalates as Python's does: a shutdown request, then
 // join(shutdown_timeout), then SIGTERM, then SIGKILL. Objects are reference counted: each process
 // holding proxies of an object holds a reference, released when its last proxy goes or the
 // process exits, and the object is deleted when no reference is left. A proxy stored in a managed
@@ -836,8 +837,10 @@ class BarrierProxy : public BaseProxy {
 public:
     BarrierProxy() = default;
     explicit BarrierProxy(BaseProxy base) : BaseProxy(std::move(base)) {}
-    // The arrival index, 0 .. parties - 1.
-    int wait() const { return static_cast<int>(call_typed<std::int64_t>("wait", std::int64_t{-1})); }
+    // The arrival index, 0 .. parties - 1. Without a timeout the barrier's default one applies
+    // (SyncManager::Barrier's `timeout`; none: wait forever); when a wait times out the barrier
+    // breaks, and every party waiting in it gets BrokenBarrierError.
+    int wait() const { return static_cast<int>(call_typed<std::int64_t>("wait")); }
     template <class Rep, class Period>
     int wait(std::chrono::duration<Rep, Period> timeout) const {
         return static_cast<int>(call_typed<std::int64_t>("wait", detail::server_timeout(timeout)));
@@ -850,6 +853,34 @@ public:
 
 protected:
     const char* proxy_name() const override { return "BarrierProxy"; }
+};
+
+// A call that runs in the manager's server process: a managed Barrier's action (Python's
+// Barrier(parties, action)). A function or a lambda without captures, with Encodable arguments
+// (proxies of the manager among them: the object such a proxy refers to lives as long as the
+// call is kept), as a Process target under spawn is. It reaches the server as a code reference
+// whatever the start method, so it must be code of the program the server runs: a client of
+// another program (a remote manager's) gets UsageError.
+//   manager.Barrier(3, report);
+//   manager.Barrier(3, {append_to, results, std::string("passed")});
+class ServerCall {
+public:
+    ServerCall() = default;
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    ServerCall(F&& function, Args&&... args)  // NOLINT: implicit, for `manager.Barrier(3, f)`
+        : target_(detail::make_target(std::forward<F>(function), std::forward<Args>(args)...)) {
+        using Fn = std::decay_t<F>;
+        static_assert(detail::is_function_pointer<Fn> || detail::is_stateless_callable<Fn>,
+                      "a call that runs in the manager's server must be a function or a lambda without captures: it "
+                      "travels to the server as a code reference");
+        static_assert((Encodable<std::decay_t<Args>> && ...), "the arguments of a server call must be Encodable");
+    }
+    explicit operator bool() const noexcept { return target_ != nullptr; }
+    const std::shared_ptr<detail::Target>& target() const noexcept { return target_; }
+
+private:
+    std::shared_ptr<detail::Target> target_;
 };
 
 struct ManagerOptions {
@@ -988,6 +1019,11 @@ public:
 
 protected:
     BaseProxy create_raw(std::string_view type_id, const detail::Blobs& args);
+    // `call` as constructor arguments of a built-in type: its portable encoding, the identity of
+    // this program's executable (the server refuses code of another program), and the ids of the
+    // objects of this server its proxies refer to (kept alive while the object holds the call).
+    // Three empty arguments for no call.
+    detail::Blobs server_call_arguments(const ServerCall& call) const;
     // The class name used for the server process's name (SyncManager-1).
     virtual const char* type_name() const { return "BaseManager"; }
 
@@ -1055,7 +1091,21 @@ public:
     }
     ConditionProxy Condition() { return ConditionProxy(create_raw("Condition", {})); }
     EventProxy Event() { return EventProxy(create_raw("Event", {})); }
-    BarrierProxy Barrier(int parties) { return BarrierProxy(create_raw("Barrier", {dumps(std::int64_t{parties})})); }
+    // Python's Barrier(parties, action=None, timeout=None). `action` runs once per cycle in the
+    // server process, on the thread serving the last party to arrive, before any party is
+    // released (threading.Barrier runs it in the last thread to arrive, which is the server's).
+    // If it throws, the barrier breaks: that party's wait() throws what the action threw (an mproc
+    // exception as itself, any other as RemoteError) and the other parties get BrokenBarrierError.
+    // The action must not wait on the barrier itself. `timeout`: the default of wait() without
+    // one; unset: wait forever. ValueError("parties must be > 0") for parties < 1.
+    //   auto b = manager.Barrier(3, report, std::chrono::seconds(5));
+    BarrierProxy Barrier(int parties, const ServerCall& action = {},
+                         std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
+        detail::Blobs args{dumps(std::int64_t{parties}),
+                           dumps(timeout ? detail::server_timeout(*timeout) : std::int64_t{-1})};
+        for (auto& arg : server_call_arguments(action)) args.push_back(std::move(arg));
+        return BarrierProxy(create_raw("Barrier", args));
+    }
 
 protected:
     const char* type_name() const override { return "SyncManager"; }

@@ -627,10 +627,13 @@ detail::RegisteredType* BaseManager::add_registration(detail::RegisteredType ent
 namespace detail {
 namespace {
 
-// The server process: the initializer first (Python runs it before the server is made), then the
-// server. An initializer that throws is reported on the channel as a server that could not start.
+// The server process: it ignores SIGINT, as Python's server does (a Ctrl-C meant for the
+// program's processes leaves its manager serving them until they shut it down); then the
+// initializer (Python runs it before the server is made), then the server. An initializer that
+// throws is reported on the channel as a server that could not start.
 void manager_server_start(const ServerSettings& settings, const ServerChannel& channel,
                           const PortableCall& initializer) {
+    ::signal(SIGINT, SIG_IGN);
     try {
         initializer();
     } catch (const std::exception& e) {
@@ -776,6 +779,22 @@ BaseProxy BaseManager::create_raw(std::string_view type_id, const detail::Blobs&
     auto state = detail::new_state(token);
     detail::hold(*state);
     return BaseProxy(std::move(state));
+}
+
+detail::Blobs BaseManager::server_call_arguments(const ServerCall& call) const {
+    if (!call) return {dumps(std::vector<std::byte>{}), dumps(std::string()), dumps(std::vector<std::uint64_t>{})};
+    require_state(state_);
+    std::vector<std::byte> encoded;
+    std::vector<std::uint64_t> held;
+    {
+        const detail::NestedProxies scope;
+        Encoder out(encoded);
+        call.target()->encode_portable(out);
+        const std::string here = detail::server_key_of(state_->token_for(detail::kServerObject, ""));
+        for (const auto& token : scope.tokens())
+            if (detail::server_key_of(token) == here) held.push_back(token.id);
+    }
+    return {dumps(encoded), dumps(detail::executable_identity()), dumps(held)};
 }
 
 SyncManager Manager(ManagerOptions options) {

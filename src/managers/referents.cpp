@@ -1,11 +1,14 @@
 // The objects a SyncManager's server owns. Values are kept as their encodings: the server never
 // needs to know a value's type, only to compare encodings (dict keys, list.index) and hand them
 // back. Each object has its own mutex, since every client is served by a thread of its own.
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <deque>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -15,6 +18,7 @@
 
 #include "managers/pool_referent.hpp"
 #include "managers/protocol.hpp"
+#include "mproc/detail/target.hpp"
 #include "managers/server_state.hpp"
 
 namespace mproc::detail {
@@ -635,12 +639,42 @@ private:
     bool flag_ = false;
 };
 
-// threading.Barrier: each round is a generation; breaking it (abort, reset, a timeout) fails the
-// parties waiting in that round.
+// A managed Barrier's action: a portable call (detail/target.hpp) decoded and run anew at each
+// cycle, so that a proxy among its arguments is a fresh client of this server each time; the
+// objects its proxies refer to are kept alive for as long as the barrier holds the call.
+class BarrierAction {
+public:
+    BarrierAction(ServerState& server, const Blobs& args, std::size_t first) {
+        encoded_ = arg<std::vector<std::byte>>(args, first);
+        if (encoded_.empty()) return;
+        if (arg<std::string>(args, first + 1) != executable_identity())
+            throw ServerError{"UsageError",
+                              "a managed Barrier's action is code of another program than the manager's server: it "
+                              "can only be given by a client that runs the same program"};
+        Decoder in(encoded_);
+        resolve_code_ref(in.read<CodeRef>());  // DecodeError now rather than at the first cycle
+        auto held = arg<std::vector<std::uint64_t>>(args, first + 2);
+        if (!held.empty()) references_ = std::make_unique<StoredReferences>(server, std::move(held));
+    }
+    explicit operator bool() const noexcept { return !encoded_.empty(); }
+    void operator()() const {
+        Decoder in(encoded_);
+        run_portable_call(in);
+    }
+
+private:
+    std::vector<std::byte> encoded_;
+    std::unique_ptr<StoredReferences> references_;
+};
+
+// threading.Barrier: each round is a generation; breaking it (abort, reset, a timeout, an action
+// that throws) fails the parties waiting in that round.
 class BarrierReferent final : public Referent {
 public:
-    explicit BarrierReferent(std::int64_t parties) : parties_(parties) {
-        if (parties < 1) throw ServerError{"ValueError", "parties must be > 0"};
+    // Arguments: parties, the default timeout (ns, -1: none), then the action's (BarrierAction).
+    BarrierReferent(ServerState& server, const Blobs& args)
+        : parties_(arg<std::int64_t>(args, 0)), default_timeout_(arg<std::int64_t>(args, 1)), action_(server, args, 2) {
+        if (parties_ < 1) throw ServerError{"ValueError", "parties must be > 0"};
     }
     Blob call(std::string_view m, const Blobs& args, const Caller&) override {
         std::unique_lock lock(mutex_);
@@ -649,12 +683,22 @@ public:
             auto round = current_;
             const std::int64_t index = count_++;
             if (count_ == parties_) {
+                // The last party runs the action before anyone is released, as Python's does.
+                if (action_) {
+                    try {
+                        action_();
+                    } catch (...) {
+                        break_round();
+                        throw;
+                    }
+                }
                 round->done = true;
                 next_round();
                 changed_.notify_all();
                 return dumps(index);
             }
-            if (!wait_until_ready(changed_, lock, arg<std::int64_t>(args, 0), [&] { return round->done || round->broken; })) {
+            const std::int64_t timeout = args.empty() ? default_timeout_ : arg<std::int64_t>(args, 0);
+            if (!wait_until_ready(changed_, lock, timeout, [&] { return round->done || round->broken; })) {
                 break_round();
                 throw ServerError{"BrokenBarrierError", "the barrier wait timed out"};
             }
@@ -697,6 +741,8 @@ private:
     std::mutex mutex_;
     std::condition_variable changed_;
     std::int64_t parties_;
+    std::int64_t default_timeout_;
+    BarrierAction action_;
     std::int64_t count_ = 0;
     bool broken_ = false;
     std::shared_ptr<Round> current_ = std::make_shared<Round>();
@@ -764,7 +810,17 @@ StoredReferences::~StoredReferences() { give_back(server_, ids_); }
 
 void StoredReferences::hand_over() const { take(server_, ids_); }
 
-std::shared_ptr<Referent> make_builtin(std::string_view t, const Blobs& args) {
+const std::string& executable_identity() {
+    static const std::string identity = [] {
+        struct stat info {};
+        if (::stat("/proc/self/exe", &info) != 0) return std::string("unknown");
+        return fmt::format("{}:{}:{}:{}.{}", info.st_dev, info.st_ino, info.st_size, info.st_mtim.tv_sec,
+                           info.st_mtim.tv_nsec);
+    }();
+    return identity;
+}
+
+std::shared_ptr<Referent> make_builtin(ServerState& server, std::string_view t, const Blobs& args) {
     if (t == "Pool") return make_pool_referent(args);
     if (t == "dict") return std::make_shared<DictReferent>();
     if (t == "list") return std::make_shared<ListReferent>();
@@ -778,7 +834,7 @@ std::shared_ptr<Referent> make_builtin(std::string_view t, const Blobs& args) {
     if (t == "Semaphore" || t == "BoundedSemaphore")
         return std::make_shared<SemaphoreReferent>(arg<std::int64_t>(args, 0), t == "BoundedSemaphore");
     if (t == "Event") return std::make_shared<EventReferent>();
-    if (t == "Barrier") return std::make_shared<BarrierReferent>(arg<std::int64_t>(args, 0));
+    if (t == "Barrier") return std::make_shared<BarrierReferent>(server, args);
     return nullptr;
 }
 

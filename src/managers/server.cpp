@@ -320,7 +320,7 @@ Blob ServerState::call_server(std::string_view method, const Blobs& args) {
             }
             referent = make_registered(registered->second, ctor_args);
         } else {
-            referent = make_builtin(type_id, ctor_args);
+            referent = make_builtin(*this, type_id, ctor_args);
         }
         if (!referent) throw ServerError{"UsageError", fmt::format("unknown type id '{}'", type_id)};
         std::lock_guard lock(mutex);

@@ -60,7 +60,12 @@ public:
 };
 
 // A built-in referent for a SyncManager type id ("dict", "Lock", ...); nullptr if there is none.
-std::shared_ptr<Referent> make_builtin(std::string_view type_id, const Blobs& args);
+std::shared_ptr<Referent> make_builtin(ServerState& server, std::string_view type_id, const Blobs& args);
+
+// Which program this process runs: the device, inode, size and modification time of its
+// executable. A call that travels to the server as code references (a Barrier's action) comes
+// with the client's, and the server runs it only when it is its own.
+const std::string& executable_identity();
 
 // A referent of a registered user type.
 std::shared_ptr<Referent> make_registered(const RegisteredType& type, const Blobs& args);

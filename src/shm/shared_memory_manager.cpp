@@ -122,10 +122,7 @@ public:
     explicit SegmentTracker(bool started_by_owner) : tracked_(std::make_shared<TrackedNames>()) {
         auto tracked = tracked_;
         detail::Runtime::get().at_exit(detail::ExitPhase::before_children, [tracked] { tracked->unlink_all(); });
-        if (started_by_owner) {
-            ::signal(SIGINT, SIG_IGN);
-            watch_owner(tracked_);
-        }
+        if (started_by_owner) watch_owner(tracked_);
     }
 
     void track_segment(std::string name) {

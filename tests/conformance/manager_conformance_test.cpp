@@ -643,14 +643,7 @@ protected:
 
     template <class F, class... A>
     void run_parties(F f, A... args) {
-        std::vector<mproc::Process> others;
-        for (int i = 0; i < kParties - 1; ++i) others.push_back(child_process(f, args...));
-        for (auto& p : others) p.start();
-        f(args...);
-        for (auto& p : others) {
-            p.join();
-            EXPECT_EQ(p.exitcode(), 0);
-        }
+        ManagerConformance::run_parties(kParties, f, args...);
     }
     // CPython's DummyList for the manager variant: a managed list used as a counter.
     mproc::ListProxy<bool> counter() { return manager_.list<bool>(); }

@@ -29,6 +29,19 @@ protected:
         child.join();
         EXPECT_EQ(child.exitcode(), 0);
     }
+    // CPython's run_threads (Bunch) for the manager variant: f(args...) in parties - 1 children
+    // and in this process; every child must end with exit code 0.
+    template <class F, class... A>
+    void run_parties(int parties, F f, A... args) const {
+        std::vector<mproc::Process> others;
+        for (int i = 0; i < parties - 1; ++i) others.push_back(child_process(f, args...));
+        for (auto& p : others) p.start();
+        f(args...);
+        for (auto& p : others) {
+            p.join();
+            EXPECT_EQ(p.exitcode(), 0);
+        }
+    }
 };
 
 inline std::string manager_start_method_name(const ::testing::TestParamInfo<mproc::StartMethod>& info) {
