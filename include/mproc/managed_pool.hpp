@@ -78,18 +78,20 @@ namespace detail {
 enum class PoolJobKind : std::uint8_t { apply = 0, map = 1, imap = 2, imap_unordered = 3 };
 
 // A task's code as it travels to the server: the worker entry and, for a function pointer, the
-// function (pool.hpp's CallSite, as code references).
+// function (pool.hpp's CallSite, as code references), with the sender's program, which must be
+// the server's (executable_identity).
 struct WireCallSite {
     CodeRef entry;
     std::optional<CodeRef> function;
+    std::string program;
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(entry, function);
+        ar(entry, function, program);
     }
 };
 
 inline WireCallSite wire_call_site(const CallSite& site) {
-    WireCallSite out{code_ref_of(site.entry), std::nullopt};
+    WireCallSite out{code_ref_of(site.entry), std::nullopt, executable_identity()};
     if (site.function != nullptr) out.function = code_ref_of(site.function);
     return out;
 }

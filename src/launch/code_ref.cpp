@@ -3,9 +3,12 @@
 #include "mproc/detail/code_ref.hpp"
 
 #include <link.h>
+#include <sys/stat.h>
 
 #include <cstring>
 #include <string_view>
+
+#include <fmt/format.h>
 
 #include "mproc/errors.hpp"
 
@@ -79,6 +82,16 @@ const void* resolve_code_ref(const CodeRef& ref) {
                           (ref.object.empty() ? std::string("the main executable") : ref.object) +
                           "' is not in executable code");
     return reinterpret_cast<const void*>(s.address);
+}
+
+const std::string& executable_identity() {
+    static const std::string identity = [] {
+        struct stat info {};
+        if (::stat("/proc/self/exe", &info) != 0) return std::string("unknown");
+        return fmt::format("{}:{}:{}:{}.{}", info.st_dev, info.st_ino, info.st_size, info.st_mtim.tv_sec,
+                           info.st_mtim.tv_nsec);
+    }();
+    return identity;
 }
 
 }  // namespace mproc::detail

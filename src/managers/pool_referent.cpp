@@ -200,6 +200,7 @@ private:
         auto chunks = loads<Blobs>(args[1]);
         const auto kind = loads<PoolJobKind>(args[2]);
         if (caller.server == nullptr) throw ServerError{"UsageError", "this call cannot make objects"};
+        check_same_program(wire.program, "a managed Pool's task");
         CallSite site;
         site.entry = resolve_code_ref(wire.entry);
         if (wire.function) site.function = resolve_code_ref(*wire.function);

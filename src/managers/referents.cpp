@@ -647,10 +647,7 @@ public:
     BarrierAction(ServerState& server, const Blobs& args, std::size_t first) {
         encoded_ = arg<std::vector<std::byte>>(args, first);
         if (encoded_.empty()) return;
-        if (arg<std::string>(args, first + 1) != executable_identity())
-            throw ServerError{"UsageError",
-                              "a managed Barrier's action is code of another program than the manager's server: it "
-                              "can only be given by a client that runs the same program"};
+        check_same_program(arg<std::string>(args, first + 1), "a managed Barrier's action");
         Decoder in(encoded_);
         resolve_code_ref(in.read<CodeRef>());  // DecodeError now rather than at the first cycle
         auto held = arg<std::vector<std::uint64_t>>(args, first + 2);
@@ -809,16 +806,6 @@ StoredReferences::StoredReferences(ServerState& server, std::vector<std::uint64_
 StoredReferences::~StoredReferences() { give_back(server_, ids_); }
 
 void StoredReferences::hand_over() const { take(server_, ids_); }
-
-const std::string& executable_identity() {
-    static const std::string identity = [] {
-        struct stat info {};
-        if (::stat("/proc/self/exe", &info) != 0) return std::string("unknown");
-        return fmt::format("{}:{}:{}:{}.{}", info.st_dev, info.st_ino, info.st_size, info.st_mtim.tv_sec,
-                           info.st_mtim.tv_nsec);
-    }();
-    return identity;
-}
 
 std::shared_ptr<Referent> make_builtin(ServerState& server, std::string_view t, const Blobs& args) {
     if (t == "Pool") return make_pool_referent(args);

@@ -28,6 +28,13 @@ namespace mproc::detail {
 
 std::string type_name_of(const std::type_info& type) { return unqualified_type_name(type); }
 
+void check_same_program(std::string_view sender, std::string_view what) {
+    if (sender != executable_identity())
+        throw ServerError{"UsageError", fmt::format("{} is code of another program than the manager's server: it can "
+                                                    "only be given by a client that runs the same program",
+                                                    what)};
+}
+
 void check_argument_count(std::string_view what, std::size_t expected, std::size_t given) {
     if (expected != given)
         throw ServerError{"UsageError", fmt::format("{} takes {} argument{} ({} given)", what, expected,

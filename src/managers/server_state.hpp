@@ -62,10 +62,10 @@ public:
 // A built-in referent for a SyncManager type id ("dict", "Lock", ...); nullptr if there is none.
 std::shared_ptr<Referent> make_builtin(ServerState& server, std::string_view type_id, const Blobs& args);
 
-// Which program this process runs: the device, inode, size and modification time of its
-// executable. A call that travels to the server as code references (a Barrier's action) comes
-// with the client's, and the server runs it only when it is its own.
-const std::string& executable_identity();
+// Refuses code references sent by a client that runs another program than this server
+// (`sender`: its executable_identity()): they would point into an executable not loaded here.
+// `what` names them ("a managed Barrier's action").
+void check_same_program(std::string_view sender, std::string_view what);
 
 // A referent of a registered user type.
 std::shared_ptr<Referent> make_registered(const RegisteredType& type, const Blobs& args);

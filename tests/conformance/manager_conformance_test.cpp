@@ -436,10 +436,11 @@ public:
     Sleepers(const ManagedCondition& test, mproc::ConditionProxy cond, mproc::AcquirerProxy sleeping,
              mproc::AcquirerProxy woken, int pairs, int timeout_ms)
         : cond_(cond) {
-        for (int i = 0; i < pairs; ++i) {
-            processes_.push_back(test.spawn_sleeper(cond, sleeping, woken, timeout_ms));
-            threads_.emplace_back(condition_sleeper, cond, sleeping, woken, timeout_ms);
-        }
+        // The processes first: a child forked while a sleeper thread is at work could inherit an
+        // allocator lock that thread holds, and AddressSanitizer's allocator (before LLVM 18) never
+        // releases it in the child.
+        for (int i = 0; i < pairs; ++i) processes_.push_back(test.spawn_sleeper(cond, sleeping, woken, timeout_ms));
+        for (int i = 0; i < pairs; ++i) threads_.emplace_back(condition_sleeper, cond, sleeping, woken, timeout_ms);
     }
     // Wakes whoever still waits (after a failed check), then joins them all.
     ~Sleepers() {

@@ -230,6 +230,22 @@ TEST_P(ManagerPool, APoolOfLessThanOneProcessIsAValueError) {
     EXPECT_EQ(make_pool(3).processes(), 3);
 }
 
+// A task made by another program cannot run in this server: its code references would point into
+// an executable the server does not run. Made by hand: what such a client would send.
+TEST_P(ManagerPool, ATaskOfAnotherProgramIsRefused) {
+    auto pool = make_pool(1);
+    auto site = mproc::detail::wire_call_site(
+        mproc::detail::call_site<int (*)(int)>(&mproc::detail::run_apply<int (*)(int), int>, &sqr));
+    site.program = "another program";
+    const mproc::Proxy raw(static_cast<const mproc::BaseProxy&>(pool));
+    const auto text = thrown_text<mproc::UsageError>([&] {
+        raw.call<std::uint64_t>("submit", site, mproc::detail::Blobs{mproc::dumps(std::tuple<int>(3))},
+                                mproc::detail::PoolJobKind::apply);
+    });
+    EXPECT_NE(text.find("a managed Pool's task is code of another program"), std::string::npos) << text;
+    EXPECT_EQ(pool.apply(sqr, 3), 9);  // the pool still serves the same program's tasks
+}
+
 // CPython: _TestPool.test_wrapped_exception
 TEST_P(ManagerPool, ATasksExceptionKeepsItsKind) {
     auto pool = make_pool(1);

@@ -287,8 +287,12 @@ public:
 
     // `pairs` child processes and as many threads, each running condition_sleeper.
     void start(int pairs, long timeout_ms) {
-        for (int i = 0; i < pairs; ++i) {
+        // The processes first: a child forked while a sleeper thread is at work could inherit an
+        // allocator lock that thread holds, and AddressSanitizer's allocator (before LLVM 18) never
+        // releases it in the child. (Sleepers of an earlier start() sleep in their wait by now.)
+        for (int i = 0; i < pairs; ++i)
             processes_.emplace_back(condition_sleeper, cond_, sleeping_, woken_, timeout_ms).start();
+        for (int i = 0; i < pairs; ++i) {
             tids_.push_back(std::make_unique<std::atomic<pid_t>>(0));
             threads_.emplace_back([this, timeout_ms, tid = tids_.back().get()] {
                 *tid = this_thread_id();

@@ -29,6 +29,11 @@ CodeRef code_ref_of(const void* address);
 // the address is not in one of its executable segments.
 const void* resolve_code_ref(const CodeRef& ref);
 
+// Which program this process runs: the device, inode, size and modification time of its
+// executable. Code references sent to a manager's server (a managed Barrier's action, a managed
+// Pool's tasks) come with the sender's, and the server runs them only when it is its own.
+const std::string& executable_identity();
+
 template <class Function>
 CodeRef code_ref_of_function(Function* function) {
     return code_ref_of(reinterpret_cast<const void*>(function));
