@@ -34,6 +34,8 @@ public:
     explicit Watchdog(std::chrono::seconds limit, std::string what = {}) : what_(std::move(what)) {
         thread_ = std::thread([this, limit] {
             std::unique_lock lock(mutex_);
+            started_ = true;
+            cv_.notify_all();
             if (!cv_.wait_for(lock, limit, [this] { return done_; })) {
                 std::fprintf(stderr, "\nWATCHDOG: %s still running after %lld s; aborting\n", what_.c_str(),
                              static_cast<long long>(limit.count()));
@@ -41,6 +43,11 @@ public:
                 std::abort();
             }
         });
+        // Returns once the thread sleeps in its wait (the mutex is free only then): a test that
+        // forks at once must not copy the locks a starting thread takes, which AddressSanitizer's
+        // allocator (before LLVM 18) never releases in the child.
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [this] { return started_; });
     }
     ~Watchdog() {
         {
@@ -57,6 +64,7 @@ private:
     std::string what_;
     std::mutex mutex_;
     std::condition_variable cv_;
+    bool started_ = false;
     bool done_ = false;
     std::thread thread_;
 };
