@@ -23,7 +23,7 @@
 #include "harness.hpp"
 #include "mproc/context.hpp"
 #include "mproc/process.hpp"
-#include "sync/spin.hpp"
+#include "base/spin.hpp"
 
 namespace bench::ipc {
 

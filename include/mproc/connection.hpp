@@ -86,8 +86,8 @@
 #include "mproc/authkey.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/detail/descriptors.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
-#include "mproc/process.hpp"
 
 namespace mproc {
 
@@ -99,19 +99,6 @@ inline constexpr std::size_t kDefaultMaxMessageSize = std::size_t{1} << 30;
 // The largest handshake message read before a peer is authenticated (Python's 256-byte cap).
 inline constexpr std::size_t kMaxHandshakeMessageSize = 256;
 
-namespace detail {
-
-// A timeout as the library takes it: nullopt waits forever, a negative duration is zero.
-// Durations too large for nanoseconds (hours::max()) wait forever rather than overflow.
-template <class Rep, class Period>
-std::optional<std::chrono::nanoseconds> to_timeout(std::chrono::duration<Rep, Period> timeout) {
-    using Seconds = std::chrono::duration<double>;
-    if (Seconds(timeout) >= Seconds(std::chrono::nanoseconds::max())) return std::nullopt;
-    if (timeout <= std::chrono::duration<Rep, Period>::zero()) return std::chrono::nanoseconds::zero();
-    return std::chrono::ceil<std::chrono::nanoseconds>(timeout);
-}
-
-}  // namespace detail
 
 // One end of a message channel (Python: multiprocessing.connection.Connection).
 //
@@ -452,7 +439,14 @@ namespace detail {
 // The descriptor wait() watches for each kind of object it accepts.
 inline int waitable_fd(int fd) noexcept { return fd; }
 inline int waitable_fd(const Connection& connection) { return connection.fileno(); }
-inline int waitable_fd(const Process& process) { return process.sentinel(); }
+// A Process (or anything with a sentinel): its sentinel, readable once it has ended.
+template <class T>
+    requires requires(const T& object) {
+        { object.sentinel() } -> std::convertible_to<int>;
+    }
+int waitable_fd(const T& object) {
+    return object.sentinel();
+}
 template <class T>
     requires requires(const T& object) {
         { object.fileno() } -> std::convertible_to<int>;

@@ -162,13 +162,13 @@ public:
     T get() const { return detail::join_parts<T>(call_typed<detail::Blobs>("get", std::int64_t{-1})); }
     template <class Rep, class Period>
     T get(std::chrono::duration<Rep, Period> timeout) const {
-        return detail::join_parts<T>(call_typed<detail::Blobs>("get", detail::server_timeout(timeout)));
+        return detail::join_parts<T>(call_typed<detail::Blobs>("get", detail::timeout_ns(timeout)));
     }
     void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
     // True when the result became ready within `timeout`.
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<bool>("wait", detail::server_timeout(timeout));
+        return call_typed<bool>("wait", detail::timeout_ns(timeout));
     }
     bool ready() const { return call_typed<bool>("ready"); }
     // ValueError("the result is not ready") before it is (Python: ValueError "<...> not ready").
@@ -192,7 +192,7 @@ public:
     // TimeoutError when nothing arrives within `timeout`.
     template <class Rep, class Period>
     std::optional<R> next(std::chrono::duration<Rep, Period> timeout) {
-        return next_impl(detail::server_timeout(timeout));
+        return next_impl(detail::timeout_ns(timeout));
     }
 
     class iterator {

@@ -75,7 +75,7 @@
 #include "mproc/authkey.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/connection.hpp"
-#include "mproc/detail/manager_repr.hpp"
+#include "mproc/detail/py_repr.hpp"
 #include "mproc/detail/manager_types.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/process.hpp"
@@ -257,13 +257,6 @@ template <class K, class V>
 class DictProxy;
 
 namespace detail {
-
-// A timeout as the server takes it: nanoseconds, -1 for none.
-template <class Rep, class Period>
-std::int64_t server_timeout(std::chrono::duration<Rep, Period> timeout) {
-    auto t = to_timeout(timeout);
-    return t ? static_cast<std::int64_t>(t->count()) : std::int64_t{-1};
-}
 
 // d[key] = value and V v = d[key] (Python's __setitem__ and __getitem__).
 template <class Owner, class Key, class V>
@@ -717,13 +710,13 @@ public:
     void put(const T& item) const { call_typed<void>("put", item, std::int64_t{-1}); }
     template <class Rep, class Period>
     void put(const T& item, std::chrono::duration<Rep, Period> timeout) const {
-        call_typed<void>("put", item, detail::server_timeout(timeout));
+        call_typed<void>("put", item, detail::timeout_ns(timeout));
     }
     void put_nowait(const T& item) const { call_typed<void>("put", item, std::int64_t{0}); }
     T get() const { return call_typed<T>("get", std::int64_t{-1}); }
     template <class Rep, class Period>
     T get(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<T>("get", detail::server_timeout(timeout));
+        return call_typed<T>("get", detail::timeout_ns(timeout));
     }
     T get_nowait() const { return call_typed<T>("get", std::int64_t{0}); }
     std::size_t qsize() const { return call_typed<std::uint64_t>("qsize"); }
@@ -734,7 +727,7 @@ protected:
     const char* proxy_name() const override { return "AutoProxy[Queue]"; }
     template <class Rep, class Period>
     static std::int64_t to_nanoseconds(std::chrono::duration<Rep, Period> timeout) {
-        return detail::server_timeout(timeout);
+        return detail::timeout_ns(timeout);
     }
 };
 
@@ -763,7 +756,7 @@ public:
     bool acquire(bool blocking = true) const { return call_typed<bool>("acquire", std::int64_t{blocking ? -1 : 0}); }
     template <class Rep, class Period>
     bool acquire(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<bool>("acquire", detail::server_timeout(timeout));
+        return call_typed<bool>("acquire", detail::timeout_ns(timeout));
     }
     // ValueError for a semaphore released too often; UsageError for an RLock not held here.
     void release() const { call_typed<void>("release"); }
@@ -786,7 +779,7 @@ public:
     void wait() const { call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<bool>("wait", detail::server_timeout(timeout));
+        return call_typed<bool>("wait", detail::timeout_ns(timeout));
     }
     // Waits until predicate() is true (checked with the lock held), as Python's wait_for.
     template <class Predicate>
@@ -825,7 +818,7 @@ public:
     bool wait() const { return call_typed<bool>("wait", std::int64_t{-1}); }
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        return call_typed<bool>("wait", detail::server_timeout(timeout));
+        return call_typed<bool>("wait", detail::timeout_ns(timeout));
     }
 
 protected:
@@ -843,7 +836,7 @@ public:
     int wait() const { return static_cast<int>(call_typed<std::int64_t>("wait")); }
     template <class Rep, class Period>
     int wait(std::chrono::duration<Rep, Period> timeout) const {
-        return static_cast<int>(call_typed<std::int64_t>("wait", detail::server_timeout(timeout)));
+        return static_cast<int>(call_typed<std::int64_t>("wait", detail::timeout_ns(timeout)));
     }
     void abort() const { call_typed<void>("abort"); }
     void reset() const { call_typed<void>("reset"); }
@@ -1102,7 +1095,7 @@ public:
     BarrierProxy Barrier(int parties, const ServerCall& action = {},
                          std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
         detail::Blobs args{dumps(std::int64_t{parties}),
-                           dumps(timeout ? detail::server_timeout(*timeout) : std::int64_t{-1})};
+                           dumps(timeout ? detail::timeout_ns(*timeout) : std::int64_t{-1})};
         for (auto& arg : server_call_arguments(action)) args.push_back(std::move(arg));
         return BarrierProxy(create_raw("Barrier", args));
     }

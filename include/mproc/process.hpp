@@ -57,6 +57,7 @@
 #include <fmt/ranges.h>
 
 #include "mproc/authkey.hpp"
+#include "mproc/cpu.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/errors.hpp"
 
@@ -185,13 +186,6 @@ std::optional<Process> parent_process();
 // The live children of the calling process. Like Python, it reaps the ones that have ended.
 std::vector<Process> active_children();
 
-// The number of online CPUs (Python's cpu_count()). The environment variable MPROC_CPU_COUNT
-// overrides it, as PYTHON_CPU_COUNT does in Python 3.13.
-int cpu_count();
-
-// The number of CPUs this process may use: the CPU affinity mask, further limited by a cgroup
-// CPU quota (cpu.max, rounded up). The default size of a Pool. MPROC_CPU_COUNT overrides it.
-int process_cpu_count();
 
 // Ends the calling process with exit code `code` (exit(true) is 1, exit(false) 0, as Python's
 // bool is an int). In a child started by mproc it unwinds the child's stack to the bootstrap

@@ -76,6 +76,7 @@
 #include "mproc/codec.hpp"
 #include "mproc/detail/decoding_scope.hpp"
 #include "mproc/detail/shared_block.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/detail/type_tag.hpp"
 #include "mproc/errors.hpp"
 
@@ -97,17 +98,6 @@ namespace detail {
 class QueueCore;
 
 enum class QueueKind : std::uint32_t { queue = 1, simple = 2, joinable = 3 };
-
-// A timeout for queue calls: kForever, or >= 0 nanoseconds (0: do not block).
-inline constexpr std::int64_t kQueueForever = -1;
-
-template <class Rep, class Period>
-std::int64_t queue_timeout_ns(std::chrono::duration<Rep, Period> timeout) {
-    const double ns = std::chrono::duration<double, std::nano>(timeout).count();
-    if (!(ns > 0)) return 0;
-    if (ns >= 9.2e18) return kQueueForever;
-    return static_cast<std::int64_t>(ns);
-}
 
 std::shared_ptr<QueueCore> queue_create(QueueKind kind, long maxsize, const QueueOptions& options);
 std::shared_ptr<QueueCore> queue_import(SharedBlock block, QueueKind kind);
@@ -153,18 +143,18 @@ class BasicQueue {
 public:
     // put(item, block = true, timeout = forever): Full when a bounded queue stays full (Queue,
     // JoinableQueue). With block == false the timeout is ignored, as in Python.
-    void put(const T& item, bool block = true) { put_encoded(item, block ? kQueueForever : 0); }
+    void put(const T& item, bool block = true) { put_encoded(item, block ? kForever : 0); }
     template <class Rep, class Period>
     void put(const T& item, bool block, std::chrono::duration<Rep, Period> timeout) {
-        put_encoded(item, block ? queue_timeout_ns(timeout) : 0);
+        put_encoded(item, block ? timeout_ns(timeout) : 0);
     }
     void put_nowait(const T& item) { put_encoded(item, 0); }
 
     // get(block = true, timeout = forever): Empty when nothing arrives in time.
-    T get(bool block = true) { return get_decoded(block ? kQueueForever : 0); }
+    T get(bool block = true) { return get_decoded(block ? kForever : 0); }
     template <class Rep, class Period>
     T get(bool block, std::chrono::duration<Rep, Period> timeout) {
-        return get_decoded(block ? queue_timeout_ns(timeout) : 0);
+        return get_decoded(block ? timeout_ns(timeout) : 0);
     }
     T get_nowait() { return get_decoded(0); }
 

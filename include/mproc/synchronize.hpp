@@ -73,6 +73,7 @@
 
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/detail/shared_block.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {
@@ -81,26 +82,6 @@ class Condition;
 class Barrier;
 
 namespace detail {
-
-// A timeout in nanoseconds: kForever, or >= 0 (0: do not block).
-inline constexpr std::int64_t kForever = -1;
-
-// Any duration as a timeout, saturating: negative is 0 (as Python's acquire treats it), and one
-// too long to represent in nanoseconds (about 292 years) means forever.
-template <class Rep, class Period>
-std::int64_t timeout_ns(std::chrono::duration<Rep, Period> timeout) {
-    const double ns = std::chrono::duration<double, std::nano>(timeout).count();
-    if (ns != ns) return 0;  // NaN
-    if (ns <= 0) return 0;
-    if (ns >= 9.2e18) return kForever;
-    const auto whole = static_cast<std::int64_t>(ns);
-    return whole < ns ? whole + 1 : whole;
-}
-
-template <class Clock, class Duration>
-std::int64_t timeout_until(const std::chrono::time_point<Clock, Duration>& when) {
-    return timeout_ns(when - Clock::now());
-}
 
 // Lock and RLock (one block kind; `recursive` tells them apart).
 SharedBlock mutex_create(bool recursive);

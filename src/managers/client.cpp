@@ -21,10 +21,10 @@
 #include "managers/wire.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
-#include "runtime/fork_aware_mutex.hpp"
-#include "runtime/portable_call.hpp"
-#include "runtime/process_access.hpp"
-#include "runtime/runtime.hpp"
+#include "base/fork_aware_mutex.hpp"
+#include "process/portable_call.hpp"
+#include "process/process_access.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc {
 namespace detail {
@@ -91,7 +91,7 @@ int current_pid() noexcept {
     int pid = cached_pid.load(std::memory_order_relaxed);
     if (pid != 0) return pid;
     static const bool registered = [] {
-        ::pthread_atfork(nullptr, nullptr, [] { cached_pid.store(0, std::memory_order_relaxed); });
+        register_fork_hooks(Floor::managers, {.child = [] { cached_pid.store(0, std::memory_order_relaxed); }});
         return true;
     }();
     static_cast<void>(registered);
@@ -268,7 +268,7 @@ void hold(ProxyState& state) {
         held.registered_pid = pid;
     }
     // Outside the lock: the runtime's mutex is older, and fork takes them in creation order.
-    if (first_in_this_process) Runtime::get().at_exit(ExitPhase::before_children, release_all_at_exit);
+    if (first_in_this_process) at_exit(ExitPhase::before_children, release_all_at_exit);
 }
 
 // Takes this process's own reference to an inherited state, once.
@@ -698,7 +698,7 @@ void BaseManager::start_server(std::shared_ptr<detail::Target> initializer) {
         live.registered_pid = s.owner_pid;
     }
     if (first_in_this_process)
-        detail::Runtime::get().at_exit(detail::ExitPhase::before_children, detail::shut_down_live_managers);
+        detail::at_exit(detail::ExitPhase::before_children, detail::shut_down_live_managers);
 }
 
 Server BaseManager::get_server() {

@@ -22,7 +22,7 @@
 #include "managers/wire.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"
-#include "runtime/process_access.hpp"
+#include "process/process_access.hpp"
 
 namespace mproc::detail {
 

@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 
 #include "mproc/errors.hpp"
-#include "sync/spin.hpp"
+#include "base/spin.hpp"
 
 namespace mproc::detail {
 
@@ -63,7 +63,7 @@ bool FrameReader::fill(int fd, std::size_t want) {
         // Memory grows with the bytes that arrive, not with the length a peer announces.
         if (end_ == buffer_.size()) buffer_.resize(std::min(want, buffer_.size() * 2));
         // The answer to a request usually comes within microseconds from a process that is
-        // running: look for it without sleeping for a while (sync/spin.hpp), since waking up on
+        // running: look for it without sleeping for a while (base/spin.hpp), since waking up on
         // another CPU costs tens of microseconds here; but not while the CPUs are oversubscribed.
         ssize_t n = -1;
         int error = 0;

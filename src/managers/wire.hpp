@@ -11,7 +11,7 @@
 #include <span>
 #include <vector>
 
-#include "sync/spin.hpp"
+#include "base/spin.hpp"
 
 namespace mproc::detail {
 

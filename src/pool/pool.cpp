@@ -41,10 +41,10 @@
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/detail/descriptors.hpp"
 #include "mproc/logging.hpp"
-#include "runtime/portable_call.hpp"
-#include "runtime/process_access.hpp"
-#include "launch/descriptor_transfer.hpp"
-#include "runtime/runtime.hpp"
+#include "process/portable_call.hpp"
+#include "process/process_access.hpp"
+#include "base/descriptor_transfer.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc {
 namespace detail {
@@ -416,7 +416,7 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
         pools.cores.emplace_back(this, ::getpid());
         if (pools.registered_pid != ::getpid()) {
             pools.registered_pid = ::getpid();
-            Runtime::get().at_exit(ExitPhase::before_children, [] {
+            at_exit(ExitPhase::before_children, [] {
                 std::vector<PoolCore*> mine;
                 {
                     LivePools& p = live_pools();

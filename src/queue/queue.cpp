@@ -49,12 +49,12 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/queue.hpp"
-#include "runtime/fork_aware_mutex.hpp"
-#include "runtime/runtime.hpp"
-#include "sync/asymmetric_fence.hpp"
-#include "sync/futex.hpp"
-#include "sync/spin.hpp"
-#include "sync/mutex_state.hpp"
+#include "base/fork_aware_mutex.hpp"
+#include "process/runtime.hpp"
+#include "base/asymmetric_fence.hpp"
+#include "base/futex.hpp"
+#include "base/spin.hpp"
+#include "base/mutex_state.hpp"
 
 namespace mproc::detail {
 
@@ -132,7 +132,7 @@ struct QueueShared {
 
 constexpr std::size_t kRingOffset = (sizeof(QueueShared) + 63) / 64 * 64;
 
-// The robust acquisition every mproc lock uses (sync/mutex_state.hpp), for `timeout_ns`: 0 (held),
+// The robust acquisition every mproc lock uses (base/mutex_state.hpp), for `timeout_ns`: 0 (held),
 // ETIMEDOUT, or EOWNERDEAD (held, and consistent again: the caller repairs what the owner left).
 int robust_acquire(MutexState& state, std::int64_t timeout_ns) {
     const int rc = raw_mutex_acquire(state, timeout_ns);
@@ -306,7 +306,7 @@ void QueueCore::enqueue_backlog(std::vector<std::byte>& bytes, const TypeTag& ta
         if (registry.exit_hook_generation != now) {
             registry.exit_hook_generation = now;
             registry.fed.clear();
-            Runtime::get().at_exit(ExitPhase::after_children, flush_all_queues);
+            at_exit(ExitPhase::after_children, flush_all_queues);
         }
         if (exit_flush_generation_ != now) {
             exit_flush_generation_ = now;
@@ -597,7 +597,7 @@ void QueueCore::put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int6
             if (!put_unbounded(bytes, tag)) enqueue_backlog(bytes, tag);
             return;
         }
-        const Deadline deadline = timeout == kQueueForever ? Deadline::never()
+        const Deadline deadline = timeout == kForever ? Deadline::never()
                                                            : Deadline::after(std::chrono::nanoseconds(timeout));
         write_blocking(bytes, tag, deadline);
     } catch (...) {
@@ -736,7 +736,7 @@ void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout)
     if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
     QueueShared& s = *shared_;
     const Deadline deadline =
-        timeout == kQueueForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+        timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
     bool skipping = false;
     {
         const int rc = robust_acquire(s.get_lock, deadline.remaining_ns());

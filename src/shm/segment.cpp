@@ -14,7 +14,7 @@
 #include <utility>
 
 #include "mproc/errors.hpp"
-#include "runtime/fork_aware_mutex.hpp"
+#include "base/fork_aware_mutex.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -9,7 +9,7 @@
 
 #include <fmt/format.h>
 
-#include "mproc/detail/manager_repr.hpp"
+#include "mproc/detail/py_repr.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {

@@ -29,11 +29,10 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
-#include "mproc/synchronize.hpp"
-#include "runtime/runtime.hpp"
-#include "sync/futex.hpp"
-#include "sync/identity.hpp"
-#include "sync/mutex_state.hpp"
+#include "base/lifecycle.hpp"
+#include "base/futex.hpp"
+#include "base/identity.hpp"
+#include "base/mutex_state.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -311,10 +310,12 @@ void sweep_at_exit() {
 // Once per process: the fork handlers, and the sweep at the end of this process's exit sequence.
 void prepare_process() {
     static std::once_flag fork_handlers;
-    std::call_once(fork_handlers, [] { ::pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child); });
+    std::call_once(fork_handlers, [] {
+        register_fork_hooks(Floor::shm, {.prepare = before_fork, .parent = after_fork_in_parent, .child = after_fork_in_child});
+    });
     static std::atomic<pid_t> registered_in{0};
     const pid_t self = ::getpid();
-    if (registered_in.exchange(self) != self) Runtime::get().at_exit(ExitPhase::after_children, sweep_at_exit);
+    if (registered_in.exchange(self) != self) at_exit(ExitPhase::after_children, sweep_at_exit);
 }
 
 // `operation`: "creating" or "attaching", for the error.

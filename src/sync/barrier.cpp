@@ -10,9 +10,9 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/synchronize.hpp"
-#include "sync/futex.hpp"
-#include "sync/identity.hpp"
-#include "sync/mutex_state.hpp"
+#include "base/futex.hpp"
+#include "base/identity.hpp"
+#include "base/mutex_state.hpp"
 
 namespace mproc::detail {
 namespace {

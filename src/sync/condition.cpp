@@ -14,8 +14,8 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/synchronize.hpp"
-#include "sync/futex.hpp"
-#include "sync/mutex_state.hpp"
+#include "base/futex.hpp"
+#include "sync/mutex_block.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -8,7 +8,7 @@
 #include <string>
 
 #include "mproc/synchronize.hpp"
-#include "sync/futex.hpp"
+#include "base/futex.hpp"
 
 namespace mproc::detail {
 namespace {

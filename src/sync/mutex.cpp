@@ -1,4 +1,4 @@
-// Lock and RLock over a robust process-shared pthread mutex (sync/mutex_state.hpp), and the hold
+// Lock and RLock over a robust process-shared pthread mutex (base/mutex_state.hpp), and the hold
 // that an OwnerDiedError carries.
 #include <pthread.h>
 #include <time.h>
@@ -13,10 +13,10 @@
 #include <vector>
 
 #include "mproc/errors.hpp"
-#include "mproc/process.hpp"
+#include "base/lifecycle.hpp"
 #include "mproc/synchronize.hpp"
-#include "sync/futex.hpp"
-#include "sync/mutex_state.hpp"
+#include "base/futex.hpp"
+#include "sync/mutex_block.hpp"
 
 namespace mproc::detail {
 
@@ -215,7 +215,7 @@ std::string mutex_repr(const SharedBlock& block) {
         name = "None";
     } else if (owner == current_thread_id()) {
         mine = true;
-        name = current_process().name();
+        name = current_process_name();
         if (owner != ::getpid()) name += "|" + std::to_string(owner);
     } else if (is_thread_of_this_process(owner)) {
         name = "SomeOtherThread";

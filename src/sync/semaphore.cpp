@@ -10,7 +10,7 @@
 
 #include "mproc/errors.hpp"
 #include "mproc/synchronize.hpp"
-#include "sync/futex.hpp"
+#include "base/futex.hpp"
 
 namespace mproc::detail {
 namespace {

@@ -23,8 +23,8 @@
 #include <vector>
 
 #include "helpers/test_helpers.hpp"
-#include "launch/child_request.hpp"
-#include "launch/launcher.hpp"
+#include "process/child_request.hpp"
+#include "process/launcher.hpp"
 #include "mproc/context.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"

@@ -14,8 +14,7 @@
 #include <atomic>
 #include <cstdint>
 
-#include "mproc/detail/shared_block.hpp"
-#include "sync/identity.hpp"
+#include "base/identity.hpp"
 
 namespace mproc::detail {
 
@@ -24,8 +23,6 @@ struct MutexState {
     std::uint32_t recursive;  // 1 for an RLock; fixed at creation
     std::uint32_t reserved;
 };
-
-MutexState* mutex_state(const SharedBlock& block);
 
 // Makes `state` (zero-filled shared memory) a robust process-shared mutex. OSError on failure.
 void mutex_init(MutexState* state, bool recursive);

@@ -15,8 +15,9 @@
 #include <vector>
 
 #include "mproc/process.hpp"
-#include "runtime/fork_aware_mutex.hpp"
-#include "runtime/process_state.hpp"
+#include "base/fork_aware_mutex.hpp"
+#include "base/lifecycle.hpp"
+#include "process/process_state.hpp"
 
 namespace mproc::detail {
 
@@ -29,9 +30,6 @@ struct ChildOrigin {
     int parent_pidfd = -1;  // a pidfd of the logical parent, when one was handed over
 };
 
-// When an exit-time task runs relative to the handling of the remaining children (Python's
-// finalizers with exitpriority >= 0 run before, the others after).
-enum class ExitPhase { before_children, after_children };
 
 class Runtime {
 public:
@@ -48,9 +46,6 @@ public:
     void forget_child(const ProcessState* child);
     // Reaps ended children and returns the live ones (Python's active_children()).
     std::vector<std::shared_ptr<ProcessState>> live_children();
-
-    // Registers work for the exit sequence of this process (not inherited by children).
-    void at_exit(ExitPhase phase, std::function<void()> task);
 
     // In a new child: make `self` the current process; forget the parent's children, counters,
     // exit tasks and launchers; remember the parent.
@@ -94,8 +89,6 @@ private:
     std::vector<std::shared_ptr<ProcessState>> children_;
     int counter_ = 0;
     bool exiting_ = false;
-    std::vector<std::function<void()>> before_children_tasks_;
-    std::vector<std::function<void()>> after_children_tasks_;
 };
 
 // The default start method, fixed on first use from set_start_method, MPROC_START_METHOD, or fork.

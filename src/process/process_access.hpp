@@ -3,7 +3,7 @@
 #include <memory>
 
 #include "mproc/process.hpp"
-#include "runtime/process_state.hpp"
+#include "process/process_state.hpp"
 
 namespace mproc::detail {
 

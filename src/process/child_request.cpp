@@ -1,4 +1,4 @@
-#include "launch/child_request.hpp"
+#include "process/child_request.hpp"
 
 #include <unistd.h>
 
@@ -6,12 +6,12 @@
 #include <memory>
 #include <typeinfo>
 
-#include "launch/descriptor_transfer.hpp"
+#include "base/descriptor_transfer.hpp"
 #include "mproc/context.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
-#include "runtime/process_access.hpp"
-#include "runtime/runtime.hpp"
+#include "process/process_access.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc::detail {
 namespace {

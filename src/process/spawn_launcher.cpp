@@ -11,10 +11,10 @@
 #include <cstring>
 #include <string>
 
-#include "launch/channel.hpp"
-#include "launch/launcher.hpp"
+#include "process/channel.hpp"
+#include "process/launcher.hpp"
 #include "mproc/errors.hpp"
-#include "runtime/runtime.hpp"
+#include "process/runtime.hpp"
 
 extern char** environ;
 

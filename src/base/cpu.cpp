@@ -9,7 +9,7 @@
 #include <string>
 
 #include "mproc/errors.hpp"
-#include "mproc/process.hpp"
+#include "mproc/cpu.hpp"
 
 namespace mproc {
 namespace {

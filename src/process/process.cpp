@@ -10,12 +10,12 @@
 #include <iostream>
 #include <ostream>
 
-#include "launch/channel.hpp"
-#include "launch/child_request.hpp"
-#include "launch/launcher.hpp"
+#include "process/channel.hpp"
+#include "process/child_request.hpp"
+#include "process/launcher.hpp"
 #include "mproc/context.hpp"
-#include "runtime/process_access.hpp"
-#include "runtime/runtime.hpp"
+#include "process/process_access.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc {
 

@@ -21,7 +21,7 @@
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
-#include "runtime/runtime.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc {
 namespace {
@@ -121,7 +121,7 @@ public:
     // serves with get_server().
     explicit SegmentTracker(bool started_by_owner) : tracked_(std::make_shared<TrackedNames>()) {
         auto tracked = tracked_;
-        detail::Runtime::get().at_exit(detail::ExitPhase::before_children, [tracked] { tracked->unlink_all(); });
+        detail::at_exit(detail::ExitPhase::before_children, [tracked] { tracked->unlink_all(); });
         if (started_by_owner) watch_owner(tracked_);
     }
 

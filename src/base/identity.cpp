@@ -1,4 +1,6 @@
-#include "sync/identity.hpp"
+#include "base/identity.hpp"
+
+#include "base/lifecycle.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -29,7 +31,7 @@ void after_fork_in_child() {
 
 void register_fork_handler() {
     static std::once_flag once;
-    std::call_once(once, [] { ::pthread_atfork(nullptr, nullptr, after_fork_in_child); });
+    std::call_once(once, [] { register_fork_hooks(Floor::base, {.child = after_fork_in_child}); });
 }
 
 // Registered at start-up too, so that a child forked before any primitive was used still resets

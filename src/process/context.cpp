@@ -3,8 +3,8 @@
 #include <cstdlib>
 #include <mutex>
 
-#include "runtime/fork_aware_mutex.hpp"
-#include "runtime/runtime.hpp"
+#include "base/fork_aware_mutex.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc {
 

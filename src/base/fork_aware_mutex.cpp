@@ -1,4 +1,6 @@
-#include "runtime/fork_aware_mutex.hpp"
+#include "base/fork_aware_mutex.hpp"
+
+#include "base/lifecycle.hpp"
 
 #include <pthread.h>
 
@@ -15,22 +17,23 @@ struct Registry {
     std::vector<ForkAwareMutex*> members;
 };
 
+Registry& registry();
+
+void unlock_all() {
+    for (auto it = registry().members.rbegin(); it != registry().members.rend(); ++it) (*it)->unlock();
+    registry().mutex.unlock();
+}
+
 Registry& registry() {
     static Registry* r = [] {
         auto* created = new Registry;  // never destroyed: mutexes may outlive static destruction
-        ::pthread_atfork(
-            [] {
-                registry().mutex.lock();
-                for (ForkAwareMutex* m : registry().members) m->lock();
-            },
-            [] {
-                for (auto it = registry().members.rbegin(); it != registry().members.rend(); ++it) (*it)->unlock();
-                registry().mutex.unlock();
-            },
-            [] {
-                for (auto it = registry().members.rbegin(); it != registry().members.rend(); ++it) (*it)->unlock();
-                registry().mutex.unlock();
-            });
+        register_fork_hooks(Floor::base, {.prepare =
+                                              [] {
+                                                  registry().mutex.lock();
+                                                  for (ForkAwareMutex* m : registry().members) m->lock();
+                                              },
+                                          .parent = unlock_all,
+                                          .child = unlock_all});
         return created;
     }();
     return *r;

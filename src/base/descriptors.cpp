@@ -7,7 +7,7 @@
 #include <utility>
 #include <vector>
 
-#include "launch/descriptor_transfer.hpp"
+#include "base/descriptor_transfer.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {

@@ -1,4 +1,4 @@
-#include "launch/channel.hpp"
+#include "process/channel.hpp"
 
 #include <sys/socket.h>
 #include <unistd.h>
@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "launch/launcher.hpp"
+#include "process/launcher.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {

@@ -25,12 +25,12 @@
 #include <vector>
 #include <mutex>
 
-#include "launch/channel.hpp"
-#include "launch/child_request.hpp"
-#include "launch/launcher.hpp"
+#include "process/channel.hpp"
+#include "process/child_request.hpp"
+#include "process/launcher.hpp"
 #include "mproc/errors.hpp"
-#include "runtime/process_state.hpp"
-#include "runtime/runtime.hpp"
+#include "process/process_state.hpp"
+#include "process/runtime.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -129,7 +129,7 @@ private:
         if (!exit_task_registered_) {
             // After the exit sequence has joined the children, whose exit codes come through the
             // server, let the server go.
-            Runtime::get().at_exit(ExitPhase::after_children, [this] { shutdown(); });
+            at_exit(ExitPhase::after_children, [this] { shutdown(); });
             exit_task_registered_ = true;
         }
     }

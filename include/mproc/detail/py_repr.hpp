@@ -1,6 +1,6 @@
 #pragma once
-// Python's repr() of the values a managed dict or list holds, for the proxies' text form
-// (`print(d)` in Python prints the referent's repr: {0: 0, 1: 2}, ['a', 'b']). The server keeps
+// Python's repr() of values: the text form of managed dicts and lists (`print(d)` in Python
+// prints the referent's repr: {0: 0, 1: 2}, ['a', 'b']) and of ShareableList. The manager server keeps
 // values as encoded bytes and cannot print them; the typed proxy decodes and prints them here.
 #include <cstdint>
 #include <map>

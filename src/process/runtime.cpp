@@ -1,4 +1,4 @@
-#include "runtime/runtime.hpp"
+#include "process/runtime.hpp"
 
 #include <cxxabi.h>
 #include <fcntl.h>
@@ -18,10 +18,10 @@
 #include <thread>
 #include <typeinfo>
 
-#include "launch/launcher.hpp"
+#include "process/launcher.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
-#include "runtime/process_access.hpp"
+#include "process/process_access.hpp"
 
 namespace mproc::detail {
 
@@ -205,6 +205,11 @@ thread_local bool is_child_bootstrap_thread = false;
 
 }  // namespace
 
+// Answers the floors below about this process (base/lifecycle.hpp).
+[[maybe_unused]] const bool process_hooks_set = (set_process_hooks({.process_name = [] { return Runtime::get().current_process().name(); },
+                                                                    .install_exit_sequence = [] { Runtime::get(); }}),
+                                                 true);
+
 Runtime& Runtime::get() {
     static Runtime* runtime = [] {
         auto* rt = new Runtime();  // never destroyed: see the header
@@ -268,12 +273,6 @@ std::vector<std::shared_ptr<ProcessState>> Runtime::live_children() {
     return live;
 }
 
-void Runtime::at_exit(ExitPhase phase, std::function<void()> task) {
-    std::lock_guard lock(mutex_);
-    (phase == ExitPhase::before_children ? before_children_tasks_ : after_children_tasks_)
-        .push_back(std::move(task));
-}
-
 void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin& origin) {
     // Only this thread exists here; fork-aware mutexes are free.
     self->pid = ::getpid();
@@ -288,8 +287,7 @@ void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin
     children_.clear();
     counter_ = 0;
     exiting_ = false;
-    before_children_tasks_.clear();
-    after_children_tasks_.clear();
+    forget_exit_tasks();
 }
 
 std::optional<Process> Runtime::parent_process() {
@@ -333,9 +331,9 @@ void Runtime::run_exit_sequence() {
         std::lock_guard lock(mutex_);
         if (exiting_) return;
         exiting_ = true;
-        before.swap(before_children_tasks_);
-        after.swap(after_children_tasks_);
     }
+    before = take_exit_tasks(ExitPhase::before_children);
+    after = take_exit_tasks(ExitPhase::after_children);
     Logger& log = get_logger();
     auto run_tasks = [&log](std::vector<std::function<void()>>& tasks) {
         for (auto it = tasks.rbegin(); it != tasks.rend(); ++it) {

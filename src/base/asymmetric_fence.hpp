@@ -14,11 +14,10 @@
 #include <atomic>
 #include <cstdint>
 
+#include "base/lifecycle.hpp"
+
 namespace mproc::detail {
 
-// Counts the forks this process descends from (bumped in every forked child, before any user code).
-extern std::atomic<std::uint64_t> fork_generation_counter;
-inline std::uint64_t fork_generation() noexcept { return fork_generation_counter.load(std::memory_order_relaxed); }
 
 // Registers this process (once per fork generation); true when light() may be a compiler barrier.
 bool asymmetric_fence_register() noexcept;

@@ -1,5 +1,5 @@
 // membarrier(2)-based asymmetric fences (asymmetric_fence.hpp).
-#include "sync/asymmetric_fence.hpp"
+#include "base/asymmetric_fence.hpp"
 
 #include <linux/membarrier.h>
 #include <pthread.h>
@@ -8,12 +8,7 @@
 
 namespace mproc::detail {
 
-std::atomic<std::uint64_t> fork_generation_counter{0};
-
 namespace {
-
-void bump_generation() noexcept { fork_generation_counter.fetch_add(1, std::memory_order_relaxed); }
-[[maybe_unused]] const int fork_handler = ::pthread_atfork(nullptr, nullptr, bump_generation);
 
 int membarrier(int command) noexcept { return static_cast<int>(::syscall(SYS_membarrier, command, 0, 0)); }
 

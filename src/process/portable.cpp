@@ -7,8 +7,8 @@
 #include "mproc/detail/process_registry.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/process.hpp"
-#include "runtime/fork_aware_mutex.hpp"
-#include "runtime/process_access.hpp"
+#include "base/fork_aware_mutex.hpp"
+#include "process/process_access.hpp"
 
 namespace mproc::detail {
 

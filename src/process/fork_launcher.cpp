@@ -6,7 +6,7 @@
 #include <cerrno>
 #include <csignal>
 
-#include "launch/launcher.hpp"
+#include "process/launcher.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {

@@ -9,7 +9,7 @@
 
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/process.hpp"
-#include "runtime/process_state.hpp"
+#include "process/process_state.hpp"
 
 namespace mproc::detail {
 

@@ -7,8 +7,8 @@
 #include <mutex>
 #include <vector>
 
-#include "mproc/process.hpp"
-#include "runtime/fork_aware_mutex.hpp"
+#include "base/lifecycle.hpp"
+#include "base/fork_aware_mutex.hpp"
 
 namespace mproc {
 
@@ -82,7 +82,7 @@ void Logger::clear_handlers() {
 
 void Logger::log(LogLevel level, std::string_view message) {
     if (!is_enabled_for(level)) return;
-    const std::string process_name = current_process().name();
+    const std::string process_name = detail::current_process_name();
     std::lock_guard lock(handlers().mutex);
     if (handlers().stderr_attached) {
         // One write per record, so that records of different processes never interleave.
@@ -94,7 +94,7 @@ void Logger::log(LogLevel level, std::string_view message) {
 
 Logger& get_logger() {
     static Logger* logger = new Logger();  // never destroyed, as the handlers
-    current_process();  // the exit-time sequence (and its log lines) is installed with the runtime
+    detail::install_exit_sequence();  // the exit sequence logs "process shutting down"
     return *logger;
 }
 

@@ -1,25 +1,18 @@
 #pragma once
-// Futex waits and wakes on 32-bit words in shared memory, with deadlines on the monotonic clock.
-//
-// The words are std::atomic<std::uint32_t> placed in MAP_SHARED memory: lock-free atomics are
-// address-free, and the kernel keys a shared futex by (file, offset), so processes that map the
-// same segment at different addresses wait on the same word. Never FUTEX_PRIVATE_FLAG here.
-#include <linux/futex.h>
-#include <sys/syscall.h>
+// The one deadline type: a point on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux), or none.
+// Every wait in mproc with a timeout turns it into a Deadline once (detail/timeout.hpp has the
+// rounding rule: never early), then waits on it across retries, interruptions and wake-ups, so
+// that an EINTR or a spurious wake-up never restarts the full timeout.
 #include <time.h>
-#include <unistd.h>
 
-#include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <climits>
 #include <cstdint>
 #include <optional>
 
-namespace mproc::detail {
+#include "mproc/detail/timeout.hpp"
 
-static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
-static_assert(sizeof(std::atomic<std::uint32_t>) == sizeof(std::uint32_t));
+namespace mproc::detail {
 
 // A point on CLOCK_MONOTONIC (std::chrono::steady_clock on Linux), or none (wait forever).
 class Deadline {
@@ -43,8 +36,10 @@ public:
         d.at_.tv_nsec = static_cast<long>(nsec);
         return d;
     }
-    static Deadline from(std::optional<std::chrono::nanoseconds> timeout) noexcept {
-        return timeout ? after(*timeout) : never();
+    static Deadline from(Timeout timeout) noexcept { return timeout ? after(*timeout) : never(); }
+    // A timeout in mproc's integer form (detail/timeout.hpp): kForever or nanoseconds.
+    static Deadline from_ns(std::int64_t timeout_ns) noexcept {
+        return timeout_ns < 0 ? never() : after(std::chrono::nanoseconds(timeout_ns));
     }
 
     bool finite() const noexcept { return finite_; }
@@ -56,6 +51,17 @@ public:
         ::clock_gettime(CLOCK_MONOTONIC, &now);
         const std::int64_t ns = (static_cast<std::int64_t>(at_.tv_sec) - now.tv_sec) * 1'000'000'000 + (at_.tv_nsec - now.tv_nsec);
         return ns > 0 ? ns : 0;
+    }
+    // The time that remains as a Timeout: nullopt for never(), zero once passed.
+    Timeout remaining() const noexcept {
+        if (!finite_) return std::nullopt;
+        return std::chrono::nanoseconds(remaining_ns());
+    }
+    // poll(2)'s timeout in milliseconds, rounded up so that the wait never ends early; -1 for never().
+    int poll_timeout_ms() const noexcept {
+        if (!finite_) return -1;
+        const std::int64_t ms = (remaining_ns() + 999'999) / 1'000'000;
+        return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
     }
     bool passed() const noexcept {
         if (!finite_) return false;
@@ -76,24 +82,5 @@ private:
     bool finite_ = false;
     timespec at_{};
 };
-
-// Sleeps while *word == expected, until woken or the deadline. Returns 0 when woken (perhaps
-// spuriously), EAGAIN when the word did not hold `expected`, ETIMEDOUT, or EINTR; callers
-// re-check their condition in every case, which is what makes EINTR harmless.
-inline int futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, const Deadline& deadline) noexcept {
-    // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time, so retrying after a signal keeps
-    // the original deadline.
-    long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
-                       deadline.when(), nullptr, FUTEX_BITSET_MATCH_ANY);
-    return r == 0 ? 0 : errno;
-}
-
-// Wakes at most `count` waiters of `word`; returns how many were woken.
-inline int futex_wake(std::atomic<std::uint32_t>* word, int count) noexcept {
-    long r = ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, count, nullptr, nullptr, 0);
-    return r < 0 ? 0 : static_cast<int>(r);
-}
-
-inline constexpr int kWakeAll = INT_MAX;
 
 }  // namespace mproc::detail
