@@ -161,8 +161,4 @@ void set_nonblocking(int fd, bool nonblocking) {
     if (wanted != flags && ::fcntl(fd, F_SETFL, wanted) < 0) throw OSError("fcntl(F_SETFL)", errno);
 }
 
-void close_fd(int fd) noexcept {
-    if (fd >= 0) ::close(fd);
-}
-
 }  // namespace mproc::transport

@@ -6,7 +6,11 @@
 #include <optional>
 #include <span>
 
+#include "base/unique_fd.hpp"
+
 namespace mproc::transport {
+
+using detail::close_fd;
 
 using Clock = std::chrono::steady_clock;
 // nullopt: no deadline, wait as long as it takes.
@@ -47,8 +51,5 @@ std::optional<std::chrono::nanoseconds> remaining(const Deadline& deadline);
 
 // Sets or clears O_NONBLOCK.
 void set_nonblocking(int fd, bool nonblocking);
-
-// close(2), ignoring EINTR (on Linux the descriptor is released either way).
-void close_fd(int fd) noexcept;
 
 }  // namespace mproc::transport
