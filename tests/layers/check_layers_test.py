@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """scripts/check-layers on small fake trees: a clean tree passes, an upward or sideways include
-fails naming file:line and both floors, a baseline entry is known, a stale baseline entry fails,
-and a file no floor covers fails. Standard library only; run by ctest (tests/CMakeLists.txt)."""
+fails naming file:line and both floors, a public header that includes a file of src/ fails, and a
+file no floor covers fails. Standard library only; run by ctest (tests/CMakeLists.txt)."""
 
 import os
 import subprocess
@@ -26,6 +26,7 @@ src/other/             other
 src/high/              high
 src/high/odd.cpp       base
 include/mproc/api.hpp  high
+include/mproc/base.hpp base
 ```
 """
 
@@ -41,7 +42,8 @@ class CheckLayersTest(unittest.TestCase):
         self.write("src/low/l.hpp", "#pragma once\n")
         self.write("src/high/h.cpp", '#include "mproc/api.hpp"\n#include "low/l.hpp"\n')
         self.write("src/high/odd.cpp", '#include "base/b.hpp"\n')
-        self.write("include/mproc/api.hpp", '#pragma once\n#include <vector>\n#include "base/b.hpp"\n')
+        self.write("include/mproc/api.hpp", '#pragma once\n#include <vector>\n#include "mproc/base.hpp"\n')
+        self.write("include/mproc/base.hpp", "#pragma once\n")
 
     def tearDown(self):
         self.tmp.cleanup()
@@ -65,7 +67,7 @@ class CheckLayersTest(unittest.TestCase):
     def test_clean_tree_passes(self):
         rc, out = self.run_check()
         self.assertEqual(rc, 0, out)
-        self.assertIn("0 new", out)
+        self.assertIn("0 violations", out)
 
     def test_upward_include_fails_naming_file_line_and_floors(self):
         self.add_upward_include("#include <cstdio>\n\n")
@@ -87,25 +89,12 @@ class CheckLayersTest(unittest.TestCase):
         self.assertIn("src/low/l.cpp:1: includes src/other/o.hpp: sideways include from floor low to floor other", out)
         self.assertNotIn("src/other/o.cpp", out)  # other -> low is allowed
 
-    def test_baseline_entry_is_known_and_stale_entry_fails(self):
-        self.add_upward_include()
-        self.write("scripts/layers-baseline.txt", "# known\nsrc/base/b.cpp:src/high/h.hpp\n")
-        rc, out = self.run_check()
-        self.assertEqual(rc, 0, out)
-        self.assertIn("1 known", out)
-        self.write("src/base/b.cpp", "\n")  # the include is gone; its baseline line must go too
+    def test_public_header_including_src_fails(self):
+        self.write("include/mproc/api.hpp", '#pragma once\n#include "base/b.hpp"\n')
         rc, out = self.run_check()
         self.assertEqual(rc, 1, out)
-        self.assertIn("scripts/layers-baseline.txt:2: src/base/b.cpp:src/high/h.hpp no longer occurs", out)
-        self.assertIn("remove it from the baseline", out)
-
-    def test_write_baseline_then_pass(self):
-        self.add_upward_include()
-        rc, out = self.run_check("--write-baseline")
-        self.assertEqual(rc, 0, out)
-        rc, out = self.run_check()
-        self.assertEqual(rc, 0, out)
-        self.assertIn("1 known", out)
+        self.assertIn("include/mproc/api.hpp:2: includes src/base/b.hpp: a public header may not include a file of src/",
+                      out)
 
     def test_file_without_floor_fails(self):
         self.write("src/elsewhere/e.cpp", "\n")
@@ -121,10 +110,9 @@ class CheckLayersTest(unittest.TestCase):
 
     def test_figures(self):
         self.add_upward_include()
-        self.write("scripts/layers-baseline.txt", "src/base/b.cpp:src/high/h.hpp\n")
         rc, out = self.run_check("--figures")
-        self.assertEqual(rc, 0, out)
-        self.assertIn("files: 9 (13 lines)", out)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("files: 10 (14 lines)", out)
         self.assertIn("floors: 4 on 3 levels: base -> low, other -> high", out)
         self.assertIn("1 upward, 0 sideways", out)
         self.assertIn("base -> high: 1 (up)", out)
