@@ -34,20 +34,20 @@
 //
 // Lifetime: the destructor does what Python's `with Pool() as p:` does on exit, terminate(): call
 // close() and join() first to let queued work finish.
+//
+// This header shows the API; what the templates build (the task entries a worker runs, the result
+// sinks, the state an AsyncResult shares with the dispatcher) is in detail/pool_task.hpp and
+// detail/pool_results.hpp, and their definitions follow class Pool.
 #include <chrono>
-#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <iterator>
-#include <limits>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <ranges>
-#include <span>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -57,6 +57,8 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/context.hpp"
+#include "mproc/detail/pool_results.hpp"
+#include "mproc/detail/pool_task.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/process.hpp"
@@ -143,123 +145,6 @@ struct ApplyOptions {
     std::function<void(const std::exception_ptr&)> error_callback{};
 };
 
-namespace detail {
-
-template <class F, class... Args>
-using call_result_t = std::conditional_t<std::is_void_v<std::invoke_result_t<F&, Args&...>>, None,
-                                         std::decay_t<std::invoke_result_t<F&, Args&...>>>;
-
-template <class F, class... Args>
-call_result_t<F, Args...> invoke_for_result(F& fn, Args&... args) {
-    if constexpr (std::is_void_v<std::invoke_result_t<F&, Args&...>>) {
-        std::invoke(fn, args...);
-        return None{};
-    } else {
-        return std::invoke(fn, args...);
-    }
-}
-
-// The result of calling F with the elements of a tuple or pair (starmap).
-template <class F, class Tuple>
-struct StarResult;
-template <class F, class... Args>
-struct StarResult<F, std::tuple<Args...>> {
-    using type = call_result_t<F, Args...>;
-};
-template <class F, class A, class B>
-struct StarResult<F, std::pair<A, B>> {
-    using type = call_result_t<F, A, B>;
-};
-
-template <class F, class... Args>
-consteval void check_task() {
-    static_assert(is_function_pointer<F> || is_stateless_callable<F>,
-                  "a Pool task must be a function or a lambda without captures: it runs in a worker process "
-                  "that existed before the task");
-    static_assert((Encodable<Args> && ...), "a Pool task's arguments must be Encodable (codec.hpp)");
-    static_assert(Encodable<call_result_t<F, Args...>>, "a Pool task's result must be Encodable (codec.hpp)");
-}
-
-// The worker's side of one kind of call: decode the chunk's inputs, call, encode the results.
-// `function` is the target when it is a function pointer, else unused.
-using ChunkEntry = void (*)(const void* function, Decoder& in, Encoder& out);
-
-template <class F>
-F function_from(const void* function) {
-    if constexpr (is_function_pointer<F>) {
-        return reinterpret_cast<F>(const_cast<void*>(function));
-    } else {
-        return F{};
-    }
-}
-
-template <class F, class T>
-void run_map_chunk(const void* function, Decoder& in, Encoder& out) {
-    F fn = function_from<F>(function);
-    auto items = in.read<std::vector<T>>();
-    std::vector<call_result_t<F, T>> results;
-    results.reserve(items.size());
-    for (auto& item : items) results.push_back(invoke_for_result(fn, item));
-    out.write(results);
-}
-
-template <class F, class Tuple>
-void run_starmap_chunk(const void* function, Decoder& in, Encoder& out) {
-    F fn = function_from<F>(function);
-    auto items = in.read<std::vector<Tuple>>();
-    using R = decltype(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, items.front()));
-    std::vector<R> results;
-    results.reserve(items.size());
-    for (auto& item : items) results.push_back(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, item));
-    out.write(results);
-}
-
-template <class F, class... Args>
-void run_apply(const void* function, Decoder& in, Encoder& out) {
-    F fn = function_from<F>(function);
-    auto args = in.read<std::tuple<Args...>>();
-    out.write(std::apply([&fn](auto&... a) { return invoke_for_result(fn, a...); }, args));
-}
-
-// Which code a task runs: the entry (a function template instance) and, for a function-pointer
-// target, the function. Both travel to workers as code references, once per worker.
-struct CallSite {
-    const void* entry = nullptr;
-    const void* function = nullptr;
-    friend bool operator==(const CallSite&, const CallSite&) = default;
-};
-
-template <class F>
-CallSite call_site(ChunkEntry entry, const F& fn) {
-    CallSite site{reinterpret_cast<const void*>(entry), nullptr};
-    if constexpr (is_function_pointer<F>) site.function = reinterpret_cast<const void*>(fn);
-    return site;
-}
-
-// Logs an exception that a result callback threw (the pool goes on).
-void log_callback_failure(const char* what);
-
-// Where a chunk's outcome goes: a result object of the caller's type. Called on the dispatcher
-// thread; `results` is the encoded output of the chunk's entry.
-class ResultSink {
-public:
-    virtual ~ResultSink() = default;
-    virtual void deliver(std::size_t chunk, std::span<const std::byte> results) = 0;
-    virtual void fail(std::size_t chunk, std::exception_ptr error) = 0;
-};
-
-// A chunk of work as the dispatcher sees it.
-struct ChunkTask {
-    CallSite site;
-    std::vector<std::byte> arguments;
-    std::shared_ptr<ResultSink> sink;
-    std::size_t chunk = 0;  // the chunk's index within its sink
-};
-
-class PoolCore;
-
-}  // namespace detail
-
 // The outcome of an asynchronous call (Python's AsyncResult / ApplyResult / MapResult).
 template <class T>
 class AsyncResult {
@@ -299,211 +184,16 @@ public:
         return !state_->error;
     }
 
-    // The shared state; the pool fills it.
-    struct State {
-        mutable std::mutex mutex;
-        std::condition_variable ready_changed;
-        bool ready = false;
-        std::optional<T> value;
-        std::exception_ptr error;
-        std::function<void(const T&)> callback;
-        std::function<void(const std::exception_ptr&)> error_callback;
-
-        // The callback runs before the result becomes ready, as in Python, so that a caller who
-        // waited sees its effects; an exception from it is logged and the result is still set.
-        void set_value(T v) {
-            {
-                std::lock_guard lock(mutex);
-                if (ready || settled) return;
-                value = std::move(v);
-                settled = true;
-            }
-            if (callback) run_callback([&] { callback(*value); });
-            mark_ready();
-        }
-        void set_error(std::exception_ptr e) {
-            {
-                std::lock_guard lock(mutex);
-                if (ready || settled) return;
-                error = std::move(e);
-                settled = true;
-            }
-            if (error_callback) run_callback([&] { error_callback(error); });
-            mark_ready();
-        }
-
-    private:
-        bool settled = false;
-        void mark_ready() {
-            {
-                std::lock_guard lock(mutex);
-                ready = true;
-            }
-            ready_changed.notify_all();
-        }
-        template <class Fn>
-        static void run_callback(Fn&& fn) {
-            try {
-                fn();
-            } catch (const std::exception& e) {
-                detail::log_callback_failure(e.what());
-            } catch (...) {
-                detail::log_callback_failure("an exception that is not a std::exception");
-            }
-        }
-    };
-
-    explicit AsyncResult(std::shared_ptr<State> state) : state_(std::move(state)) {}
-
 private:
+    friend class Pool;
+    explicit AsyncResult(std::shared_ptr<detail::ResultState<T>> state) : state_(std::move(state)) {}
     T take() {
         std::lock_guard lock(state_->mutex);
         if (state_->error) std::rethrow_exception(state_->error);
         return *state_->value;
     }
-    std::shared_ptr<State> state_;
+    std::shared_ptr<detail::ResultState<T>> state_;
 };
-
-namespace detail {
-
-// The input of an imap still being read: close() takes what is left of it, so that the tasks of
-// every imap started before close() run, as Python's task handler takes an imap's input whole.
-class InputFeed {
-public:
-    virtual ~InputFeed() = default;
-    virtual void take_all() = 0;
-};
-
-// The sink of apply_async: one chunk, one value.
-template <class R>
-class ApplySink final : public ResultSink {
-public:
-    explicit ApplySink(std::shared_ptr<typename AsyncResult<R>::State> state) : state_(std::move(state)) {}
-    void deliver(std::size_t, std::span<const std::byte> results) override {
-        R value;
-        try {
-            value = loads<R>(results);
-        } catch (...) {
-            state_->set_error(std::current_exception());
-            return;
-        }
-        state_->set_value(std::move(value));
-    }
-    void fail(std::size_t, std::exception_ptr error) override { state_->set_error(std::move(error)); }
-
-private:
-    std::shared_ptr<typename AsyncResult<R>::State> state_;
-};
-
-// The sink of map_async: chunks land at their offsets; ready when all have, or at the first error.
-template <class R>
-class MapSink final : public ResultSink {
-public:
-    MapSink(std::shared_ptr<typename AsyncResult<std::vector<R>>::State> state, std::size_t items,
-            std::vector<std::size_t> chunk_offsets, ProgressCallback progress)
-        : state_(std::move(state)),
-          results_(items),
-          offsets_(std::move(chunk_offsets)),
-          remaining_(offsets_.size()),
-          progress_(std::move(progress)) {}
-
-    void deliver(std::size_t chunk, std::span<const std::byte> bytes) override {
-        try {
-            auto values = loads<std::vector<R>>(bytes);
-            const std::size_t begin = offsets_[chunk];
-            for (std::size_t i = 0; i < values.size() && begin + i < results_.size(); ++i)
-                results_[begin + i] = std::move(values[i]);
-            done_items_ += values.size();
-        } catch (...) {
-            state_->set_error(std::current_exception());
-            return;
-        }
-        report_progress();
-        if (--remaining_ == 0) state_->set_value(std::move(results_));
-    }
-    void fail(std::size_t, std::exception_ptr error) override {
-        --remaining_;
-        state_->set_error(std::move(error));
-    }
-
-private:
-    void report_progress() {
-        if (!progress_) return;
-        try {
-            progress_(done_items_, results_.size());
-        } catch (...) {
-            // A progress display must not fail the work it displays.
-        }
-    }
-    std::shared_ptr<typename AsyncResult<std::vector<R>>::State> state_;
-    std::vector<R> results_;
-    std::vector<std::size_t> offsets_;
-    std::size_t remaining_;
-    std::size_t done_items_ = 0;
-    ProgressCallback progress_;
-};
-
-// The sink of imap/imap_unordered: finished chunks wait here until the iterator takes them.
-template <class R>
-class StreamSink final : public ResultSink {
-public:
-    explicit StreamSink(bool ordered) : ordered_(ordered) {}
-
-    void deliver(std::size_t chunk, std::span<const std::byte> bytes) override {
-        Outcome outcome;
-        try {
-            outcome.values = loads<std::vector<R>>(bytes);
-        } catch (...) {
-            outcome.error = std::current_exception();
-        }
-        store(chunk, std::move(outcome));
-    }
-    void fail(std::size_t chunk, std::exception_ptr error) override {
-        Outcome outcome;
-        outcome.error = std::move(error);
-        store(chunk, std::move(outcome));
-    }
-
-    struct Outcome {
-        std::vector<R> values;
-        std::exception_ptr error;
-    };
-
-    // The next finished chunk (in submission order when ordered); nullopt on timeout.
-    std::optional<Outcome> take(std::size_t next_ordered, std::optional<std::chrono::nanoseconds> timeout) {
-        std::unique_lock lock(mutex_);
-        auto available = [&] {
-            if (ordered_) return finished_.count(next_ordered) > 0;
-            return !finished_.empty();
-        };
-        if (timeout) {
-            if (!changed_.wait_for(lock, *timeout, available)) return std::nullopt;
-        } else {
-            changed_.wait(lock, available);
-        }
-        auto it = ordered_ ? finished_.find(next_ordered) : finished_.begin();
-        Outcome outcome = std::move(it->second);
-        finished_.erase(it);
-        return outcome;
-    }
-
-private:
-    void store(std::size_t chunk, Outcome outcome) {
-        {
-            std::lock_guard lock(mutex_);
-            finished_.emplace(chunk, std::move(outcome));
-        }
-        changed_.notify_all();
-    }
-    bool ordered_;
-    std::mutex mutex_;
-    std::condition_variable changed_;
-    std::map<std::size_t, Outcome> finished_;
-};
-
-}  // namespace detail
-
-class Pool;
 
 // The results of imap/imap_unordered, as an input range: `for (auto& r : pool.imap(f, items))`.
 // Input is taken lazily: at most a bounded number of chunks are in flight, topped up as results
@@ -545,34 +235,12 @@ public:
     iterator begin() { return iterator(this); }
     std::default_sentinel_t end() { return {}; }
 
-    // Feeds the pool: returns the next chunk's encoded inputs, or nullopt when the input is done.
-    using ChunkSource = std::function<std::optional<std::vector<std::byte>>()>;
-
-    IMapIterator(Pool* pool, detail::CallSite site, std::shared_ptr<detail::StreamSink<R>> sink, ChunkSource source,
-                 std::size_t window);
-
 private:
-    // The input side, shared with the pool so that close() can send what is left of it (Python's
-    // task handler takes an imap's whole input; here it is taken lazily until the pool closes).
-    struct Feed final : detail::InputFeed {
-        Pool* pool;
-        detail::CallSite site;
-        std::shared_ptr<detail::StreamSink<R>> sink;
-        ChunkSource source;
-        std::size_t window;
-        std::mutex mutex;  // the consumer's top-ups against close() from another thread
-        std::size_t submitted = 0;
-        bool input_done = false;
-        std::exception_ptr input_error;  // what the input threw, raised after the results before it
-
-        // Sends chunks until `limit` are in flight beyond the `taken` ones, or the input ends.
-        void top_up(std::size_t taken, std::size_t limit);
-        void take_all() override { top_up(0, std::numeric_limits<std::size_t>::max()); }
-    };
-
+    friend class Pool;
+    explicit IMapIterator(std::shared_ptr<detail::ImapFeed<R>> feed) : feed_(std::move(feed)) {}
     std::optional<R> next_impl(std::optional<std::chrono::nanoseconds> timeout);
 
-    std::shared_ptr<Feed> feed_;
+    std::shared_ptr<detail::ImapFeed<R>> feed_;
     std::size_t taken_ = 0;
     std::vector<R> buffer_;
     std::size_t buffer_pos_ = 0;
@@ -597,18 +265,8 @@ public:
     template <class F, class... Args>
     auto apply_async(ApplyOptions<detail::call_result_t<std::decay_t<F>, std::decay_t<Args>...>> options,
                      F&& function, Args&&... args) {
-        using Fn = std::decay_t<F>;
-        using R = detail::call_result_t<Fn, std::decay_t<Args>...>;
-        detail::check_task<Fn, std::decay_t<Args>...>();
-        auto state = std::make_shared<typename AsyncResult<R>::State>();
-        state->callback = std::move(options.callback);
-        state->error_callback = std::move(options.error_callback);
-        detail::ChunkTask task;
-        task.site = detail::call_site<Fn>(&detail::run_apply<Fn, std::decay_t<Args>...>, function);
-        task.arguments = dumps(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
-        task.sink = std::make_shared<detail::ApplySink<R>>(state);
-        submit(std::vector<detail::ChunkTask>{std::move(task)});
-        return AsyncResult<R>(std::move(state));
+        detail::check_task<std::decay_t<F>, std::decay_t<Args>...>();
+        return apply_like(std::move(options), std::forward<F>(function), std::forward<Args>(args)...);
     }
     template <class F, class... Args>
     auto apply(F&& function, Args&&... args) {
@@ -677,12 +335,9 @@ public:
     // The live workers (for monitoring; killing one is a fault the pool survives).
     std::vector<Process> workers() const;
 
-    // Hands chunks to the dispatcher (used by the templates above and by IMapIterator).
-    void submit(std::vector<detail::ChunkTask> tasks);
-    // Registers an imap's input, whose rest close() sends (used by IMapIterator).
-    void watch_input(const std::shared_ptr<detail::InputFeed>& feed);
-
 private:
+    friend struct detail::PoolAccess;
+
     template <class F, class... Args>
     static void check_star_task(std::tuple<Args...>*) {
         detail::check_task<F, Args...>();
@@ -692,75 +347,17 @@ private:
         detail::check_task<F, A, B>();
     }
 
+    template <class F, class... Args, class R = detail::call_result_t<std::decay_t<F>, std::decay_t<Args>...>>
+    AsyncResult<R> apply_like(ApplyOptions<R> options, F&& function, Args&&... args);
     template <class F, class T, class R, class Range>
-    AsyncResult<std::vector<R>> map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options) {
-        check_running();
-        std::vector<T> all;
-        if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
-        for (auto&& item : items) all.emplace_back(item);
-        const std::size_t chunksize = options.chunksize ? *options.chunksize : default_chunksize(all.size());
-        if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
-
-        auto state = std::make_shared<typename AsyncResult<std::vector<R>>::State>();
-        state->callback = std::move(options.callback);
-        state->error_callback = std::move(options.error_callback);
-        std::vector<std::size_t> offsets;
-        for (std::size_t begin = 0; begin < all.size(); begin += chunksize) offsets.push_back(begin);
-        if (all.empty()) {
-            state->set_value({});
-            return AsyncResult<std::vector<R>>(std::move(state));
-        }
-        auto sink = std::make_shared<detail::MapSink<R>>(state, all.size(), offsets, std::move(options.on_progress));
-        const detail::CallSite site = detail::call_site<F>(entry, function);
-        std::vector<detail::ChunkTask> tasks;
-        tasks.reserve(offsets.size());
-        for (std::size_t c = 0; c < offsets.size(); ++c) {
-            const std::size_t begin = offsets[c];
-            const std::size_t end = std::min(all.size(), begin + chunksize);
-            detail::ChunkTask task;
-            task.site = site;
-            const std::vector<T> chunk(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
-                                       std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
-            Encoder(task.arguments).write(chunk);
-            task.sink = sink;
-            task.chunk = c;
-            tasks.push_back(std::move(task));
-        }
-        submit(std::move(tasks));
-        return AsyncResult<std::vector<R>>(std::move(state));
-    }
-
+    AsyncResult<std::vector<R>> map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options);
     template <class F, class Range>
-    auto imap_like(F function, Range&& items, std::size_t chunksize, bool ordered) {
-        using T = std::ranges::range_value_t<Range>;
-        using R = detail::call_result_t<F, T>;
-        detail::check_task<F, T>();
-        if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
-        check_running();
-        auto sink = std::make_shared<detail::StreamSink<R>>(ordered);
-        // The source owns the range (or a view of it) and walks it as chunks are asked for.
-        auto state = std::make_shared<std::tuple<std::views::all_t<Range>, std::ranges::iterator_t<std::views::all_t<Range>>, bool>>(
-            std::views::all(std::forward<Range>(items)), std::ranges::iterator_t<std::views::all_t<Range>>{}, false);
-        auto source = [state, chunksize]() -> std::optional<std::vector<std::byte>> {
-            auto& [range, it, started] = *state;
-            if (!started) {
-                it = std::ranges::begin(range);
-                started = true;
-            }
-            std::vector<T> chunk;
-            while (chunk.size() < chunksize && it != std::ranges::end(range)) {
-                chunk.emplace_back(*it);
-                ++it;
-            }
-            if (chunk.empty()) return std::nullopt;
-            std::vector<std::byte> bytes;
-            Encoder(bytes).write(chunk);
-            return bytes;
-        };
-        return IMapIterator<R>(this, detail::call_site<F>(&detail::run_map_chunk<F, T>, function), std::move(sink),
-                               std::move(source), imap_window());
-    }
+    auto imap_like(F function, Range&& items, std::size_t chunksize, bool ordered);
 
+    // Hands chunks to the dispatcher; UsageError("Pool not running") once closed.
+    void submit(std::vector<detail::ChunkTask> tasks);
+    // Registers an imap's input, whose rest close() sends.
+    void watch_input(const std::shared_ptr<detail::InputFeed>& feed);
     std::size_t default_chunksize(std::size_t items) const;
     std::size_t imap_window() const;
     void check_running() const;
@@ -770,47 +367,91 @@ private:
     std::vector<std::weak_ptr<detail::InputFeed>> inputs_;  // imaps whose input may not be all sent
 };
 
-template <class R>
-IMapIterator<R>::IMapIterator(Pool* pool, detail::CallSite site, std::shared_ptr<detail::StreamSink<R>> sink,
-                              ChunkSource source, std::size_t window)
-    : feed_(std::make_shared<Feed>()) {
-    feed_->pool = pool;
-    feed_->site = site;
-    feed_->sink = std::move(sink);
-    feed_->source = std::move(source);
-    feed_->window = window;
-    pool->watch_input(feed_);
+// ---- What the templates above do --------------------------------------------------------------
+
+template <class F, class... Args, class R>
+AsyncResult<R> Pool::apply_like(ApplyOptions<R> options, F&& function, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    auto state = std::make_shared<detail::ResultState<R>>();
+    state->callback = std::move(options.callback);
+    state->error_callback = std::move(options.error_callback);
+    detail::ChunkTask task;
+    task.site = detail::call_site<Fn>(&detail::run_apply<Fn, std::decay_t<Args>...>, function);
+    task.arguments = dumps(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
+    task.sink = std::make_shared<detail::ApplySink<R>>(state);
+    submit(std::vector<detail::ChunkTask>{std::move(task)});
+    return AsyncResult<R>(std::move(state));
 }
 
-template <class R>
-void IMapIterator<R>::Feed::top_up(std::size_t taken, std::size_t limit) {
-    std::lock_guard lock(mutex);
+template <class F, class T, class R, class Range>
+AsyncResult<std::vector<R>> Pool::map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options) {
+    check_running();
+    std::vector<T> all;
+    if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
+    for (auto&& item : items) all.emplace_back(item);
+    const std::size_t chunksize = options.chunksize ? *options.chunksize : default_chunksize(all.size());
+    if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
+
+    auto state = std::make_shared<detail::ResultState<std::vector<R>>>();
+    state->callback = std::move(options.callback);
+    state->error_callback = std::move(options.error_callback);
+    std::vector<std::size_t> offsets;
+    for (std::size_t begin = 0; begin < all.size(); begin += chunksize) offsets.push_back(begin);
+    if (all.empty()) {
+        state->set_value({});
+        return AsyncResult<std::vector<R>>(std::move(state));
+    }
+    auto sink = std::make_shared<detail::MapSink<R>>(state, all.size(), offsets, std::move(options.on_progress));
+    const detail::CallSite site = detail::call_site<F>(entry, function);
     std::vector<detail::ChunkTask> tasks;
-    while (!input_done && submitted - taken + tasks.size() < limit) {
-        std::optional<std::vector<std::byte>> bytes;
-        try {
-            bytes = source();
-        } catch (...) {
-            // The chunk being gathered is dropped (as in Python); the ones before it run.
-            input_error = std::current_exception();
-            input_done = true;
-            break;
-        }
-        if (!bytes) {
-            input_done = true;
-            break;
-        }
+    tasks.reserve(offsets.size());
+    for (std::size_t c = 0; c < offsets.size(); ++c) {
+        const std::size_t begin = offsets[c];
+        const std::size_t end = std::min(all.size(), begin + chunksize);
         detail::ChunkTask task;
         task.site = site;
-        task.arguments = std::move(*bytes);
+        const std::vector<T> chunk(std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(begin)),
+                                   std::make_move_iterator(all.begin() + static_cast<std::ptrdiff_t>(end)));
+        Encoder(task.arguments).write(chunk);
         task.sink = sink;
-        task.chunk = submitted + tasks.size();
+        task.chunk = c;
         tasks.push_back(std::move(task));
     }
-    if (input_done) source = nullptr;  // what the input holds is let go with it
-    const std::size_t count = tasks.size();
-    if (count > 0) pool->submit(std::move(tasks));
-    submitted += count;
+    submit(std::move(tasks));
+    return AsyncResult<std::vector<R>>(std::move(state));
+}
+
+template <class F, class Range>
+auto Pool::imap_like(F function, Range&& items, std::size_t chunksize, bool ordered) {
+    using T = std::ranges::range_value_t<Range>;
+    using R = detail::call_result_t<F, T>;
+    detail::check_task<F, T>();
+    if (chunksize == 0) throw UsageError("Chunksize must be 1+, not 0");
+    check_running();
+    auto sink = std::make_shared<detail::StreamSink<R>>(ordered);
+    // The source owns the range (or a view of it) and walks it as chunks are asked for.
+    auto state = std::make_shared<std::tuple<std::views::all_t<Range>, std::ranges::iterator_t<std::views::all_t<Range>>, bool>>(
+        std::views::all(std::forward<Range>(items)), std::ranges::iterator_t<std::views::all_t<Range>>{}, false);
+    auto source = [state, chunksize]() -> std::optional<std::vector<std::byte>> {
+        auto& [range, it, started] = *state;
+        if (!started) {
+            it = std::ranges::begin(range);
+            started = true;
+        }
+        std::vector<T> chunk;
+        while (chunk.size() < chunksize && it != std::ranges::end(range)) {
+            chunk.emplace_back(*it);
+            ++it;
+        }
+        if (chunk.empty()) return std::nullopt;
+        std::vector<std::byte> bytes;
+        Encoder(bytes).write(chunk);
+        return bytes;
+    };
+    auto feed = std::make_shared<detail::ImapFeed<R>>(*this, detail::call_site<F>(&detail::run_map_chunk<F, T>, function),
+                                                      std::move(sink), std::move(source), imap_window());
+    watch_input(feed);
+    return IMapIterator<R>(std::move(feed));
 }
 
 template <class R>
@@ -837,5 +478,8 @@ std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanosecon
         buffer_pos_ = 0;
     }
 }
+
+void detail::PoolAccess::submit(Pool& pool, std::vector<ChunkTask> tasks) { pool.submit(std::move(tasks)); }
+void detail::PoolAccess::watch_input(Pool& pool, const std::shared_ptr<InputFeed>& feed) { pool.watch_input(feed); }
 
 }  // namespace mproc

@@ -1,7 +1,7 @@
 #pragma once
-// MappedRegion: the one owner of an mmap(2)ed range inside mproc; the destructor unmaps it. Shared
-// segments, queue rings and the pool's per-worker words are all MappedRegions, so no floor calls
-// munmap(2) itself.
+// MappedRegion: the one owner of an mmap(2)ed range inside mproc; the destructor unmaps it, so no
+// floor calls munmap(2) itself. (Blocks carved out of shared segments are the shm floor's; a segment
+// owns its mapping through a MappedRegion.)
 #include <sys/types.h>
 
 #include <cstddef>

@@ -216,7 +216,7 @@ private:
             task.chunk = c;
             tasks.push_back(std::move(task));
         }
-        pool_.submit(std::move(tasks));  // "Pool not running" when closed, also with no chunk
+        PoolAccess::submit(pool_, std::move(tasks));  // "Pool not running" when closed, also with no chunk
 
         // The result object, with one reference: the caller's proxy takes it over.
         std::string type_id = job->streamed() ? "Iterator" : "AsyncResult";

@@ -25,7 +25,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,10 +39,12 @@
 
 #include "mproc/detail/code_ref.hpp"
 #include "mproc/detail/descriptors.hpp"
+#include "mproc/detail/shared_block.hpp"
 #include "mproc/logging.hpp"
 #include "process/portable_call.hpp"
 #include "process/process_access.hpp"
 #include "base/descriptor_transfer.hpp"
+#include "base/unique_fd.hpp"
 #include "process/runtime.hpp"
 
 namespace mproc {
@@ -64,28 +65,31 @@ struct WorkerSettings {
     }
 };
 
-// The worker's end of its socket and the memory where it says which task it runs; both travel to
-// spawn/forkserver workers with the start request.
+// The worker's end of its socket and the memory where it says which task it runs (a shared block,
+// shm floor); both travel to spawn/forkserver workers with the start request, the block as every
+// shared block does.
 struct WorkerChannel {
     int fd = -1;
-    int progress_fd = -1;
+    SharedBlock progress;
     template <class Archive>
     void save(Archive& ar) const {
-        ar(DescriptorRef{fd, "a pool worker's channel"}, DescriptorRef{progress_fd, "a pool worker's progress word"});
+        ar(DescriptorRef{fd, "a pool worker's channel"});
+        save_shared_block(ar, progress, "a pool worker's progress word");
     }
     template <class Archive>
     void load(Archive& ar) {
-        DescriptorRef channel, progress;
-        ar(channel, progress);
+        DescriptorRef channel;
+        ar(channel);
         fd = channel.fd;
-        progress_fd = progress.fd;
+        progress = load_shared_block(ar, BlockKind::pool_progress);
     }
 };
 
 // The shared words: the id of the task the worker is running (0 between tasks) and when it began
 // it (CLOCK_MONOTONIC, the same clock in every process: task_timeout counts from there, so a
-// worker's own start-up does not count against its first task).
-struct ProgressWord {
+// worker's own start-up does not count against its first task). A cache line of its own, so that
+// workers writing their words do not slow each other down.
+struct alignas(64) ProgressWord {
     std::atomic<std::uint64_t> task{0};
     std::atomic<std::int64_t> started_ns{0};
 };
@@ -95,12 +99,6 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std
 std::int64_t monotonic_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
         .count();
-}
-
-ProgressWord* map_progress_word(int fd) {
-    void* p = ::mmap(nullptr, sizeof(ProgressWord), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (p == MAP_FAILED) throw OSError("mmap of a pool worker's progress word", errno);
-    return static_cast<ProgressWord*>(p);
 }
 
 namespace {
@@ -185,9 +183,8 @@ std::string exception_type_name(const std::exception_ptr& error, std::string& me
 
 // The worker process: run the initializer, then tasks until STOP, end of file, or maxtasks.
 void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
-    if (settings.inherited_parent_end >= 0) ::close(settings.inherited_parent_end);
-    ProgressWord* running = map_progress_word(channel.progress_fd);
-    ::close(channel.progress_fd);
+    if (settings.inherited_parent_end >= 0) close_fd(settings.inherited_parent_end);
+    ProgressWord* running = channel.progress.as<ProgressWord>();  // `channel` keeps the block mapped
     settings.initializer();
     struct Site {
         ChunkEntry entry = nullptr;
@@ -332,6 +329,8 @@ private:
         bool eof = false;  // the worker closed its end; only its sentinel matters now
         bool stop_sent = false;
         bool timed_out = false;
+        UniqueFd owned_fd;     // owns fd
+        SharedBlock progress;  // where `running` points
     };
 
     struct SiteInfo {
@@ -349,6 +348,8 @@ private:
     std::optional<std::chrono::steady_clock::time_point> task_deadline(Worker& w,
                                                                        std::chrono::steady_clock::time_point now) const;
     void flush(Worker& w);
+    // Rings the eventfd the dispatcher polls.
+    void wake();
     void fail_pending(const std::exception_ptr& error);
     void fail_everything(const std::exception_ptr& error);
     std::uint32_t site_id(const CallSite& site);
@@ -365,7 +366,7 @@ private:
     std::exception_ptr start_error_;
     bool workers_started_ = false;
 
-    int wake_fd_ = -1;
+    UniqueFd wake_fd_;
     std::thread thread_;
 
     // Dispatcher-thread state.
@@ -408,8 +409,8 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
         Encoder out(probe);
         initializer_.target->encode_portable(out);
     }
-    wake_fd_ = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (wake_fd_ < 0) throw OSError("eventfd", errno);
+    wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (!wake_fd_) throw OSError("eventfd", errno);
     {
         LivePools& pools = live_pools();
         std::lock_guard lock(pools.mutex);
@@ -438,11 +439,9 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
     if (start_error_) {
         state_ = State::terminating;
         lock.unlock();
-        std::uint64_t one = 1;
-        (void)!::write(wake_fd_, &one, sizeof one);
+        wake();
         thread_.join();
-        ::close(wake_fd_);
-        wake_fd_ = -1;
+        wake_fd_.reset();
         LivePools& pools = live_pools();
         std::lock_guard pools_lock(pools.mutex);
         std::erase_if(pools.cores, [this](const auto& entry) { return entry.first == this; });
@@ -453,7 +452,6 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
 PoolCore::~PoolCore() {
     terminate();
     join();
-    if (wake_fd_ >= 0) ::close(wake_fd_);
     LivePools& pools = live_pools();
     std::lock_guard lock(pools.mutex);
     std::erase_if(pools.cores, [this](const auto& entry) { return entry.first == this; });
@@ -465,8 +463,12 @@ void PoolCore::submit(std::vector<ChunkTask> tasks) {
         if (state_ != State::running) throw UsageError("Pool not running");
         for (auto& t : tasks) incoming_.push_back(std::move(t));
     }
+    wake();
+}
+
+void PoolCore::wake() {
     std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    (void)!::write(wake_fd_.get(), &one, sizeof one);
 }
 
 void PoolCore::close() {
@@ -477,8 +479,7 @@ void PoolCore::close() {
             state_ = State::closing;
         }
     }
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    wake();
 }
 
 void PoolCore::terminate() {
@@ -489,8 +490,7 @@ void PoolCore::terminate() {
             state_ = State::terminating;
         }
     }
-    std::uint64_t one = 1;
-    (void)!::write(wake_fd_, &one, sizeof one);
+    wake();
 }
 
 void PoolCore::join() {
@@ -526,52 +526,33 @@ std::uint32_t PoolCore::site_id(const CallSite& site) {
 }
 
 void PoolCore::start_worker() {
-    const int progress_fd = ::memfd_create("mproc-pool-worker", MFD_CLOEXEC);
-    if (progress_fd < 0) throw OSError("memfd_create", errno);
-    if (::ftruncate(progress_fd, sizeof(ProgressWord)) < 0) {
-        ::close(progress_fd);
-        throw OSError("ftruncate of a pool worker's progress word", errno);
-    }
-    ProgressWord* running = nullptr;
-    try {
-        running = map_progress_word(progress_fd);
-    } catch (...) {
-        ::close(progress_fd);
-        throw;
-    }
+    SharedBlock progress =
+        allocate_shared_block(BlockKind::pool_progress, sizeof(ProgressWord), alignof(ProgressWord));
+    ProgressWord* running = progress.as<ProgressWord>();  // zero-filled: no task
     int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) {
-        ::close(progress_fd);
-        ::munmap(running, sizeof(ProgressWord));
-        throw OSError("socketpair", errno);
-    }
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
+    UniqueFd parent_end(sv[0]);
+    UniqueFd worker_end(sv[1]);
     WorkerSettings settings;
     settings.maxtasks = options_.maxtasksperchild.value_or(0);
     settings.answer_each = options_.task_timeout.has_value();
     settings.initializer = initializer_;
     if (method == StartMethod::fork) settings.inherited_parent_end = sv[0];
     Process process(ProcessOptions{.daemon = true, .start_method = method}, &pool_worker_main,
-                    WorkerChannel{sv[1], progress_fd}, settings);
+                    WorkerChannel{sv[1], progress}, settings);
     const char* prefix = method == StartMethod::fork ? "ForkPoolWorker"
                          : method == StartMethod::spawn ? "SpawnPoolWorker"
                                                         : "ForkServerPoolWorker";
     const std::string default_name = process.name();
     process.set_name(prefix + default_name.substr(default_name.find('-')));
-    try {
-        process.start();
-    } catch (...) {
-        ::close(sv[0]);
-        ::close(sv[1]);
-        ::close(progress_fd);
-        ::munmap(running, sizeof(ProgressWord));
-        throw;
-    }
-    ::close(sv[1]);
-    ::close(progress_fd);
+    process.start();
+    worker_end.reset();
     ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
     auto w = std::make_unique<Worker>(process);
     w->fd = sv[0];
     w->running = running;
+    w->owned_fd = std::move(parent_end);
+    w->progress = std::move(progress);
     workers_.push_back(std::move(w));
     get_logger().debug("added worker");
     std::lock_guard lock(mutex_);
@@ -715,8 +696,6 @@ void PoolCore::on_worker_ended(std::size_t index) {
     const int pid = w.process.pid().value_or(0);
     // Acquire: pairs with the worker's release store (see pool_worker_main).
     const std::uint64_t lost = w.running->task.load(std::memory_order_acquire);
-    ::munmap(w.running, sizeof(ProgressWord));
-    w.running = nullptr;
     if (!w.inflight.empty()) {
         // The task it was running fails; the others it had been sent run again elsewhere, in order.
         for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) {
@@ -748,7 +727,6 @@ void PoolCore::on_worker_ended(std::size_t index) {
         last_early_death_ = code < 0 ? "killed by signal " + std::to_string(-code) : "exit code " + std::to_string(code);
     }
     get_logger().debug("cleaning up worker {}", index);
-    ::close(w.fd);
     workers_.erase(workers_.begin() + static_cast<std::ptrdiff_t>(index));
     std::lock_guard lock(mutex_);
     worker_handles_.clear();
@@ -833,7 +811,7 @@ void PoolCore::run() {
 
         // Wait for a result, a death, a wake-up, or the next task deadline.
         std::vector<pollfd> fds;
-        fds.push_back({wake_fd_, POLLIN, 0});
+        fds.push_back({wake_fd_.get(), POLLIN, 0});
         for (auto& w : workers_) {
             const short wanted = static_cast<short>((w->eof ? 0 : POLLIN) | (w->out.empty() || w->eof ? 0 : POLLOUT));
             fds.push_back({w->fd, wanted, 0});
@@ -857,7 +835,7 @@ void PoolCore::run() {
         }
         if (fds[0].revents & POLLIN) {
             std::uint64_t count;
-            (void)!::read(wake_fd_, &count, sizeof count);
+            (void)!::read(wake_fd_.get(), &count, sizeof count);
         }
         std::vector<std::size_t> ended;
         for (std::size_t i = 0; i < workers_.size(); ++i) {
