@@ -14,6 +14,7 @@
 #include "process/child_request.hpp"
 #include "process/launcher.hpp"
 #include "mproc/context.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "process/process_access.hpp"
 #include "process/runtime.hpp"
 
@@ -167,8 +168,8 @@ void Process::join() { join_for(std::chrono::nanoseconds::max()); }
 
 void Process::join_for(std::chrono::nanoseconds timeout) {
     check_open(*state_);
-    std::optional<std::chrono::nanoseconds> limit;
-    if (timeout != std::chrono::nanoseconds::max()) limit = timeout < timeout.zero() ? timeout.zero() : timeout;
+    // The one conversion (detail/timeout.hpp): negative is zero, nanoseconds::max() (join()) is forever.
+    const detail::Timeout limit = detail::to_timeout(timeout);
     if (state_->role == ProcessRole::parent_view) {
         state_->wait(limit);
         return;

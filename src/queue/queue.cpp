@@ -728,8 +728,7 @@ private:
 void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout) {
     if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
     QueueShared& s = *shared_;
-    const Deadline deadline =
-        Deadline::from_ns(timeout);
+    const Deadline deadline = Deadline::from_ns(timeout);
     bool skipping = false;
     {
         const int rc = robust_acquire(s.get_lock, deadline.remaining_ns());
