@@ -63,6 +63,16 @@ public:
         const std::int64_t ms = (remaining_ns() + 999'999) / 1'000'000;
         return ms > INT_MAX ? INT_MAX : static_cast<int>(ms);
     }
+    // The deadline on std::chrono::steady_clock, which reads CLOCK_MONOTONIC too (libstdc++ on
+    // Linux), for std::condition_variable::wait_until; time_point::max() for never() and for a
+    // point beyond what the clock's count can hold.
+    std::chrono::steady_clock::time_point steady_time() const noexcept {
+        using Clock = std::chrono::steady_clock;
+        constexpr std::int64_t kMaxSeconds = INT64_MAX / 1'000'000'000 - 1;
+        if (!finite_ || at_.tv_sec > kMaxSeconds) return Clock::time_point::max();
+        const std::int64_t ns = static_cast<std::int64_t>(at_.tv_sec) * 1'000'000'000 + at_.tv_nsec;
+        return Clock::time_point(std::chrono::duration_cast<Clock::duration>(std::chrono::nanoseconds(ns)));
+    }
     bool passed() const noexcept {
         if (!finite_) return false;
         timespec now{};

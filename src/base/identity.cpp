@@ -1,6 +1,7 @@
 #include "base/identity.hpp"
 
 #include "base/lifecycle.hpp"
+#include "base/unique_fd.hpp"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -55,7 +56,7 @@ int read_stat(pid_t pid, char* buffer, std::size_t size) noexcept {
         total += n;
         if (static_cast<std::size_t>(total) >= size - 1) break;
     }
-    ::close(fd);
+    close_fd(fd);
     buffer[total] = '\0';
     return static_cast<int>(total);
 }

@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdint>
 
+#include "base/deadline.hpp"
+
 namespace mproc::detail {
 
 // How long a waiter spins before it sleeps, at most: a little more than a wake-up from sleep takes
@@ -66,8 +68,7 @@ bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
     if (!several_cpus) return false;
     const std::int32_t nanos = budget.next();
     if (nanos == 0) return false;
-    const auto limit = std::chrono::nanoseconds(nanos);
-    const auto start = std::chrono::steady_clock::now();
+    const Deadline spent = Deadline::after(std::chrono::nanoseconds(nanos));
     // Looks less and less often (up to every 128 pauses, about a microsecond): a look at shared
     // memory takes its cache line away from a writer that is still busy, and a writer left alone
     // for a while publishes several messages for the price of one transfer.
@@ -82,7 +83,7 @@ bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
         // Every other look: often enough that a process sharing this CPU answers within a few
         // looks; a yield with nothing else to run costs a system call and nothing more.
         if ((looks & 1) == 0) {
-            if (std::chrono::steady_clock::now() - start > limit) {
+            if (spent.passed()) {
                 budget.record(false);
                 return false;
             }

@@ -18,14 +18,13 @@
 
 #include <fmt/format.h>
 
+#include "base/deadline.hpp"
 #include "managers/protocol.hpp"
 #include "mproc/managed_pool.hpp"
 #include "mproc/pool.hpp"
 
 namespace mproc::detail {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 // A task's exception as the client should get it. A worker reports an exception as its type name
 // and message (TaskError); an mproc exception the wire knows by kind is made again as itself, so
@@ -109,7 +108,7 @@ private:
             changed_.wait(lock, ready);
             return true;
         }
-        return changed_.wait_until(lock, Clock::now() + std::chrono::nanoseconds(timeout_ns), ready);
+        return changed_.wait_until(lock, Deadline::after(std::chrono::nanoseconds(timeout_ns)).steady_time(), ready);
     }
     // A map is ready when every chunk is in, or at its first error (Python's MapResult).
     bool ready_locked() const { return remaining_ == 0 || error_ != nullptr; }

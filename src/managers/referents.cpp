@@ -16,6 +16,7 @@
 
 #include <fmt/format.h>
 
+#include "base/deadline.hpp"
 #include "managers/pool_referent.hpp"
 #include "managers/protocol.hpp"
 #include "mproc/detail/target.hpp"
@@ -23,8 +24,6 @@
 
 namespace mproc::detail {
 namespace {
-
-using Clock = std::chrono::steady_clock;
 
 template <class T>
 T arg(const Blobs& args, std::size_t index) {
@@ -52,7 +51,7 @@ bool wait_until_ready(std::condition_variable& cv, Lock& lock, std::int64_t time
         cv.wait(lock, ready);
         return true;
     }
-    return cv.wait_until(lock, Clock::now() + std::chrono::nanoseconds(timeout_ns), ready);
+    return cv.wait_until(lock, Deadline::after(std::chrono::nanoseconds(timeout_ns)).steady_time(), ready);
 }
 
 // Python's index rules: negative counts from the end; out of range is an error.

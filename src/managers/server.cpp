@@ -17,6 +17,7 @@
 
 #include <fmt/format.h>
 
+#include "base/unique_fd.hpp"
 #include "managers/protocol.hpp"
 #include "managers/server_state.hpp"
 #include "managers/wire.hpp"
@@ -167,14 +168,13 @@ void clear_stale_socket(const Address& address) {
     if (unix_address->path.size() >= sizeof peer.sun_path) return;
     peer.sun_family = AF_UNIX;
     std::memcpy(peer.sun_path, unix_address->path.c_str(), unix_address->path.size() + 1);
-    const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) return;
+    const UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    if (!fd) return;
     // Nobody listening: the socket file of a server that was killed.
-    if (::connect(fd, reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0 && errno == ECONNREFUSED) {
+    if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&peer), sizeof peer) != 0 && errno == ECONNREFUSED) {
         get_logger().debug("manager: removing the stale socket {}", unix_address->path);
         ::unlink(unix_address->path.c_str());
     }
-    ::close(fd);
 }
 
 namespace {

@@ -18,6 +18,7 @@
 #include <thread>
 #include <utility>
 
+#include "base/deadline.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/process.hpp"
@@ -83,9 +84,9 @@ bool let_go_of_parent_death_signal() {
     if (::syscall(SYS_tgkill, pid, pid, signal_number) != 0) return false;
     // The first thread is asleep in a wait and takes the signal at once; a generous deadline in
     // case the machine is busy.
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    const detail::Deadline deadline = detail::Deadline::after(std::chrono::seconds(10));
     while (!first_thread_let_go.load()) {
-        if (std::chrono::steady_clock::now() > deadline) return false;
+        if (deadline.passed()) return false;
         std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
     return true;

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <utility>
 
 #include "process/launcher.hpp"
 #include "mproc/errors.hpp"
@@ -29,8 +30,8 @@ public:
             request.fork_child_main();
             ::_exit(70);  // unreachable: the bootstrap always ends with _exit
         }
-        int pidfd = open_pidfd(pid);
-        if (pidfd < 0) {
+        UniqueFd pidfd(open_pidfd(pid));
+        if (!pidfd) {
             int err = errno;
             ::kill(pid, SIGKILL);
             int status = 0;
@@ -38,7 +39,7 @@ public:
             }
             throw OSError("pidfd_open (Linux 5.3 or later is required)", err);
         }
-        return {pid, pidfd, -1};
+        return {pid, std::move(pidfd), {}};
     }
 };
 

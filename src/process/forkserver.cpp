@@ -18,13 +18,16 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <map>
 #include <vector>
 #include <mutex>
+#include <utility>
 
+#include "base/deadline.hpp"
 #include "process/channel.hpp"
 #include "process/child_request.hpp"
 #include "process/launcher.hpp"
@@ -35,12 +38,7 @@
 namespace mproc::detail {
 namespace {
 
-constexpr int kAnswerTimeoutMs = 30'000;
-
-void close_if_open(int& fd) noexcept {
-    if (fd >= 0) ::close(fd);
-    fd = -1;
-}
+constexpr auto kAnswerTimeout = std::chrono::seconds(30);
 
 // The header of a request; the descriptors attached to it are the status pipe's write end, the
 // parent's pidfd when has_parent_pidfd, then the request's own descriptors.
@@ -50,8 +48,9 @@ struct RequestHeader {
     std::uint32_t has_parent_pidfd = 0;
 };
 
+// Descriptors received with a message, by number (channel.hpp hands them over as ints).
 void close_all(const std::vector<int>& fds) noexcept {
-    for (int fd : fds) ::close(fd);
+    for (int fd : fds) close_fd(fd);
 }
 
 bool read_exact(int fd, void* data, std::size_t size) {
@@ -86,9 +85,9 @@ public:
 
     // In a forked child: the parent's server is not ours to talk to.
     void forget() noexcept {
-        close_if_open(channel_);
-        close_if_open(server_pidfd_);
-        close_if_open(self_pidfd_);
+        channel_.reset();
+        server_pidfd_.reset();
+        self_pidfd_.reset();
         server_pid_ = 0;
         exit_task_registered_ = false;
         new (&mutex_) std::mutex();
@@ -106,26 +105,21 @@ public:
 
 private:
     void ensure_running() {
-        if (channel_ >= 0) {
-            pollfd p{server_pidfd_, POLLIN, 0};
+        if (channel_) {
+            pollfd p{server_pidfd_.get(), POLLIN, 0};
             if (::poll(&p, 1, 0) == 0) return;  // alive
             stop_server();
         }
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
-        int pid = 0;
-        try {
-            pid = spawn_program(sv[1], kForkServerFdVariable);
-        } catch (...) {
-            ::close(sv[0]);
-            ::close(sv[1]);
-            throw;
-        }
-        ::close(sv[1]);
-        channel_ = sv[0];
+        UniqueFd ours(sv[0]);
+        UniqueFd theirs(sv[1]);
+        const int pid = spawn_program(theirs.get(), kForkServerFdVariable);
+        theirs.reset();
+        channel_ = std::move(ours);
         server_pid_ = pid;
-        server_pidfd_ = open_pidfd(pid);
-        if (self_pidfd_ < 0) self_pidfd_ = open_pidfd(::getpid());
+        server_pidfd_.reset(open_pidfd(pid));
+        if (!self_pidfd_) self_pidfd_.reset(open_pidfd(::getpid()));
         if (!exit_task_registered_) {
             // After the exit sequence has joined the children, whose exit codes come through the
             // server, let the server go.
@@ -135,70 +129,63 @@ private:
     }
 
     void stop_server() noexcept {
-        close_if_open(channel_);  // the server ends at end of file
+        channel_.reset();  // the server ends at end of file
         if (server_pid_ > 0) {
-            pollfd p{server_pidfd_, POLLIN, 0};
-            if (server_pidfd_ >= 0 && ::poll(&p, 1, 1000) == 0) ::kill(server_pid_, SIGKILL);
+            pollfd p{server_pidfd_.get(), POLLIN, 0};
+            if (server_pidfd_ && ::poll(&p, 1, 1000) == 0) ::kill(server_pid_, SIGKILL);
             while (::waitpid(server_pid_, nullptr, 0) < 0 && errno == EINTR) {
             }
         }
-        close_if_open(server_pidfd_);
+        server_pidfd_.reset();
         server_pid_ = 0;
     }
 
     bool try_launch(const LaunchRequest& request, LaunchedChild& child) {
         int status[2];
         if (::pipe2(status, O_CLOEXEC) < 0) throw OSError("pipe2", errno);
+        UniqueFd status_read(status[0]);
+        UniqueFd status_write(status[1]);
         RequestHeader header;
         header.length = request.encoded_child.size();
         header.descriptor_count = static_cast<std::uint32_t>(request.descriptors.size());
-        header.has_parent_pidfd = self_pidfd_ >= 0 ? 1 : 0;
-        std::vector<int> fds = {status[1]};
-        if (self_pidfd_ >= 0) fds.push_back(self_pidfd_);
+        header.has_parent_pidfd = self_pidfd_ ? 1 : 0;
+        std::vector<int> fds = {status_write.get()};
+        if (self_pidfd_) fds.push_back(self_pidfd_.get());
         fds.insert(fds.end(), request.descriptors.begin(), request.descriptors.end());
-        bool sent = false;
-        try {
-            sent = send_with_descriptors(channel_, &header, sizeof header, fds) &&
-                   send_all(channel_, request.encoded_child.data(), request.encoded_child.size());
-        } catch (...) {
-            ::close(status[0]);
-            ::close(status[1]);
-            throw;
-        }
-        ::close(status[1]);
-        if (!sent) {
-            ::close(status[0]);
-            return false;
-        }
-        pollfd p{channel_, POLLIN, 0};
+        const bool sent = send_with_descriptors(channel_.get(), &header, sizeof header, fds) &&
+                          send_all(channel_.get(), request.encoded_child.data(), request.encoded_child.size());
+        status_write.reset();  // the server holds its copy
+        if (!sent) return false;
+        pollfd p{channel_.get(), POLLIN, 0};
+        const Deadline answer_by = Deadline::after(kAnswerTimeout);  // an interruption does not restart it
         int ready;
         do {
-            ready = ::poll(&p, 1, kAnswerTimeoutMs);
+            ready = ::poll(&p, 1, answer_by.poll_timeout_ms());
         } while (ready < 0 && errno == EINTR);
         std::int32_t pid = 0;
         std::vector<int> answer_fds;
         bool answered = false;
         try {
-            answered = ready > 0 && receive_with_descriptors(channel_, &pid, sizeof pid, answer_fds);
+            answered = ready > 0 && receive_with_descriptors(channel_.get(), &pid, sizeof pid, answer_fds);
         } catch (const ProcessError&) {
             answered = false;
         }
         if (!answered || pid <= 0 || answer_fds.size() != 1) {
-            ::close(status[0]);
+            status_read.reset();
             close_all(answer_fds);
             if (answered && pid <= 0) throw OSError("fork in the fork server", -pid);
             return false;
         }
-        ::fcntl(status[0], F_SETFL, O_NONBLOCK);
-        child = {pid, answer_fds[0], status[0]};
+        ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
+        child = {pid, UniqueFd(answer_fds[0]), std::move(status_read)};
         return true;
     }
 
     std::mutex mutex_;
-    int channel_ = -1;
+    UniqueFd channel_;
     int server_pid_ = 0;
-    int server_pidfd_ = -1;
-    int self_pidfd_ = -1;
+    UniqueFd server_pidfd_;
+    UniqueFd self_pidfd_;
     bool exit_task_registered_ = false;
 };
 
@@ -234,7 +221,7 @@ void run_forkserver(int channel) {
     int signals = ::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signals < 0) ::_exit(70);
 
-    std::map<int, int> status_pipes;  // child pid -> write end of its status pipe
+    std::map<int, UniqueFd> status_pipes;  // child pid -> write end of its status pipe
     auto report_ended_children = [&status_pipes] {
         for (;;) {
             int status = 0;
@@ -243,9 +230,8 @@ void run_forkserver(int channel) {
             auto it = status_pipes.find(pid);
             if (it == status_pipes.end()) continue;
             std::int32_t code = exitcode_from_wait_status(status);
-            (void)!::write(it->second, &code, sizeof code);
-            ::close(it->second);
-            status_pipes.erase(it);
+            (void)!::write(it->second.get(), &code, sizeof code);
+            status_pipes.erase(it);  // closes the pipe
         }
     };
 
@@ -306,23 +292,22 @@ void run_forkserver(int channel) {
             run_child_request(body, server_pid, parent_pidfd, std::move(request_fds));
         }
         std::int32_t answer = pid > 0 ? pid : -errno;
-        int child_pidfd = pid > 0 ? open_pidfd(pid) : -1;
+        const UniqueFd child_pidfd(pid > 0 ? open_pidfd(pid) : -1);
         if (pid > 0) {
-            status_pipes[pid] = status_write;
+            status_pipes[pid] = UniqueFd(status_write);
         } else {
-            ::close(status_write);
+            close_fd(status_write);
         }
-        if (parent_pidfd >= 0) ::close(parent_pidfd);
+        close_fd(parent_pidfd);
         close_all(request_fds);
         std::vector<int> answer_fds;
-        if (child_pidfd >= 0) answer_fds.push_back(child_pidfd);
+        if (child_pidfd) answer_fds.push_back(child_pidfd.get());
         bool answered = false;
         try {
             answered = send_with_descriptors(channel, &answer, sizeof answer, answer_fds);
         } catch (const std::exception&) {
             answered = false;
         }
-        if (child_pidfd >= 0) ::close(child_pidfd);
         if (!answered) break;
         report_ended_children();
     }

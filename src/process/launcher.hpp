@@ -5,6 +5,7 @@
 #include <functional>
 #include <vector>
 
+#include "base/unique_fd.hpp"
 #include "mproc/process.hpp"
 
 namespace mproc::detail {
@@ -20,8 +21,8 @@ struct LaunchRequest {
 
 struct LaunchedChild {
     int pid = 0;
-    int pidfd = -1;      // owned by the caller: signals, and the sentinel of direct children
-    int status_fd = -1;  // forkserver children: where the server writes the exit code (the sentinel)
+    UniqueFd pidfd;      // signals, and the sentinel of direct children
+    UniqueFd status_fd;  // forkserver children: where the server writes the exit code (the sentinel)
 };
 
 class Launcher {

@@ -14,6 +14,7 @@
 #include "process/child_request.hpp"
 #include "process/launcher.hpp"
 #include "mproc/context.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "process/process_access.hpp"
 #include "process/runtime.hpp"
 
@@ -153,9 +154,9 @@ void Process::start() {
     {
         std::lock_guard lock(state_->mutex);
         state_->pid = child.pid;
-        state_->pidfd = child.pidfd;
-        state_->status_fd = child.status_fd;
-        state_->reaped_elsewhere = child.status_fd >= 0;
+        state_->reaped_elsewhere = static_cast<bool>(child.status_fd);
+        state_->pidfd = std::move(child.pidfd);
+        state_->status_fd = std::move(child.status_fd);
         state_->started = true;
     }
     rt.add_child(state_);
@@ -167,8 +168,8 @@ void Process::join() { join_for(std::chrono::nanoseconds::max()); }
 
 void Process::join_for(std::chrono::nanoseconds timeout) {
     check_open(*state_);
-    std::optional<std::chrono::nanoseconds> limit;
-    if (timeout != std::chrono::nanoseconds::max()) limit = timeout < timeout.zero() ? timeout.zero() : timeout;
+    // The one conversion (detail/timeout.hpp): negative is zero, nanoseconds::max() (join()) is forever.
+    const detail::Timeout limit = detail::to_timeout(timeout);
     if (state_->role == ProcessRole::parent_view) {
         state_->wait(limit);
         return;
@@ -182,7 +183,7 @@ bool Process::is_alive() const {
     check_open(*state_);
     Runtime& rt = Runtime::get();
     if (state_ == rt.current_state()) return true;
-    if (state_->role == ProcessRole::parent_view) return !sentinel_ready(state_->pidfd);
+    if (state_->role == ProcessRole::parent_view) return !sentinel_ready(state_->pidfd.get());
     if (state_->parent_pid != ::getpid()) throw UsageError("can only test a child process");
     if (!state_->started) return false;
     if (state_->poll()) {
@@ -214,8 +215,7 @@ void Process::close() {
     }
     {
         std::lock_guard lock(state_->mutex);
-        if (state_->pidfd >= 0) ::close(state_->pidfd);
-        state_->pidfd = -1;
+        state_->pidfd.reset();
         state_->closed = true;
     }
     Runtime::get().forget_child(state_.get());
@@ -350,7 +350,7 @@ void init(int argc, char** argv) {
             std::fprintf(stderr, "mproc: a spawned child could not read its start request: %s\n", e.what());
             ::_exit(1);
         }
-        ::close(channel);
+        detail::close_fd(channel);  // inherited by number (kChannelFd): the request is read
         // The creator is the parent itself; not getppid(), which is someone else if the parent
         // already died.
         detail::run_child_request(request, detail::kCreatorIsParent, -1, std::move(descriptors));

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "base/unique_fd.hpp"
 #include "mproc/authkey.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/process.hpp"
@@ -39,12 +40,10 @@ struct ProcessState {
     bool started = false;
     bool closed = false;
     int pid = 0;
-    int pidfd = -1;      // readable once the process has ended; signals go through it
-    int status_fd = -1;  // forkserver children: the server writes the exit code here
+    UniqueFd pidfd;      // readable once the process has ended; signals go through it
+    UniqueFd status_fd;  // forkserver children: the server writes the exit code here
     bool reaped_elsewhere = false;  // forkserver children: the server reaps, not this process
     std::optional<int> exitcode;
-
-    ~ProcessState();
 
     // Reaps the child if it has ended, without blocking; returns the exit code once known.
     std::optional<int> poll();
@@ -54,7 +53,7 @@ struct ProcessState {
     std::string display_name() const;
     // The descriptor that becomes readable when the process has ended (Process::sentinel()).
     // A forkserver child whose server died falls back to its pidfd (see poll()).
-    int sentinel_fd() const noexcept { return reaped_elsewhere && status_fd >= 0 ? status_fd : pidfd; }
+    int sentinel_fd() const noexcept { return reaped_elsewhere && status_fd ? status_fd.get() : pidfd.get(); }
 
 private:
     std::optional<int> poll_locked();

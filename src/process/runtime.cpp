@@ -17,7 +17,9 @@
 #include <iostream>
 #include <thread>
 #include <typeinfo>
+#include <utility>
 
+#include "base/deadline.hpp"
 #include "process/launcher.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
@@ -27,11 +29,6 @@ namespace mproc::detail {
 
 // ---------------------------------------------------------------------------------------------
 // ProcessState
-
-ProcessState::~ProcessState() {
-    if (pidfd >= 0) ::close(pidfd);
-    if (status_fd >= 0) ::close(status_fd);
-}
 
 int exitcode_from_wait_status(int status) noexcept {
     if (WIFEXITED(status)) return WEXITSTATUS(status);
@@ -47,23 +44,22 @@ std::optional<int> ProcessState::poll() {
 std::optional<int> ProcessState::poll_locked() {
     if (exitcode || role != ProcessRole::child || pid == 0) return exitcode;
     if (reaped_elsewhere) {
-        if (status_fd < 0) {
+        if (!status_fd) {
             // The fork server died before reporting: the process's own end is all there is.
-            pollfd p{pidfd, POLLIN, 0};
-            if (pidfd < 0 || ::poll(&p, 1, 0) > 0) exitcode = kExitcodeUnknown;
+            pollfd p{pidfd.get(), POLLIN, 0};
+            if (!pidfd || ::poll(&p, 1, 0) > 0) exitcode = kExitcodeUnknown;
             return exitcode;
         }
         std::int32_t code = 0;
         ssize_t n;
         do {
-            n = ::read(status_fd, &code, sizeof code);
+            n = ::read(status_fd.get(), &code, sizeof code);
         } while (n < 0 && errno == EINTR);
         if (n == static_cast<ssize_t>(sizeof code)) {
             exitcode = code;
         } else if (n == 0 || (n > 0 && n < static_cast<ssize_t>(sizeof code))) {
             get_logger().warning("the exit code of process {} was lost: the fork server ended first", pid);
-            ::close(status_fd);
-            status_fd = -1;
+            status_fd.reset();
             return poll_locked();
         }
         return exitcode;
@@ -87,17 +83,13 @@ namespace {
 
 // Waits until `fd` is readable or the deadline passes; retries EINTR with the time left.
 // Returns true when readable.
-bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout) {
-    using clock = std::chrono::steady_clock;
-    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+bool wait_readable(int fd, const Deadline& deadline) {
     for (;;) {
         pollfd p{fd, POLLIN, 0};
         timespec ts{};
         timespec* tsp = nullptr;
-        if (timeout) {
-            auto left = deadline - clock::now();
-            if (left < clock::duration::zero()) left = clock::duration::zero();
-            auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
+        if (deadline.finite()) {
+            const std::int64_t ns = deadline.remaining_ns();
             ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
             ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
             tsp = &ts;
@@ -112,8 +104,7 @@ bool wait_readable(int fd, std::optional<std::chrono::nanoseconds> timeout) {
 }  // namespace
 
 std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> timeout) {
-    using clock = std::chrono::steady_clock;
-    const auto deadline = timeout ? clock::now() + *timeout : clock::time_point::max();
+    const Deadline deadline = Deadline::from(timeout);
     for (;;) {
         int fd;
         {
@@ -124,9 +115,7 @@ std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> ti
         if (fd < 0) return poll();
         // Wait without holding the mutex, so that other threads may poll meanwhile; once the
         // sentinel is readable, poll() collects the exit code at once.
-        std::optional<std::chrono::nanoseconds> left;
-        if (timeout) left = std::max(clock::duration::zero(), deadline - clock::now());
-        if (!wait_readable(fd, left)) return poll();
+        if (!wait_readable(fd, deadline)) return poll();
         if (auto code = poll()) return code;
         // A forkserver child whose server died: its sentinel changed; wait on the new one.
         std::lock_guard lock(mutex);
@@ -136,8 +125,8 @@ std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> ti
 
 void ProcessState::send_signal(int signal_number) {
     std::lock_guard lock(mutex);
-    if (exitcode || pidfd < 0) return;  // already reaped: the pid may belong to someone else now
-    if (::syscall(SYS_pidfd_send_signal, pidfd, signal_number, nullptr, 0) < 0 && errno != ESRCH)
+    if (exitcode || !pidfd) return;  // already reaped: the pid may belong to someone else now
+    if (::syscall(SYS_pidfd_send_signal, pidfd.get(), signal_number, nullptr, 0) < 0 && errno != ESRCH)
         throw OSError("pidfd_send_signal to process " + std::to_string(pid), errno);
 }
 
@@ -300,20 +289,14 @@ std::optional<Process> Runtime::parent_process() {
         state->type_name = "_ParentProcess";
         state->pid = parent_pid_;
         state->started = true;
-        int fd = -1;
         if (parent_pidfd_ >= 0) {
-            fd = parent_pidfd_;  // handed over by the fork server
-            parent_pidfd_ = -1;
+            state->pidfd.reset(std::exchange(parent_pidfd_, -1));  // handed over by the fork server
         } else {
             // A pidfd opened while the parent is still our parent refers to it; if we were
             // reparented meanwhile, the parent has ended and there is nothing to watch.
-            fd = open_pidfd(parent_pid_);
-            if (fd >= 0 && ::getppid() != parent_pid_) {
-                ::close(fd);
-                fd = -1;
-            }
+            state->pidfd.reset(open_pidfd(parent_pid_));
+            if (state->pidfd && ::getppid() != parent_pid_) state->pidfd.reset();
         }
-        state->pidfd = fd;
         parent_ = std::move(state);
     }
     return ProcessAccess::make(parent_);
@@ -426,7 +409,7 @@ void redirect_stdin_to_devnull() {
     if (fd < 0) return;
     if (fd != STDIN_FILENO) {
         ::dup2(fd, STDIN_FILENO);
-        ::close(fd);
+        close_fd(fd);
     }
     std::clearerr(stdin);
 }

@@ -60,11 +60,11 @@ bool send_all(int fd, const std::byte* bytes, std::size_t size) {
 
 int spawn_program(int channel, const char* variable) {
     // The channel must not already be descriptor 3, where dup2 would keep its close-on-exec flag.
-    int moved = -1;
+    UniqueFd moved;
     if (channel == kChannelFd) {
-        moved = ::fcntl(channel, F_DUPFD_CLOEXEC, kChannelFd + 1);
-        if (moved < 0) throw OSError("fcntl(F_DUPFD_CLOEXEC)", errno);
-        channel = moved;
+        moved.reset(::fcntl(channel, F_DUPFD_CLOEXEC, kChannelFd + 1));
+        if (!moved) throw OSError("fcntl(F_DUPFD_CLOEXEC)", errno);
+        channel = moved.get();
     }
 
     posix_spawn_file_actions_t actions;
@@ -97,7 +97,7 @@ int spawn_program(int channel, const char* variable) {
     int rc = ::posix_spawn(&pid, program_path(), &actions, &attributes, argv.data(), environment.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attributes);
-    if (moved >= 0) ::close(moved);
+    moved.reset();
     if (rc != 0) throw OSError("posix_spawn of " + std::string(program_path()), rc);
     return pid;
 }
@@ -111,19 +111,14 @@ public:
     LaunchedChild launch(const LaunchRequest& request) override {
         int sv[2];
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
-        int pid = 0;
-        try {
-            pid = spawn_program(sv[1], kSpawnFdVariable);
-        } catch (...) {
-            ::close(sv[0]);
-            ::close(sv[1]);
-            throw;
-        }
-        ::close(sv[1]);
-        int pidfd = open_pidfd(pid);
-        if (pidfd < 0) {
+        UniqueFd ours(sv[0]);
+        UniqueFd theirs(sv[1]);
+        const int pid = spawn_program(theirs.get(), kSpawnFdVariable);
+        theirs.reset();
+        UniqueFd pidfd(open_pidfd(pid));
+        if (!pidfd) {
             int err = errno;
-            ::close(sv[0]);
+            ours.reset();
             ::kill(pid, SIGKILL);
             while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
             }
@@ -131,9 +126,9 @@ public:
         }
         // A child that dies before reading its request shows in its exit code; the parent must
         // not fail start() for it, nor block: a closed peer ends the write.
-        send_with_descriptors(sv[0], request.encoded_child.data(), request.encoded_child.size(), request.descriptors);
-        ::close(sv[0]);
-        return {pid, pidfd, -1};
+        send_with_descriptors(ours.get(), request.encoded_child.data(), request.encoded_child.size(), request.descriptors);
+        ours.reset();
+        return {pid, std::move(pidfd), {}};
     }
 };
 

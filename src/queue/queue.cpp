@@ -39,6 +39,7 @@
 #include <cstring>
 #include <deque>
 #include <fmt/format.h>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -55,6 +56,7 @@
 #include "base/futex.hpp"
 #include "base/spin.hpp"
 #include "base/mutex_state.hpp"
+#include "base/mutex_state_guard.hpp"
 
 namespace mproc::detail {
 
@@ -191,10 +193,11 @@ public:
 private:
     // Producers' side; the caller holds put_lock.
     // Takes put_lock within `timeout_ns` (kForever, or >= 0: 0 only tries), repairing the queue
-    // after a dead owner: 0 (held) or ETIMEDOUT.
+    // after a dead owner: 0 (held) or ETIMEDOUT. Once it is held, the caller hands it to a guard
+    // (producers_held) that releases it.
     int lock_producers(std::int64_t timeout_ns);
     int lock_producers(const Deadline& deadline) { return lock_producers(deadline.remaining_ns()); }
-    void unlock_producers() noexcept { ::pthread_mutex_unlock(&shared_->put_lock.mutex); }
+    MutexStateGuard producers_held() noexcept { return MutexStateGuard(shared_->put_lock, std::adopt_lock); }
     void repair_producers();
     std::uint64_t free_space(std::uint64_t needed);
     bool count_allows();
@@ -485,22 +488,17 @@ void QueueCore::write_blocking(std::span<const std::byte> bytes, const TypeTag& 
     const bool chunked = size > max_record_;
     for (;;) {
         if (lock_producers(deadline) != 0) throw Full();
-        if (chunked) {
-            if (count_allows()) {
-                try {
+        {
+            const MutexStateGuard held = producers_held();
+            if (chunked) {
+                if (count_allows()) {
                     stream(bytes, tag, deadline, std::nullopt);
-                } catch (...) {
-                    unlock_producers();
-                    throw;
+                    return;
                 }
-                unlock_producers();
+            } else if (write_now(bytes, tag)) {
                 return;
             }
-        } else if (write_now(bytes, tag)) {
-            unlock_producers();
-            return;
         }
-        unlock_producers();
         if (!wait_for_space(deadline, chunked ? kRecordHeaderSize : size + kRecordHeaderSize, capacity_ / 4)) throw Full();
     }
 }
@@ -560,28 +558,22 @@ bool QueueCore::put_unbounded(std::vector<std::byte>& bytes, const TypeTag& tag)
         return *deadline;
     };
     if (lock_producers(0) != 0 && lock_producers(until()) != 0) return false;
+    MutexStateGuard held = producers_held();
     const std::uint64_t size = record_size(bytes.size());
     if (size > max_record_) {
-        bool written = false;
-        try {
-            // No deadline for the whole message, which may take a while to stream: only each
-            // chunk's wait for room is bounded.
-            written = stream(bytes, tag, Deadline::never(), patience);
-        } catch (...) {
-            unlock_producers();
-            throw;
-        }
-        unlock_producers();
-        return written;
+        // No deadline for the whole message, which may take a while to stream: only each
+        // chunk's wait for room is bounded.
+        return stream(bytes, tag, Deadline::never(), patience);
     }
     for (;;) {
         const bool written = write_now(bytes, tag);
-        unlock_producers();
+        held.unlock();
         if (written) return true;
         // Woken when a sixteenth of the ring is free: one wake-up per many messages when the
         // consumers are merely slower than this producer.
         if (!wait_for_space(until(), size + kRecordHeaderSize, capacity_ / 16)) return false;
         if (lock_producers(until()) != 0) return false;
+        held = producers_held();
     }
 }
 
@@ -597,8 +589,7 @@ void QueueCore::put(std::vector<std::byte>& bytes, const TypeTag& tag, std::int6
             if (!put_unbounded(bytes, tag)) enqueue_backlog(bytes, tag);
             return;
         }
-        const Deadline deadline = timeout == kForever ? Deadline::never()
-                                                           : Deadline::after(std::chrono::nanoseconds(timeout));
+        const Deadline deadline = Deadline::from_ns(timeout);
         write_blocking(bytes, tag, deadline);
     } catch (...) {
         if (joinable && s.unfinished.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -652,7 +643,9 @@ void QueueCore::read_payload(std::uint64_t position, std::size_t length, std::by
 // Mid-message: is the producer that is writing the rest still alive? Its death shows as a lock
 // whose owner died; repairing it appends the abort record this consumer is waiting for.
 void QueueCore::check_producer_alive() {
-    if (lock_producers(0) == 0) unlock_producers();
+    if (lock_producers(0) == 0) {
+        const MutexStateGuard held = producers_held();  // released at once: the repair was the point
+    }
 }
 
 bool QueueCore::wait_for_data(std::uint64_t head, const Deadline& deadline, bool in_message) {
@@ -735,18 +728,14 @@ private:
 void QueueCore::get(const TypeTag& tag, QueueSink& decode, std::int64_t timeout) {
     if (closed()) throw UsageError(fmt::format("Queue {} is closed", repr()));
     QueueShared& s = *shared_;
-    const Deadline deadline =
-        timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    const Deadline deadline = Deadline::from_ns(timeout);
     bool skipping = false;
     {
         const int rc = robust_acquire(s.get_lock, deadline.remaining_ns());
         if (rc == ETIMEDOUT) throw Empty();
         if (rc == EOWNERDEAD) repair_consumers(skipping);
     }
-    struct Unlock {
-        pthread_mutex_t* mutex;
-        ~Unlock() { ::pthread_mutex_unlock(mutex); }
-    } unlock{&s.get_lock.mutex};
+    const MutexStateGuard held(s.get_lock, std::adopt_lock);
 
     thread_local Assembly assembly;
     bool assembling = false;
@@ -865,7 +854,8 @@ std::shared_ptr<QueueCore> queue_create(QueueKind kind, long maxsize, const Queu
     s->maxsize = kind == QueueKind::simple ? 0 : maxsize;
     s->kind = static_cast<std::uint32_t>(kind);
     s->space_wanted.store(~std::uint64_t{0}, std::memory_order_relaxed);
-    s->room_wait_ns = std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(options.room_wait).count());
+    const Timeout room_wait = to_timeout(options.room_wait);  // rounded up; too long for int64: forever
+    s->room_wait_ns = room_wait ? room_wait->count() : std::numeric_limits<std::int64_t>::max();
     mutex_init(&s->put_lock, false);
     mutex_init(&s->get_lock, false);
     return std::make_shared<QueueCore>(std::move(block), kind);

@@ -51,76 +51,56 @@ struct SegmentTable {
 };
 
 std::shared_ptr<Segment> Segment::create(std::size_t size) {
-    int fd = ::memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (fd < 0) throw OSError("creating shared memory (memfd_create)", errno);
+    UniqueFd fd(::memfd_create("mproc", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+    if (!fd) throw OSError("creating shared memory (memfd_create)", errno);
     // `call`: the step that failed; every message names the operation, then the step.
-    auto fail = [fd](const char* call) {
+    auto fail = [](const char* call) {
         const int saved = errno;
-        ::close(fd);
         throw OSError(std::string("creating shared memory (") + call + ")", saved);
     };
-    if (::ftruncate(fd, static_cast<off_t>(size)) != 0) fail("ftruncate");
+    if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) fail("ftruncate");
     // Reserve the memory now: a memfd whose pages cannot be allocated later raises SIGBUS in
     // whoever touches them first. posix_fallocate returns the error instead of setting errno.
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); rc != 0) {
+    if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(size)); rc != 0) {
         errno = rc;
         fail("posix_fallocate");
     }
     // Nobody, including a peer that receives the descriptor, may shrink the segment under the
     // processes that map it (that would be SIGBUS for them) or change the seals.
-    if (::fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("F_ADD_SEALS");
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) fail("mmap");
+    if (::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0) fail("F_ADD_SEALS");
+    MappedRegion mapping = MappedRegion::map_shared(fd.get(), size, "creating shared memory (mmap)");
     struct stat st {};
-    ::fstat(fd, &st);
-    auto* header = new (base) SegmentHeader{kSegmentMagic, size, {kFirstOffset}};
+    ::fstat(fd.get(), &st);
+    auto* header = new (mapping.get()) SegmentHeader{kSegmentMagic, size, {kFirstOffset}};
     static_cast<void>(header);
-    std::shared_ptr<Segment> segment(new Segment(fd, static_cast<std::byte*>(base), size, st.st_dev, st.st_ino));
+    std::shared_ptr<Segment> segment(new Segment(std::move(fd), std::move(mapping), st.st_dev, st.st_ino));
     SegmentTable& table = SegmentTable::get();
     std::lock_guard lock(table.mutex);
     table.mapped[{st.st_dev, st.st_ino}] = segment;
     return segment;
 }
 
-std::shared_ptr<Segment> Segment::import(int fd) {
-    if (fd < 0) decode_error("no descriptor");
+std::shared_ptr<Segment> Segment::import(UniqueFd fd) {
+    if (!fd) decode_error("no descriptor");
     struct stat st {};
-    if (::fstat(fd, &st) != 0) {
-        ::close(fd);
-        decode_error("cannot inspect a received descriptor");
-    }
+    if (::fstat(fd.get(), &st) != 0) decode_error("cannot inspect a received descriptor");
     SegmentTable& table = SegmentTable::get();
     {
         std::lock_guard lock(table.mutex);
         auto it = table.mapped.find({st.st_dev, st.st_ino});
         if (it != table.mapped.end()) {
-            if (auto existing = it->second.lock()) {
-                ::close(fd);
-                return existing;
-            }
+            if (auto existing = it->second.lock()) return existing;  // `fd` closes: one mapping is enough
         }
     }
-    auto refuse = [fd](const std::string& why) {
-        ::close(fd);
-        decode_error(why);
-    };
     // Only a segment sealed against shrinking can be trusted not to vanish under this process.
-    const int seals = ::fcntl(fd, F_GET_SEALS);
-    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) refuse("a received descriptor is not a sealed mproc segment");
+    const int seals = ::fcntl(fd.get(), F_GET_SEALS);
+    if (seals < 0 || (seals & F_SEAL_SHRINK) == 0) decode_error("a received descriptor is not a sealed mproc segment");
     const auto size = static_cast<std::size_t>(st.st_size);
-    if (size < kPageSize || size % kPageSize != 0) refuse("a received segment has a bad size");
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) {
-        const int saved = errno;
-        ::close(fd);
-        throw OSError("receiving shared memory (mmap)", saved);
-    }
-    const auto* header = static_cast<const SegmentHeader*>(base);
-    if (header->magic != kSegmentMagic || header->size != size) {
-        ::munmap(base, size);
-        refuse("a received segment is not an mproc segment");
-    }
-    std::shared_ptr<Segment> segment(new Segment(fd, static_cast<std::byte*>(base), size, st.st_dev, st.st_ino));
+    if (size < kPageSize || size % kPageSize != 0) decode_error("a received segment has a bad size");
+    MappedRegion mapping = MappedRegion::map_shared(fd.get(), size, "receiving shared memory (mmap)");
+    const auto* header = static_cast<const SegmentHeader*>(mapping.get());
+    if (header->magic != kSegmentMagic || header->size != size) decode_error("a received segment is not an mproc segment");
+    std::shared_ptr<Segment> segment(new Segment(std::move(fd), std::move(mapping), st.st_dev, st.st_ino));
     std::lock_guard lock(table.mutex);
     auto& slot = table.mapped[{st.st_dev, st.st_ino}];
     if (auto raced = slot.lock()) return raced;  // another thread mapped it meanwhile
@@ -129,14 +109,11 @@ std::shared_ptr<Segment> Segment::import(int fd) {
 }
 
 Segment::~Segment() {
-    {
-        SegmentTable& table = SegmentTable::get();
-        std::lock_guard lock(table.mutex);
-        auto it = table.mapped.find({device_, inode_});
-        if (it != table.mapped.end() && it->second.expired()) table.mapped.erase(it);
-    }
-    ::munmap(base_, size_);
-    ::close(fd_);
+    SegmentTable& table = SegmentTable::get();
+    std::lock_guard lock(table.mutex);
+    auto it = table.mapped.find({device_, inode_});
+    if (it != table.mapped.end() && it->second.expired()) table.mapped.erase(it);
+    // The mapping and the descriptor go with the members, after the table lets go of the entry.
 }
 
 std::byte* Segment::try_allocate(BlockKind kind, std::size_t size, std::size_t alignment) noexcept {
@@ -148,7 +125,7 @@ std::byte* Segment::try_allocate(BlockKind kind, std::size_t size, std::size_t a
     for (;;) {
         const std::uint64_t payload = round_up(cursor + sizeof(BlockHeader), alignment);
         const std::uint64_t end = payload + size;
-        if (end > size_ || end < payload) return nullptr;
+        if (end > mapping_.size() || end < payload) return nullptr;
         if (h->cursor.compare_exchange_weak(cursor, round_up(end, kMinAlignment), std::memory_order_relaxed)) {
             auto* block = reinterpret_cast<BlockHeader*>(base_ + payload - sizeof(BlockHeader));
             block->kind = static_cast<std::uint32_t>(kind);
@@ -200,7 +177,7 @@ std::uint64_t shared_block_size(const SharedBlock& block) {
 }
 
 SharedBlock import_shared_block(int fd, std::uint64_t offset, BlockKind kind, std::uint64_t size) {
-    std::shared_ptr<Segment> segment = Segment::import(fd);
+    std::shared_ptr<Segment> segment = Segment::import(UniqueFd(fd));
     const std::uint64_t limit = segment->size();
     if (offset < kFirstOffset + sizeof(BlockHeader) || offset % kMinAlignment != 0 || offset > limit ||
         size > limit - offset)

@@ -9,7 +9,10 @@
 #include <cstdint>
 #include <memory>
 #include <optional>
+#include <utility>
 
+#include "base/mapping.hpp"
+#include "base/unique_fd.hpp"
 #include "mproc/detail/shared_block.hpp"
 
 namespace mproc::detail {
@@ -36,31 +39,31 @@ public:
     // A new sealed memfd of `size` bytes (a multiple of the page size), its memory reserved up
     // front so that touching it can never raise SIGBUS. OSError on failure.
     static std::shared_ptr<Segment> create(std::size_t size);
-    // Maps the segment behind `fd`, which this takes ownership of (closing it on failure).
+    // Maps the segment behind `fd` (closed on failure, and when the segment is already mapped).
     // DecodeError unless it is a sealed mproc segment.
-    static std::shared_ptr<Segment> import(int fd);
+    static std::shared_ptr<Segment> import(UniqueFd fd);
 
     Segment(const Segment&) = delete;
     Segment& operator=(const Segment&) = delete;
     ~Segment();
 
-    int fd() const noexcept { return fd_; }
+    int fd() const noexcept { return fd_.get(); }
     std::byte* base() const noexcept { return base_; }
-    std::size_t size() const noexcept { return size_; }
+    std::size_t size() const noexcept { return mapping_.size(); }
 
     // Carves a block out of this segment; nullopt when it does not fit. The payload is
     // zero-filled (a fresh memfd is, and blocks are never reused).
     std::byte* try_allocate(BlockKind kind, std::size_t size, std::size_t alignment) noexcept;
 
 private:
-    Segment(int fd, std::byte* base, std::size_t size, dev_t device, ino_t inode) noexcept
-        : fd_(fd), base_(base), size_(size), device_(device), inode_(inode) {}
+    Segment(UniqueFd fd, MappedRegion mapping, dev_t device, ino_t inode) noexcept
+        : fd_(std::move(fd)), mapping_(std::move(mapping)), base_(mapping_.bytes()), device_(device), inode_(inode) {}
     SegmentHeader* header() const noexcept { return reinterpret_cast<SegmentHeader*>(base_); }
 
     friend struct SegmentTable;
-    int fd_;
-    std::byte* base_;
-    std::size_t size_;
+    UniqueFd fd_;
+    MappedRegion mapping_;
+    std::byte* base_;  // mapping_.bytes(), kept beside it for the hot paths
     dev_t device_;
     ino_t inode_;
 };

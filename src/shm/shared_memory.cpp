@@ -32,7 +32,10 @@
 #include "base/lifecycle.hpp"
 #include "base/futex.hpp"
 #include "base/identity.hpp"
+#include "base/mapping.hpp"
 #include "base/mutex_state.hpp"
+#include "base/mutex_state_guard.hpp"
+#include "base/unique_fd.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -77,19 +80,19 @@ std::string path_of(const std::string& name) { return kDirectory + name; }
 // half-written: a slot's pid is written last and cleared first, so such a slot reads as free or as
 // a process that is not alive, never as a live user.
 // `what` names the operation that needs the lock, for the error.
-class TrailerGuard {
-public:
-    TrailerGuard(Trailer& t, const std::string& what) : t_(t) {
-        const int rc = raw_mutex_acquire(t.lock, kForever);
-        if (rc != 0 && rc != EOWNERDEAD) throw OSError(what + " (locking its table)", rc);
-    }
-    ~TrailerGuard() { ::pthread_mutex_unlock(&t_.lock.mutex); }
-    TrailerGuard(const TrailerGuard&) = delete;
-    TrailerGuard& operator=(const TrailerGuard&) = delete;
+MutexStateGuard lock_trailer(Trailer& t, const std::string& what) {
+    const int rc = raw_mutex_acquire(t.lock, kForever);
+    if (rc != 0 && rc != EOWNERDEAD) throw OSError(what + " (locking its table)", rc);
+    return MutexStateGuard(t.lock, std::adopt_lock);
+}
 
-private:
-    Trailer& t_;
-};
+// The same, bounded for the fork handlers: a stopped process that holds the table's lock must not
+// hold up every fork. A guard that holds nothing when the lock did not come within a second.
+MutexStateGuard lock_trailer_for_fork(Trailer& t) noexcept {
+    const int rc = raw_mutex_acquire(t.lock, 1'000'000'000);
+    if (rc != 0 && rc != EOWNERDEAD) return {};
+    return MutexStateGuard(t.lock, std::adopt_lock);
+}
 
 void clear_slot(ProcessIdentity& slot) {
     std::atomic_ref<std::int32_t>(slot.pid).store(0, std::memory_order_relaxed);
@@ -148,17 +151,16 @@ int take_slot(Trailer& t, const ProcessIdentity& who) {
 // and created another under the same name meanwhile); false when it was not there.
 bool unlink_if_same(const std::string& name, std::uint64_t id) {
     const std::string path = path_of(name);
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return false;
+    const UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd) return false;
     struct stat st {};
     bool same = false;
-    if (::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) >= kTrailerSize) {
+    if (::fstat(fd.get(), &st) == 0 && S_ISREG(st.st_mode) && static_cast<std::size_t>(st.st_size) >= kTrailerSize) {
         Trailer head{};
         const off_t at = st.st_size - static_cast<off_t>(kTrailerSize);
-        if (::pread(fd, &head, offsetof(Trailer, lock), at) == static_cast<ssize_t>(offsetof(Trailer, lock)))
+        if (::pread(fd.get(), &head, offsetof(Trailer, lock), at) == static_cast<ssize_t>(offsetof(Trailer, lock)))
             same = head.magic == kTrailerMagic && head.segment_id == id;
     }
-    ::close(fd);
     return same && ::unlink(path.c_str()) == 0;
 }
 
@@ -170,7 +172,7 @@ void unlink_segment(const std::string& name, Trailer* t) {
         if (::unlink(path_of(name).c_str()) != 0) throw OSError(what, errno);
         return;
     }
-    TrailerGuard guard(*t, what);
+    const MutexStateGuard guard = lock_trailer(*t, what);
     if (t->unlinked) throw OSError(what, ENOENT);
     t->unlinked = 1;
     // Not there: removed by hand (or by a Python process's shm_unlink), which is an unlink too.
@@ -182,8 +184,8 @@ void unlink_segment(const std::string& name, Trailer* t) {
 // One process's use of a segment, shared by the copies of a SharedMemory handle.
 class Attachment {
 public:
-    Attachment(std::string name, std::byte* base, std::size_t mapped, std::size_t data_size, Trailer* trailer, int slot)
-        : name_(std::move(name)), base_(base), mapped_(mapped), data_size_(data_size), trailer_(trailer), slot_(slot) {
+    Attachment(std::string name, MappedRegion mapping, std::size_t data_size, Trailer* trailer, int slot)
+        : name_(std::move(name)), mapping_(std::move(mapping)), data_size_(data_size), trailer_(trailer), slot_(slot) {
         std::lock_guard lock(registry_mutex());
         registry().push_back(this);
     }
@@ -194,12 +196,12 @@ public:
             std::lock_guard lock(registry_mutex());
             std::erase(registry(), this);
         }
-        // Closing leaves this process's slot in the table until the process ends: the name stays
-        // for a later attach or unlink() (Python's close() leaves the name alone too).
-        ::munmap(base_, mapped_);
+        // Closing (mapping_ goes with the members) leaves this process's slot in the table until
+        // the process ends: the name stays for a later attach or unlink() (Python's close() leaves
+        // the name alone too).
     }
 
-    std::byte* data() const noexcept { return base_; }
+    std::byte* data() const noexcept { return mapping_.bytes(); }
     std::size_t data_size() const noexcept { return data_size_; }
 
     void unlink() { unlink_segment(name_, trailer_); }
@@ -212,22 +214,20 @@ public:
     void reserve_for_fork() noexcept {
         pending_slot_ = -1;
         if (trailer_ == nullptr || slot_ < 0) return;
-        // Bounded: a stopped process that holds the table's lock must not hold up every fork.
-        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);
-        if (rc != 0 && rc != EOWNERDEAD) return;
+        const MutexStateGuard guard = lock_trailer_for_fork(*trailer_);
+        if (!guard.owns_lock()) return;
         if (!trailer_->unlinked) {
             ProcessIdentity pending = self_identity();
             pending.reserved = kPendingFork;
             pending_slot_ = take_slot(*trailer_, pending);
         }
-        ::pthread_mutex_unlock(&trailer_->lock.mutex);
     }
     void claim_in_child() noexcept {
         const int reserved = std::exchange(pending_slot_, -1);
         slot_ = -1;
         if (reserved < 0) return;
-        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);  // bounded, as before the fork
-        if (rc != 0 && rc != EOWNERDEAD) return;
+        const MutexStateGuard guard = lock_trailer_for_fork(*trailer_);  // bounded, as before the fork
+        if (!guard.owns_lock()) return;
         ProcessIdentity& slot = trailer_->slots[reserved];
         const ProcessIdentity child = fresh_self_identity();
         if (slot.reserved == kPendingFork && slot.pid == static_cast<std::int32_t>(::getppid())) {
@@ -239,7 +239,6 @@ public:
         } else if (!trailer_->unlinked) {
             slot_ = take_slot(*trailer_, child);  // the parent gave up waiting: late, but counted
         }
-        ::pthread_mutex_unlock(&trailer_->lock.mutex);
     }
     // In the parent after the fork: waits (bounded) until the child has claimed its slot, so that
     // a child killed right after fork() returns has claimed it already. A child that is not
@@ -252,10 +251,9 @@ public:
         const auto self = static_cast<std::uint32_t>(::getpid());
         while (word->load(std::memory_order_acquire) == self && !deadline.passed()) futex_wait(word, self, deadline);
         if (word->load(std::memory_order_acquire) != self) return;
-        const int rc = raw_mutex_acquire(trailer_->lock, 1'000'000'000);
-        if (rc != 0 && rc != EOWNERDEAD) return;
+        const MutexStateGuard guard = lock_trailer_for_fork(*trailer_);
+        if (!guard.owns_lock()) return;
         if (slot.reserved == kPendingFork && word->load(std::memory_order_relaxed) == self) clear_slot(slot);
-        ::pthread_mutex_unlock(&trailer_->lock.mutex);
     }
 
     static std::vector<Attachment*>& registry() {
@@ -271,8 +269,7 @@ public:
 
 private:
     std::string name_;
-    std::byte* base_;
-    std::size_t mapped_;
+    MappedRegion mapping_;
     std::size_t data_size_;
     Trailer* trailer_;
     int slot_;
@@ -337,23 +334,16 @@ std::string random_name() {
     return text;
 }
 
-struct Mapped {
-    std::byte* base = nullptr;
-    std::size_t size = 0;
-};
-
 // `what` names the operation that maps, for the error.
-Mapped map_file(int fd, std::size_t size, const std::string& what) {
-    void* base = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (base == MAP_FAILED) throw OSError(what + " (mmap)", errno);
-    return {static_cast<std::byte*>(base), size};
+MappedRegion map_file(int fd, std::size_t size, const std::string& what) {
+    return MappedRegion::map_shared(fd, size, (what + " (mmap)").c_str());
 }
 
-Trailer* trailer_of(const Mapped& m) {
-    if (m.size < kTrailerSize) return nullptr;
-    auto* t = reinterpret_cast<Trailer*>(m.base + m.size - kTrailerSize);
+Trailer* trailer_of(const MappedRegion& m) {
+    if (m.size() < kTrailerSize) return nullptr;
+    auto* t = reinterpret_cast<Trailer*>(m.bytes() + m.size() - kTrailerSize);
     if (t->magic != kTrailerMagic || t->version != kTrailerVersion || t->trailer_size != kTrailerSize ||
-        round_up(t->data_size, kPageSize) + kTrailerSize != m.size)
+        round_up(t->data_size, kPageSize) + kTrailerSize != m.size())
         return nullptr;
     return t;
 }
@@ -365,27 +355,27 @@ std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t 
                   static_cast<unsigned long long>(self.start_time), static_cast<unsigned long long>(random_u64()));
     const std::string temporary_path = path_of(temporary);
     const std::string what = "creating shared memory '" + name + "'";
-    int fd = ::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-    if (fd < 0) throw OSError(what, errno);
+    UniqueFd fd(::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
+    if (!fd) throw OSError(what, errno);
     const std::size_t total = round_up(size, kPageSize) + kTrailerSize;
-    Mapped m;
+    MappedRegion m;
     // `step`: the call that failed, after the operation; empty for the operation itself.
     auto fail = [&](int error, const std::string& step) {
-        if (m.base) ::munmap(m.base, m.size);
-        ::close(fd);
+        m.reset();
+        fd.reset();
         ::unlink(temporary_path.c_str());
         throw OSError(step.empty() ? what : what + " (" + step + ")", error);
     };
-    if (::ftruncate(fd, static_cast<off_t>(total)) != 0) fail(errno, "ftruncate");
+    if (::ftruncate(fd.get(), static_cast<off_t>(total)) != 0) fail(errno, "ftruncate");
     // Reserve every page now: on a full /dev/shm this fails here, instead of a SIGBUS in whichever
     // process first writes to a page that cannot be had.
-    if (int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(total)); rc != 0) fail(rc, "posix_fallocate");
+    if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(total)); rc != 0) fail(rc, "posix_fallocate");
     try {
-        m = map_file(fd, total, what);
+        m = map_file(fd.get(), total, what);
     } catch (const OSError& e) {
         fail(e.code().value(), "mmap");
     }
-    auto* t = new (m.base + total - kTrailerSize) Trailer{};
+    auto* t = new (m.bytes() + total - kTrailerSize) Trailer{};
     pthread_mutexattr_t attributes;
     ::pthread_mutexattr_init(&attributes);
     ::pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
@@ -403,27 +393,21 @@ std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t 
     // Visible under its name only now, complete; link() fails rather than replace an existing name.
     if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "");
     ::unlink(temporary_path.c_str());
-    ::close(fd);
-    return std::make_shared<Attachment>(name, m.base, m.size, size, t, slot);
+    fd.reset();
+    return std::make_shared<Attachment>(name, std::move(m), size, t, slot);
 }
 
-// Maps the whole file /dev/shm/<name>; an empty file is not mapped (base nullptr). `what` names
-// the operation, for the errors.
-Mapped map_named(const std::string& name, const std::string& what) {
-    int fd = ::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) throw OSError(what, errno);
+// Maps the whole file /dev/shm/<name>; an empty file is not mapped (an empty region). `what`
+// names the operation, for the errors. The descriptor closes on return: the mapping is all that
+// is needed.
+MappedRegion map_named(const std::string& name, const std::string& what) {
+    const UniqueFd fd(::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd) throw OSError(what, errno);
     struct stat st {};
-    const int error = ::fstat(fd, &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
-    Mapped m;
-    try {
-        if (error != 0) throw OSError(what, error);
-        if (st.st_size > 0) m = map_file(fd, static_cast<std::size_t>(st.st_size), what);
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-    ::close(fd);  // the mapping is all that is needed
-    return m;
+    const int error = ::fstat(fd.get(), &st) != 0 ? errno : S_ISREG(st.st_mode) ? 0 : EINVAL;
+    if (error != 0) throw OSError(what, error);
+    if (st.st_size == 0) return {};
+    return map_file(fd.get(), static_cast<std::size_t>(st.st_size), what);
 }
 
 std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, std::size_t& data_size) {
@@ -431,35 +415,29 @@ std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, 
     // may already belong to a new segment, so look again, a few times.
     const std::string what = "attaching shared memory '" + name + "'";
     for (int attempt = 0; attempt < 5; ++attempt) {
-        Mapped m = map_named(name, what);
-        if (m.base == nullptr) throw OSError(what + " (an empty file)", EINVAL);
+        MappedRegion m = map_named(name, what);
+        if (!m) throw OSError(what + " (an empty file)", EINVAL);
         Trailer* t = trailer_of(m);
         if (t == nullptr) {
             // Not an mproc segment (Python's, say): used as it is, never counted nor removed.
-            data_size = m.size;
-            return std::make_shared<Attachment>(name, m.base, m.size, m.size, nullptr, -1);
+            data_size = m.size();
+            return std::make_shared<Attachment>(name, std::move(m), data_size, nullptr, -1);
         }
         int slot = -1;
         bool gone = false;
         bool full = false;
         {
-            TrailerGuard guard(*t, what);
+            const MutexStateGuard guard = lock_trailer(*t, what);
             gone = t->unlinked != 0;
             if (!gone && track && t->auto_unlink) {
                 slot = take_slot(*t, self_identity());
                 full = slot < 0;
             }
         }
-        if (full) {
-            ::munmap(m.base, m.size);
-            throw OSError(what + " (" + std::to_string(kSlots) + " live processes use it already)", EMFILE);
-        }
-        if (gone) {
-            ::munmap(m.base, m.size);
-            continue;
-        }
+        if (full) throw OSError(what + " (" + std::to_string(kSlots) + " live processes use it already)", EMFILE);
+        if (gone) continue;  // unmapped with `m`; look again
         data_size = static_cast<std::size_t>(t->data_size);
-        return std::make_shared<Attachment>(name, m.base, m.size, data_size, t, slot);
+        return std::make_shared<Attachment>(name, std::move(m), data_size, t, slot);
     }
     throw OSError(what, ENOENT);
 }
@@ -467,14 +445,8 @@ std::shared_ptr<Attachment> attach_segment(const std::string& name, bool track, 
 // unlink() on a closed handle: by name, as Python's unlink() after close() does.
 void unlink_by_name(const std::string& name) {
     const std::string what = "unlinking shared memory '" + name + "'";
-    Mapped m = map_named(name, what);
-    try {
-        unlink_segment(name, m.base != nullptr ? trailer_of(m) : nullptr);
-    } catch (...) {
-        if (m.base) ::munmap(m.base, m.size);
-        throw;
-    }
-    if (m.base) ::munmap(m.base, m.size);
+    const MappedRegion m = map_named(name, what);
+    unlink_segment(name, m ? trailer_of(m) : nullptr);
 }
 
 // The sweep's verdict on one file of /dev/shm; removes it when it is garbage. True if removed.
@@ -494,41 +466,33 @@ bool sweep_one(const char* entry, const ProcessIdentity* ending) {
         if (process_alive(creator)) return false;
         return ::unlink(path.c_str()) == 0;
     }
-    int fd = ::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
-    if (fd < 0) return false;  // gone, or not ours to touch
+    UniqueFd fd(::open(path.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
+    if (!fd) return false;  // gone, or not ours to touch
     struct stat st {};
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) < kTrailerSize ||
-        static_cast<std::size_t>(st.st_size) % kPageSize != 0) {
-        ::close(fd);
+    if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode) || static_cast<std::size_t>(st.st_size) < kTrailerSize ||
+        static_cast<std::size_t>(st.st_size) % kPageSize != 0)
         return false;
-    }
     // A cheap look first, without mapping: most files are not garbage.
     Trailer head{};
     const off_t at = st.st_size - static_cast<off_t>(kTrailerSize);
-    if (::pread(fd, &head, sizeof head, at) != static_cast<ssize_t>(sizeof head) || head.magic != kTrailerMagic ||
-        head.version != kTrailerVersion || !head.auto_unlink || head.unlinked) {
-        ::close(fd);
+    if (::pread(fd.get(), &head, sizeof head, at) != static_cast<ssize_t>(sizeof head) || head.magic != kTrailerMagic ||
+        head.version != kTrailerVersion || !head.auto_unlink || head.unlinked)
         return false;
-    }
     for (const auto& slot : head.slots) {
-        if (slot.pid != 0 && counts(slot, ending)) {
-            ::close(fd);
-            return false;
-        }
+        if (slot.pid != 0 && counts(slot, ending)) return false;
     }
     // Then for real, under the segment's lock: an attacher may be taking a slot right now.
-    Mapped m;
+    MappedRegion m;
     try {
-        m = map_file(fd, static_cast<std::size_t>(st.st_size), "sweeping shared memory '" + name + "'");
+        m = map_file(fd.get(), static_cast<std::size_t>(st.st_size), "sweeping shared memory '" + name + "'");
     } catch (...) {
-        ::close(fd);
         return false;
     }
-    ::close(fd);
+    fd.reset();
     bool removed = false;
     if (Trailer* t = trailer_of(m)) {
         try {
-            TrailerGuard guard(*t, "sweeping shared memory '" + name + "'");
+            const MutexStateGuard guard = lock_trailer(*t, "sweeping shared memory '" + name + "'");
             if (!t->unlinked && prune(*t, ending) == 0) {
                 t->unlinked = 1;
                 unlink_if_same(name, t->segment_id);
@@ -537,7 +501,6 @@ bool sweep_one(const char* entry, const ProcessIdentity* ending) {
         } catch (...) {
         }
     }
-    ::munmap(m.base, m.size);
     return removed;
 }
 

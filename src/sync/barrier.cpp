@@ -13,6 +13,7 @@
 #include "base/futex.hpp"
 #include "base/identity.hpp"
 #include "base/mutex_state.hpp"
+#include "base/mutex_state_guard.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -53,25 +54,17 @@ void break_barrier(BarrierState& s) {
     futex_wake(&s.round, kWakeAll);
 }
 
-// The barrier's lock. A party that died holding it (in the middle of wait, reset or abort) may
-// have left the state half-updated: the barrier breaks, which is what the others must learn.
-class Guard {
-public:
-    explicit Guard(BarrierState& s) : s_(s) {
-        const int rc = raw_mutex_acquire(s.lock, kForever);
-        if (rc == EOWNERDEAD) {
-            break_barrier(s_);
-        } else if (rc != 0) {
-            throw OSError("locking a Barrier", rc);
-        }
+// Takes the barrier's lock. A party that died holding it (in the middle of wait, reset or abort)
+// may have left the state half-updated: the barrier breaks, which is what the others must learn.
+MutexStateGuard lock_barrier(BarrierState& s) {
+    const int rc = raw_mutex_acquire(s.lock, kForever);
+    if (rc == EOWNERDEAD) {
+        break_barrier(s);
+    } else if (rc != 0) {
+        throw OSError("locking a Barrier", rc);
     }
-    ~Guard() { ::pthread_mutex_unlock(&s_.lock.mutex); }
-    Guard(const Guard&) = delete;
-    Guard& operator=(const Guard&) = delete;
-
-private:
-    BarrierState& s_;
-};
+    return MutexStateGuard(s.lock, std::adopt_lock);
+}
 
 }  // namespace
 
@@ -109,7 +102,7 @@ void barrier_check(const SharedBlock& block) {
 int barrier_wait(const SharedBlock& block, const BarrierAction& action, std::int64_t timeout, bool use_default) {
     BarrierState& s = *state_of(block);
     const ProcessIdentity self = self_identity();
-    Guard guard(s);
+    MutexStateGuard guard = lock_barrier(s);
     if (use_default) timeout = s.default_timeout;
     if (s.broken) throw_broken();
 
@@ -135,11 +128,12 @@ int barrier_wait(const SharedBlock& block, const BarrierAction& action, std::int
         return static_cast<int>(index);
     }
 
-    const Deadline deadline = timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    const Deadline deadline = Deadline::from_ns(timeout);
     for (;;) {
-        ::pthread_mutex_unlock(&s.lock.mutex);
+        guard.unlock();
         futex_wait(&s.round, round, deadline.capped(kLookEvery));
         const int rc = raw_mutex_acquire(s.lock, kForever);
+        guard.adopt(s.lock);
         if (rc == EOWNERDEAD) break_barrier(s);
 
         if (s.round.load(std::memory_order_relaxed) != round) {
@@ -166,7 +160,7 @@ int barrier_wait(const SharedBlock& block, const BarrierAction& action, std::int
 
 void barrier_reset(const SharedBlock& block) {
     BarrierState& s = *state_of(block);
-    Guard guard(s);
+    const MutexStateGuard guard = lock_barrier(s);
     const std::uint32_t round = s.round.load(std::memory_order_relaxed);
     if (s.count > 0) {
         // The parties waiting now are released with BrokenBarrierError; a new round begins.
@@ -181,7 +175,7 @@ void barrier_reset(const SharedBlock& block) {
 
 void barrier_abort(const SharedBlock& block) {
     BarrierState& s = *state_of(block);
-    Guard guard(s);
+    const MutexStateGuard guard = lock_barrier(s);
     break_barrier(s);
 }
 
@@ -189,13 +183,13 @@ int barrier_parties(const SharedBlock& block) { return static_cast<int>(state_of
 
 int barrier_n_waiting(const SharedBlock& block) {
     BarrierState& s = *state_of(block);
-    Guard guard(s);
+    const MutexStateGuard guard = lock_barrier(s);
     return s.broken ? 0 : static_cast<int>(s.count);
 }
 
 bool barrier_broken(const SharedBlock& block) {
     BarrierState& s = *state_of(block);
-    Guard guard(s);
+    const MutexStateGuard guard = lock_barrier(s);
     return s.broken != 0;
 }
 

@@ -43,7 +43,7 @@ bool condition_wait(const SharedBlock& condition, const SharedBlock& lock, std::
     ConditionState& c = *state_of(condition);
     MutexState& m = *mutex_state(lock);
     if (!mutex_owned_by_caller(m)) throw UsageError("must acquire() condition before using wait()");
-    const Deadline deadline = timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    const Deadline deadline = Deadline::from_ns(timeout);
 
     // Read under the lock: a notify, which also holds the lock, comes after and changes it, so the
     // futex wait below cannot miss it.

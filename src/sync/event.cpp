@@ -65,7 +65,7 @@ bool event_wait(const SharedBlock& block, std::int64_t timeout) {
     if (v & kSet) return true;
     if (timeout == 0) return false;
     const std::uint32_t generation = v >> 2;
-    const Deadline deadline = timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    const Deadline deadline = Deadline::from_ns(timeout);
     for (;;) {
         if (!(v & kSleepers)) {
             if (!word.compare_exchange_weak(v, v | kSleepers, std::memory_order_acquire)) {

@@ -70,18 +70,6 @@ void disarm_holds_of(const MutexState* state) noexcept {
     armed_holds = static_cast<int>(list.size());
 }
 
-timespec monotonic_after(std::int64_t ns) noexcept {
-    timespec now{};
-    ::clock_gettime(CLOCK_MONOTONIC, &now);
-    std::int64_t sec = now.tv_sec + ns / 1'000'000'000;
-    std::int64_t nsec = now.tv_nsec + ns % 1'000'000'000;
-    if (nsec >= 1'000'000'000) {
-        ++sec;
-        nsec -= 1'000'000'000;
-    }
-    return timespec{static_cast<time_t>(sec), static_cast<long>(nsec)};
-}
-
 const char* kind_name(const MutexState& state) { return state.recursive ? "RLock" : "Lock"; }
 
 // The caller has just taken a lock whose owner died (EOWNERDEAD, already made consistent; an
@@ -143,8 +131,8 @@ int raw_mutex_acquire(MutexState& state, std::int64_t timeout) noexcept {
         rc = ::pthread_mutex_trylock(&state.mutex);
         if (rc == EBUSY) rc = ETIMEDOUT;
     } else {
-        const timespec deadline = monotonic_after(timeout);
-        rc = ::pthread_mutex_clocklock(&state.mutex, CLOCK_MONOTONIC, &deadline);
+        const Deadline deadline = Deadline::after(std::chrono::nanoseconds(timeout));
+        rc = ::pthread_mutex_clocklock(&state.mutex, CLOCK_MONOTONIC, deadline.when());
     }
     if (rc == EOWNERDEAD) {
         // Consistent at once: the one acquirer told of the death holds the lock, and the next

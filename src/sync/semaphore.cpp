@@ -60,7 +60,7 @@ bool semaphore_acquire(const SharedBlock& block, std::int64_t timeout) {
     SemaphoreState& s = *state_of(block);
     if (try_take(s)) return true;
     if (timeout == 0) return false;
-    const Deadline deadline = timeout == kForever ? Deadline::never() : Deadline::after(std::chrono::nanoseconds(timeout));
+    const Deadline deadline = Deadline::from_ns(timeout);
     for (;;) {
         // Registered as a sleeper before looking at the count once more (inside futex_wait): a
         // release() either sees the sleeper and wakes it, or its increment is seen here.
