@@ -18,6 +18,7 @@
 
 #include "managers/pool_referent.hpp"
 #include "managers/protocol.hpp"
+#include "mproc/detail/manager_references.hpp"
 #include "mproc/detail/target.hpp"
 #include "managers/server_state.hpp"
 
