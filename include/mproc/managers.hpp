@@ -53,6 +53,13 @@
 //    when its handshake deadline passes and never holds up anyone else.
 //  - Proxies carry the authkey when they are encoded, also into a Queue or a Connection (Python
 //    only while spawning): treat an encoded proxy as a secret.
+//
+// This file: the managers (BaseManager, SyncManager, Manager()), then the proxies. What their
+// templates need inline lies in detail/manager_types.hpp (argument encoding, registered types, the
+// token a proxy travels as), detail/manager_references.hpp (the references stored proxies hold)
+// and detail/manager_access.hpp (element references, iterators over remote sequences); the
+// managed Pool's proxies in managed_pool.hpp.
+
 #include <algorithm>
 #include <chrono>
 #include <concepts>
@@ -69,14 +76,19 @@
 #include <string>
 #include <string_view>
 #include <type_traits>
+#include <typeinfo>
 #include <utility>
 #include <vector>
 
 #include "mproc/authkey.hpp"
 #include "mproc/codec.hpp"
 #include "mproc/connection.hpp"
-#include "mproc/detail/py_repr.hpp"
+#include "mproc/detail/manager_access.hpp"
+#include "mproc/detail/manager_references.hpp"
 #include "mproc/detail/manager_types.hpp"
+#include "mproc/detail/py_repr.hpp"
+#include "mproc/detail/target.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/process.hpp"
 
@@ -86,74 +98,283 @@ namespace detail {
 struct ProxyState;
 struct ManagerState;
 struct ServerState;
+}  // namespace detail
 
-// While alive on a thread, a proxy decoded there whose object id it lists takes over the reference
-// the server handed over with the value (a proxy popped from a container) instead of asking for a
-// new one. At its end it gives back the references no proxy took (a value that failed to decode).
-class ReferenceGrant {
-public:
-    ReferenceGrant(ProxyToken server, std::vector<std::uint64_t> ids);
-    ~ReferenceGrant();
-    ReferenceGrant(const ReferenceGrant&) = delete;
-    ReferenceGrant& operator=(const ReferenceGrant&) = delete;
-    // True when the reference of `token`'s object was handed over; it is taken then, once.
-    static bool take(const ProxyToken& token);
+// The proxies a manager makes, below the managers.
+class BaseProxy;
+class Proxy;
+template <class K, class V>
+class DictProxy;
+template <class T>
+class ListProxy;
+class Namespace;
+template <class T>
+class ValueProxy;
+template <class T>
+class ArrayProxy;
+template <class T>
+class QueueProxy;
+template <class T>
+class JoinableQueueProxy;
+class AcquirerProxy;
+class ConditionProxy;
+class EventProxy;
+class BarrierProxy;
+class PoolProxy;                 // managed_pool.hpp
+struct ManagedPoolOptions;       // managed_pool.hpp
+template <class T>
+class TypeRegistration;
+class Server;
+class ServerCall;
 
-private:
-    ProxyToken server_;
-    std::vector<std::uint64_t> ids_;
-    ReferenceGrant* outer_;
+// ---- Managers ----
+
+struct ManagerOptions {
+    // Where the server listens. Unset: a new private Unix socket path (removed at shutdown).
+    // A TcpAddress needs an authkey (the process's own key is used when none is given).
+    std::optional<Address> address{};
+    // Unset: the authkey of the current process (Python: current_process().authkey).
+    std::optional<AuthKey> authkey{};
+    // The start method of the server process. Unset: the default (context.hpp).
+    std::optional<StartMethod> context{};
+    // How long shutdown() waits for the server to end before terminating it (Python 3.11's
+    // shutdown_timeout), and then again before killing it.
+    std::chrono::milliseconds shutdown_timeout{1000};
 };
 
-// An input iterator that reads a remote sequence one element per call, as Python's iterators do:
-// nothing is read before the first dereference or comparison, and each element when it is
-// reached, so that changes made meanwhile are seen. `Step` holds the proxy and where the walk is;
-// its operator() returns the next element, or nothing at the end, and its start(), if it has one,
-// runs when the iterator is made (Python's iter()).
-template <class Step>
-class StepIterator {
-public:
-    using value_type = typename Step::value_type;
-    using difference_type = std::ptrdiff_t;
+struct TypeOptions {
+    // Every create() of the type returns the same object, created on the first (Python: register
+    // with a callable that returns one shared object, the remote-manager idiom).
+    bool shared = false;
+};
 
-    explicit StepIterator(Step step) : step_(std::move(step)) {
-        if constexpr (requires { step_.start(); }) step_.start();
+// Python's BaseManager: register types, then start() a server process, serve in this process
+// (get_server().serve_forever()), or connect() to a server somewhere else.
+class BaseManager {
+public:
+    explicit BaseManager(ManagerOptions options = {});
+    BaseManager(BaseManager&&) noexcept;
+    BaseManager& operator=(BaseManager&&) noexcept;
+    BaseManager(const BaseManager&) = delete;
+    BaseManager& operator=(const BaseManager&) = delete;
+    // Shuts the server down if this process started it.
+    virtual ~BaseManager();
+
+    // Registers a user type: a proxy of it is made by create(type_id, constructor arguments).
+    // Register before start() or get_server(); a connecting client registers nothing.
+    template <class T, class... CtorArgs>
+    TypeRegistration<T> register_type(std::string type_id, TypeOptions options = {}) {
+        detail::RegisteredType entry;
+        entry.type_id = std::move(type_id);
+        entry.class_name = detail::type_name_of(typeid(T));
+        entry.create = &detail::make_object<T, CtorArgs...>;
+        entry.destroy = &detail::delete_object<T>;
+        entry.shared = options.shared;
+        return TypeRegistration<T>(add_registration(std::move(entry)));
     }
-    const value_type& operator*() const {
-        fetch();
-        return *current_;
+
+    // Starts the server process. ProcessError("Unable to start server") when it fails to come up;
+    // UsageError when already started or connected.
+    void start();
+    // Starts the server process, which runs initializer(args...) before it serves (Python's
+    // start(initializer, initargs)). Under spawn and forkserver the initializer travels as a
+    // Process target does: a function or a lambda without captures, with Encodable arguments
+    // (UsageError otherwise); under fork any callable. When it throws, the server does not serve
+    // and start() throws ProcessError("Unable to start server: the initializer threw <type>: <what>").
+    template <class F, class... A>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<A>&...>
+    void start(F&& initializer, A&&... args) {
+        start_server(detail::make_target(std::forward<F>(initializer), std::forward<A>(args)...));
     }
-    const value_type* operator->() const { return &**this; }
-    StepIterator& operator++() {
-        fetch();
-        fetched_ = false;
+    // A server in this process, listening on the manager's address (Python's get_server()).
+    Server get_server();
+    // Connects to a running server at the manager's address; AuthenticationError for a wrong key,
+    // ManagerDiedError when nothing listens there.
+    void connect();
+    // Stops the server this process started (request, join, terminate, kill), or, on a connected
+    // client, asks the remote server to stop. Idempotent.
+    void shutdown();
+    // Waits for the server process this process started to end.
+    void join();
+
+    // A new object of a registered type (or a built-in one: "dict", "list", ...).
+    template <class... A>
+    Proxy create(std::string_view type_id, const A&... args);
+
+    // The address of the server (after start(), get_server() or, as given, for connect()).
+    Address address() const;
+    const AuthKey& authkey() const;
+    // The server process this process started; nullopt otherwise.
+    std::optional<Process> process() const;
+    // How many objects the server holds (Python's _number_of_objects, for tests and debugging).
+    std::size_t number_of_objects() const;
+
+protected:
+    BaseProxy create_raw(std::string_view type_id, const detail::Blobs& args);
+    // `call` as constructor arguments of a built-in type: its portable encoding, the identity of
+    // this program's executable (the server refuses code of another program), and the ids of the
+    // objects of this server its proxies refer to (kept alive while the object holds the call).
+    // Three empty arguments for no call.
+    detail::Blobs server_call_arguments(const ServerCall& call) const;
+    // The class name used for the server process's name (SyncManager-1).
+    virtual const char* type_name() const { return "BaseManager"; }
+
+private:
+    void start_server(std::shared_ptr<detail::Target> initializer);
+    detail::RegisteredType* add_registration(detail::RegisteredType entry);
+    std::shared_ptr<detail::ManagerState> state_;
+};
+
+// A call that runs in the manager's server process: a managed Barrier's action (Python's
+// Barrier(parties, action)). A function or a lambda without captures, with Encodable arguments
+// (proxies of the manager among them: the object such a proxy refers to lives as long as the
+// call is kept), as a Process target under spawn is. It reaches the server as a code reference
+// whatever the start method, so it must be code of the program the server runs: a client of
+// another program (a remote manager's) gets UsageError.
+//   manager.Barrier(3, report);
+//   manager.Barrier(3, {append_to, results, std::string("passed")});
+class ServerCall {
+public:
+    ServerCall() = default;
+    template <class F, class... Args>
+        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
+    ServerCall(F&& function, Args&&... args)  // NOLINT: implicit, for `manager.Barrier(3, f)`
+        : target_(detail::make_target(std::forward<F>(function), std::forward<Args>(args)...)) {
+        using Fn = std::decay_t<F>;
+        static_assert(detail::is_function_pointer<Fn> || detail::is_stateless_callable<Fn>,
+                      "a call that runs in the manager's server must be a function or a lambda without captures: it "
+                      "travels to the server as a code reference");
+        static_assert((Encodable<std::decay_t<Args>> && ...), "the arguments of a server call must be Encodable");
+    }
+    explicit operator bool() const noexcept { return target_ != nullptr; }
+    const std::shared_ptr<detail::Target>& target() const noexcept { return target_; }
+
+private:
+    std::shared_ptr<detail::Target> target_;
+};
+
+// Python's SyncManager: the built-in types. Manager() returns one, started.
+class SyncManager : public BaseManager {
+public:
+    using BaseManager::BaseManager;
+
+    // An mproc::Pool in the server process, used through a PoolProxy (managed_pool.hpp).
+    PoolProxy Pool(std::optional<int> processes = std::nullopt);
+    PoolProxy Pool(const ManagedPoolOptions& options);
+
+    template <class K, class V>
+    DictProxy<K, V> dict() {
+        return DictProxy<K, V>(create_raw("dict", {}));
+    }
+    template <class K, class V, class R>
+    DictProxy<K, V> dict(const R& initial) {
+        DictProxy<K, V> d = dict<K, V>();
+        d.update(initial);
+        return d;
+    }
+    template <class T>
+    ListProxy<T> list() {
+        return ListProxy<T>(create_raw("list", {}));
+    }
+    template <class T, class R>
+    ListProxy<T> list(const R& initial) {
+        ListProxy<T> l = list<T>();
+        l.extend(initial);
+        return l;
+    }
+    mproc::Namespace Namespace();
+    template <class T>
+    ValueProxy<T> Value(const T& initial = T{}) {
+        return ValueProxy<T>(create_raw("Value", {dumps(initial)}));
+    }
+    template <class T>
+    ArrayProxy<T> Array(std::size_t size, const T& initial = T{}) {
+        return ArrayProxy<T>(create_raw("Array", {dumps(static_cast<std::uint64_t>(size)), dumps(initial)}));
+    }
+    // maxsize 0: unbounded.
+    template <class T>
+    QueueProxy<T> Queue(std::size_t maxsize = 0) {
+        return QueueProxy<T>(create_raw("Queue", {dumps(static_cast<std::uint64_t>(maxsize))}));
+    }
+    template <class T>
+    JoinableQueueProxy<T> JoinableQueue(std::size_t maxsize = 0) {
+        return JoinableQueueProxy<T>(create_raw("JoinableQueue", {dumps(static_cast<std::uint64_t>(maxsize))}));
+    }
+    AcquirerProxy Lock();
+    AcquirerProxy RLock();
+    AcquirerProxy Semaphore(int value = 1);
+    AcquirerProxy BoundedSemaphore(int value = 1);
+    ConditionProxy Condition();
+    EventProxy Event();
+    // Python's Barrier(parties, action=None, timeout=None). `action` runs once per cycle in the
+    // server process, on the thread serving the last party to arrive, before any party is
+    // released (threading.Barrier runs it in the last thread to arrive, which is the server's).
+    // If it throws, the barrier breaks: that party's wait() throws what the action threw (an mproc
+    // exception as itself, any other as RemoteError) and the other parties get BrokenBarrierError.
+    // The action must not wait on the barrier itself. `timeout`: the default of wait() without
+    // one; unset: wait forever. ValueError("parties must be > 0") for parties < 1.
+    //   auto b = manager.Barrier(3, report, std::chrono::seconds(5));
+    BarrierProxy Barrier(int parties, const ServerCall& action = {},
+                         std::optional<std::chrono::nanoseconds> timeout = std::nullopt);
+
+protected:
+    const char* type_name() const override { return "SyncManager"; }
+};
+
+// A started SyncManager (Python's multiprocessing.Manager()).
+SyncManager Manager(ManagerOptions options = {});
+
+// What register_type returns: add the methods the proxy may call, and say whether they may run
+// at the same time.
+template <class T>
+class TypeRegistration {
+public:
+    // Lets the server run calls on one object of the type at the same time, each client's on the
+    // thread that serves it, as Python's server does: for a type that is thread-safe itself. A
+    // method that blocks (a queue's get that waits for an item) then holds up nobody else.
+    // Without it the calls on one object run one at a time, in the order they come: a method that
+    // blocks holds up every other client's call on that object until it returns (calls on other
+    // objects go on).
+    //   manager.register_type<JobQueue>("Q").concurrent().method<&JobQueue::get>("get");
+    TypeRegistration& concurrent() {
+        entry_->concurrent = true;
         return *this;
     }
-    void operator++(int) { ++*this; }
-    friend bool operator==(const StepIterator& it, std::default_sentinel_t) {
-        it.fetch();
-        return !it.current_;
+
+    // Exposes the member function M under `name`:
+    //   .method<&Counter::increment>("increment")
+    template <auto M>
+    TypeRegistration& method(std::string name) {
+        static_assert(std::is_same_v<typename detail::member_function<decltype(M)>::object, T>,
+                      "the member function must belong to the registered type");
+        entry_->methods.push_back({std::move(name), &detail::call_member<M>});
+        return *this;
     }
 
 private:
-    void fetch() const {
-        if (fetched_) return;
-        current_ = step_();
-        fetched_ = true;
-    }
-    mutable Step step_;
-    mutable std::optional<value_type> current_;
-    mutable bool fetched_ = false;
+    friend class BaseManager;
+    explicit TypeRegistration(detail::RegisteredType* entry) : entry_(entry) {}
+    detail::RegisteredType* entry_;
 };
 
-// A range over a StepIterator: each begin() starts a new walk.
-template <class Step>
-struct StepRange {
-    Step step;
-    StepIterator<Step> begin() const { return StepIterator<Step>(step); }
-    std::default_sentinel_t end() const { return {}; }
+// The server side run in the calling process (Python's Server): for a remote manager.
+class Server {
+public:
+    // Serves until a client sends the shutdown request (BaseManager::shutdown on a connected
+    // client does). Clients are served by threads of their own; after the request no new client
+    // is accepted (the listener closes, removing its socket file), and the clients already
+    // connected are served until they disconnect.
+    void serve_forever();
+    // The address listened on, with the port the kernel chose when 0 was asked for.
+    const Address& address() const;
+
+private:
+    friend class BaseManager;
+    explicit Server(std::shared_ptr<detail::ServerState> state) : state_(std::move(state)) {}
+    std::shared_ptr<detail::ServerState> state_;
 };
-}  // namespace detail
+
+// ---- Proxies ----
 
 // The handle every proxy shares (Python's BaseProxy): which object, in which server.
 class BaseProxy {
@@ -252,30 +473,6 @@ public:
 protected:
     const char* proxy_name() const override { return "AutoProxy"; }
 };
-
-template <class K, class V>
-class DictProxy;
-
-namespace detail {
-
-// d[key] = value and V v = d[key] (Python's __setitem__ and __getitem__).
-template <class Owner, class Key, class V>
-class ItemRef {
-public:
-    ItemRef(const Owner& owner, Key key) : owner_(owner), key_(std::move(key)) {}
-    ItemRef& operator=(const V& value) {
-        owner_.set(key_, value);
-        return *this;
-    }
-    operator V() const { return owner_.getitem(key_); }  // NOLINT: implicit, reads like Python
-    V get() const { return owner_.getitem(key_); }
-
-private:
-    const Owner& owner_;
-    Key key_;
-};
-
-}  // namespace detail
 
 // A managed dict (Python's DictProxy). Insertion-ordered, as Python's dict is.
 //
@@ -848,264 +1045,30 @@ protected:
     const char* proxy_name() const override { return "BarrierProxy"; }
 };
 
-// A call that runs in the manager's server process: a managed Barrier's action (Python's
-// Barrier(parties, action)). A function or a lambda without captures, with Encodable arguments
-// (proxies of the manager among them: the object such a proxy refers to lives as long as the
-// call is kept), as a Process target under spawn is. It reaches the server as a code reference
-// whatever the start method, so it must be code of the program the server runs: a client of
-// another program (a remote manager's) gets UsageError.
-//   manager.Barrier(3, report);
-//   manager.Barrier(3, {append_to, results, std::string("passed")});
-class ServerCall {
-public:
-    ServerCall() = default;
-    template <class F, class... Args>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<Args>&...>
-    ServerCall(F&& function, Args&&... args)  // NOLINT: implicit, for `manager.Barrier(3, f)`
-        : target_(detail::make_target(std::forward<F>(function), std::forward<Args>(args)...)) {
-        using Fn = std::decay_t<F>;
-        static_assert(detail::is_function_pointer<Fn> || detail::is_stateless_callable<Fn>,
-                      "a call that runs in the manager's server must be a function or a lambda without captures: it "
-                      "travels to the server as a code reference");
-        static_assert((Encodable<std::decay_t<Args>> && ...), "the arguments of a server call must be Encodable");
-    }
-    explicit operator bool() const noexcept { return target_ != nullptr; }
-    const std::shared_ptr<detail::Target>& target() const noexcept { return target_; }
+// ---- The members above whose results are the proxies: defined once the proxies are complete ----
 
-private:
-    std::shared_ptr<detail::Target> target_;
-};
+template <class... A>
+Proxy BaseManager::create(std::string_view type_id, const A&... args) {
+    return Proxy(create_raw(type_id, detail::encode_args(args...)));
+}
 
-struct ManagerOptions {
-    // Where the server listens. Unset: a new private Unix socket path (removed at shutdown).
-    // A TcpAddress needs an authkey (the process's own key is used when none is given).
-    std::optional<Address> address{};
-    // Unset: the authkey of the current process (Python: current_process().authkey).
-    std::optional<AuthKey> authkey{};
-    // The start method of the server process. Unset: the default (context.hpp).
-    std::optional<StartMethod> context{};
-    // How long shutdown() waits for the server to end before terminating it (Python 3.11's
-    // shutdown_timeout), and then again before killing it.
-    std::chrono::milliseconds shutdown_timeout{1000};
-};
-
-struct TypeOptions {
-    // Every create() of the type returns the same object, created on the first (Python: register
-    // with a callable that returns one shared object, the remote-manager idiom).
-    bool shared = false;
-};
-
-class BaseManager;
-
-// What register_type returns: add the methods the proxy may call, and say whether they may run
-// at the same time.
-template <class T>
-class TypeRegistration {
-public:
-    // Lets the server run calls on one object of the type at the same time, each client's on the
-    // thread that serves it, as Python's server does: for a type that is thread-safe itself. A
-    // method that blocks (a queue's get that waits for an item) then holds up nobody else.
-    // Without it the calls on one object run one at a time, in the order they come: a method that
-    // blocks holds up every other client's call on that object until it returns (calls on other
-    // objects go on).
-    //   manager.register_type<JobQueue>("Q").concurrent().method<&JobQueue::get>("get");
-    TypeRegistration& concurrent() {
-        entry_->concurrent = true;
-        return *this;
-    }
-
-    // Exposes the member function M under `name`:
-    //   .method<&Counter::increment>("increment")
-    template <auto M>
-    TypeRegistration& method(std::string name) {
-        static_assert(std::is_same_v<typename detail::member_function<decltype(M)>::object, T>,
-                      "the member function must belong to the registered type");
-        entry_->methods.push_back({std::move(name), &detail::call_member<M>});
-        return *this;
-    }
-
-private:
-    friend class BaseManager;
-    explicit TypeRegistration(detail::RegisteredType* entry) : entry_(entry) {}
-    detail::RegisteredType* entry_;
-};
-
-// The server side run in the calling process (Python's Server): for a remote manager.
-class Server {
-public:
-    // Serves until a client sends the shutdown request (BaseManager::shutdown on a connected
-    // client does). Clients are served by threads of their own; after the request no new client
-    // is accepted (the listener closes, removing its socket file), and the clients already
-    // connected are served until they disconnect.
-    void serve_forever();
-    // The address listened on, with the port the kernel chose when 0 was asked for.
-    const Address& address() const;
-
-private:
-    friend class BaseManager;
-    explicit Server(std::shared_ptr<detail::ServerState> state) : state_(std::move(state)) {}
-    std::shared_ptr<detail::ServerState> state_;
-};
-
-// Python's BaseManager: register types, then start() a server process, serve in this process
-// (get_server().serve_forever()), or connect() to a server somewhere else.
-class BaseManager {
-public:
-    explicit BaseManager(ManagerOptions options = {});
-    BaseManager(BaseManager&&) noexcept;
-    BaseManager& operator=(BaseManager&&) noexcept;
-    BaseManager(const BaseManager&) = delete;
-    BaseManager& operator=(const BaseManager&) = delete;
-    // Shuts the server down if this process started it.
-    virtual ~BaseManager();
-
-    // Registers a user type: a proxy of it is made by create(type_id, constructor arguments).
-    // Register before start() or get_server(); a connecting client registers nothing.
-    template <class T, class... CtorArgs>
-    TypeRegistration<T> register_type(std::string type_id, TypeOptions options = {}) {
-        detail::RegisteredType entry;
-        entry.type_id = std::move(type_id);
-        entry.class_name = detail::type_name_of(typeid(T));
-        entry.create = &detail::make_object<T, CtorArgs...>;
-        entry.destroy = &detail::delete_object<T>;
-        entry.shared = options.shared;
-        return TypeRegistration<T>(add_registration(std::move(entry)));
-    }
-
-    // Starts the server process. ProcessError("Unable to start server") when it fails to come up;
-    // UsageError when already started or connected.
-    void start();
-    // Starts the server process, which runs initializer(args...) before it serves (Python's
-    // start(initializer, initargs)). Under spawn and forkserver the initializer travels as a
-    // Process target does: a function or a lambda without captures, with Encodable arguments
-    // (UsageError otherwise); under fork any callable. When it throws, the server does not serve
-    // and start() throws ProcessError("Unable to start server: the initializer threw <type>: <what>").
-    template <class F, class... A>
-        requires std::invocable<std::decay_t<F>&, std::decay_t<A>&...>
-    void start(F&& initializer, A&&... args) {
-        start_server(detail::make_target(std::forward<F>(initializer), std::forward<A>(args)...));
-    }
-    // A server in this process, listening on the manager's address (Python's get_server()).
-    Server get_server();
-    // Connects to a running server at the manager's address; AuthenticationError for a wrong key,
-    // ManagerDiedError when nothing listens there.
-    void connect();
-    // Stops the server this process started (request, join, terminate, kill), or, on a connected
-    // client, asks the remote server to stop. Idempotent.
-    void shutdown();
-    // Waits for the server process this process started to end.
-    void join();
-
-    // A new object of a registered type (or a built-in one: "dict", "list", ...).
-    template <class... A>
-    Proxy create(std::string_view type_id, const A&... args) {
-        return Proxy(create_raw(type_id, detail::encode_args(args...)));
-    }
-
-    // The address of the server (after start(), get_server() or, as given, for connect()).
-    Address address() const;
-    const AuthKey& authkey() const;
-    // The server process this process started; nullopt otherwise.
-    std::optional<Process> process() const;
-    // How many objects the server holds (Python's _number_of_objects, for tests and debugging).
-    std::size_t number_of_objects() const;
-
-protected:
-    BaseProxy create_raw(std::string_view type_id, const detail::Blobs& args);
-    // `call` as constructor arguments of a built-in type: its portable encoding, the identity of
-    // this program's executable (the server refuses code of another program), and the ids of the
-    // objects of this server its proxies refer to (kept alive while the object holds the call).
-    // Three empty arguments for no call.
-    detail::Blobs server_call_arguments(const ServerCall& call) const;
-    // The class name used for the server process's name (SyncManager-1).
-    virtual const char* type_name() const { return "BaseManager"; }
-
-private:
-    void start_server(std::shared_ptr<detail::Target> initializer);
-    detail::RegisteredType* add_registration(detail::RegisteredType entry);
-    std::shared_ptr<detail::ManagerState> state_;
-};
-
-class PoolProxy;
-struct ManagedPoolOptions;
-
-// Python's SyncManager: the built-in types. Manager() returns one, started.
-class SyncManager : public BaseManager {
-public:
-    using BaseManager::BaseManager;
-
-    // An mproc::Pool in the server process, used through a PoolProxy (managed_pool.hpp).
-    PoolProxy Pool(std::optional<int> processes = std::nullopt);
-    PoolProxy Pool(const ManagedPoolOptions& options);
-
-    template <class K, class V>
-    DictProxy<K, V> dict() {
-        return DictProxy<K, V>(create_raw("dict", {}));
-    }
-    template <class K, class V, class R>
-    DictProxy<K, V> dict(const R& initial) {
-        DictProxy<K, V> d = dict<K, V>();
-        d.update(initial);
-        return d;
-    }
-    template <class T>
-    ListProxy<T> list() {
-        return ListProxy<T>(create_raw("list", {}));
-    }
-    template <class T, class R>
-    ListProxy<T> list(const R& initial) {
-        ListProxy<T> l = list<T>();
-        l.extend(initial);
-        return l;
-    }
-    mproc::Namespace Namespace() { return mproc::Namespace(create_raw("Namespace", {})); }
-    template <class T>
-    ValueProxy<T> Value(const T& initial = T{}) {
-        return ValueProxy<T>(create_raw("Value", {dumps(initial)}));
-    }
-    template <class T>
-    ArrayProxy<T> Array(std::size_t size, const T& initial = T{}) {
-        return ArrayProxy<T>(create_raw("Array", {dumps(static_cast<std::uint64_t>(size)), dumps(initial)}));
-    }
-    // maxsize 0: unbounded.
-    template <class T>
-    QueueProxy<T> Queue(std::size_t maxsize = 0) {
-        return QueueProxy<T>(create_raw("Queue", {dumps(static_cast<std::uint64_t>(maxsize))}));
-    }
-    template <class T>
-    JoinableQueueProxy<T> JoinableQueue(std::size_t maxsize = 0) {
-        return JoinableQueueProxy<T>(create_raw("JoinableQueue", {dumps(static_cast<std::uint64_t>(maxsize))}));
-    }
-    AcquirerProxy Lock() { return AcquirerProxy(create_raw("Lock", {})); }
-    AcquirerProxy RLock() { return AcquirerProxy(create_raw("RLock", {})); }
-    AcquirerProxy Semaphore(int value = 1) { return AcquirerProxy(create_raw("Semaphore", {dumps(std::int64_t{value})})); }
-    AcquirerProxy BoundedSemaphore(int value = 1) {
-        return AcquirerProxy(create_raw("BoundedSemaphore", {dumps(std::int64_t{value})}));
-    }
-    ConditionProxy Condition() { return ConditionProxy(create_raw("Condition", {})); }
-    EventProxy Event() { return EventProxy(create_raw("Event", {})); }
-    // Python's Barrier(parties, action=None, timeout=None). `action` runs once per cycle in the
-    // server process, on the thread serving the last party to arrive, before any party is
-    // released (threading.Barrier runs it in the last thread to arrive, which is the server's).
-    // If it throws, the barrier breaks: that party's wait() throws what the action threw (an mproc
-    // exception as itself, any other as RemoteError) and the other parties get BrokenBarrierError.
-    // The action must not wait on the barrier itself. `timeout`: the default of wait() without
-    // one; unset: wait forever. ValueError("parties must be > 0") for parties < 1.
-    //   auto b = manager.Barrier(3, report, std::chrono::seconds(5));
-    BarrierProxy Barrier(int parties, const ServerCall& action = {},
-                         std::optional<std::chrono::nanoseconds> timeout = std::nullopt) {
-        detail::Blobs args{dumps(std::int64_t{parties}),
-                           dumps(timeout ? detail::timeout_ns(*timeout) : std::int64_t{-1})};
-        for (auto& arg : server_call_arguments(action)) args.push_back(std::move(arg));
-        return BarrierProxy(create_raw("Barrier", args));
-    }
-
-protected:
-    const char* type_name() const override { return "SyncManager"; }
-};
-
-// A started SyncManager (Python's multiprocessing.Manager()).
-SyncManager Manager(ManagerOptions options = {});
+inline mproc::Namespace SyncManager::Namespace() { return mproc::Namespace(create_raw("Namespace", {})); }
+inline AcquirerProxy SyncManager::Lock() { return AcquirerProxy(create_raw("Lock", {})); }
+inline AcquirerProxy SyncManager::RLock() { return AcquirerProxy(create_raw("RLock", {})); }
+inline AcquirerProxy SyncManager::Semaphore(int value) {
+    return AcquirerProxy(create_raw("Semaphore", {dumps(std::int64_t{value})}));
+}
+inline AcquirerProxy SyncManager::BoundedSemaphore(int value) {
+    return AcquirerProxy(create_raw("BoundedSemaphore", {dumps(std::int64_t{value})}));
+}
+inline ConditionProxy SyncManager::Condition() { return ConditionProxy(create_raw("Condition", {})); }
+inline EventProxy SyncManager::Event() { return EventProxy(create_raw("Event", {})); }
+inline BarrierProxy SyncManager::Barrier(int parties, const ServerCall& action,
+                                         std::optional<std::chrono::nanoseconds> timeout) {
+    detail::Blobs args{dumps(std::int64_t{parties}), dumps(timeout ? detail::timeout_ns(*timeout) : std::int64_t{-1})};
+    for (auto& arg : server_call_arguments(action)) args.push_back(std::move(arg));
+    return BarrierProxy(create_raw("Barrier", args));
+}
 
 }  // namespace mproc
 

@@ -46,18 +46,15 @@
 #include <iosfwd>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
-#include <fmt/format.h>
-#include <fmt/ranges.h>
-
 #include "mproc/authkey.hpp"
 #include "mproc/cpu.hpp"
+#include "mproc/detail/exit_reason.hpp"
 #include "mproc/detail/target.hpp"
 #include "mproc/errors.hpp"
 
@@ -194,25 +191,6 @@ std::vector<Process> active_children();
 // The unwinding uses an object that is not a std::exception; a `catch (...)` that does not
 // rethrow stops it.
 [[noreturn]] void exit(int code = 0);
-
-namespace detail {
-[[noreturn]] void exit_with_reason(std::string reason);
-
-template <class Reason>
-concept ExitReason = !std::is_integral_v<Reason> && !std::is_enum_v<Reason> &&
-                     (fmt::is_formattable<Reason>::value || requires(std::ostream& os, const Reason& r) { os << r; });
-
-template <class Reason>
-std::string exit_reason_text(const Reason& reason) {
-    if constexpr (fmt::is_formattable<Reason>::value) {
-        return fmt::format("{}", reason);
-    } else {
-        std::ostringstream text;
-        text << reason;
-        return text.str();
-    }
-}
-}  // namespace detail
 
 // Ends the calling process with exit code 1 after writing `reason` and a newline to its stderr
 // (Python's sys.exit("message") and sys.exit([1, 2, 3])). The reason is anything fmt can format

@@ -65,107 +65,18 @@
 #include <chrono>
 #include <concepts>
 #include <cstdint>
-#include <functional>
 #include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 
-#include "mproc/detail/code_ref.hpp"
+#include "mproc/detail/barrier_action.hpp"
 #include "mproc/detail/shared_block.hpp"
+#include "mproc/detail/sync_blocks.hpp"
 #include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {
-
-class Condition;
-class Barrier;
-
-namespace detail {
-
-// Lock and RLock (one block kind; `recursive` tells them apart).
-SharedBlock mutex_create(bool recursive);
-void mutex_check(const SharedBlock& block, bool recursive);  // after decoding
-void mutex_lock(const SharedBlock& block);
-bool mutex_acquire(const SharedBlock& block, std::int64_t timeout);
-void mutex_unlock(const SharedBlock& block);
-bool mutex_locked(const SharedBlock& block);
-bool mutex_is_recursive(const SharedBlock& block);
-std::string mutex_repr(const SharedBlock& block);
-
-SharedBlock semaphore_create(int value, int maxvalue);  // maxvalue 0: unbounded
-void semaphore_check(const SharedBlock& block, bool bounded);
-bool semaphore_acquire(const SharedBlock& block, std::int64_t timeout);
-void semaphore_release(const SharedBlock& block);
-int semaphore_value(const SharedBlock& block);
-std::string semaphore_repr(const SharedBlock& block);
-
-inline constexpr int kNotifyAll = 0x7fffffff;
-SharedBlock condition_create();
-bool condition_wait(const SharedBlock& condition, const SharedBlock& lock, std::int64_t timeout);
-void condition_notify(const SharedBlock& condition, const SharedBlock& lock, int count);
-std::string condition_repr(const SharedBlock& condition, const SharedBlock& lock);
-
-SharedBlock event_create();
-bool event_is_set(const SharedBlock& block);
-void event_set(const SharedBlock& block);
-void event_clear(const SharedBlock& block);
-bool event_wait(const SharedBlock& block, std::int64_t timeout);
-std::string event_repr(const SharedBlock& block);
-
-// A Barrier's action: any callable under fork; a function or captureless lambda (remembered as a
-// function pointer, so that it can travel) under spawn and forkserver.
-class BarrierAction {
-public:
-    BarrierAction() = default;
-    BarrierAction(std::nullptr_t) {}
-    template <class F>
-        requires(!std::same_as<std::decay_t<F>, BarrierAction> && !std::same_as<std::decay_t<F>, std::nullptr_t> &&
-                 std::invocable<std::decay_t<F>&>)
-    BarrierAction(F&& action) {  // NOLINT: implicit, for designated initializers
-        if constexpr (std::is_convertible_v<std::decay_t<F>, void (*)()>) {
-            pointer_ = static_cast<void (*)()>(action);
-            if (pointer_ != nullptr) call_ = pointer_;
-        } else {
-            call_ = std::forward<F>(action);
-        }
-    }
-
-    explicit operator bool() const noexcept { return static_cast<bool>(call_); }
-    void operator()() const { call_(); }
-
-    template <class Archive>
-    void save(Archive& ar) const {
-        if (call_ && pointer_ == nullptr) throw_not_portable();
-        std::optional<CodeRef> ref;
-        if (pointer_ != nullptr) ref = code_ref_of_function(pointer_);
-        ar(ref);
-    }
-    template <class Archive>
-    void load(Archive& ar) {
-        std::optional<CodeRef> ref;
-        ar(ref);
-        pointer_ = ref ? resolve_function<void()>(*ref) : nullptr;
-        call_ = pointer_ ? std::function<void()>(pointer_) : std::function<void()>();
-    }
-
-private:
-    [[noreturn]] static void throw_not_portable();
-    std::function<void()> call_;
-    void (*pointer_)() = nullptr;
-};
-
-SharedBlock barrier_create(int parties, std::int64_t default_timeout);
-void barrier_check(const SharedBlock& block);
-int barrier_wait(const SharedBlock& block, const BarrierAction& action, std::int64_t timeout, bool use_default);
-void barrier_reset(const SharedBlock& block);
-void barrier_abort(const SharedBlock& block);
-int barrier_parties(const SharedBlock& block);
-int barrier_n_waiting(const SharedBlock& block);
-bool barrier_broken(const SharedBlock& block);
-std::string barrier_repr(const SharedBlock& block);
-
-}  // namespace detail
 
 class Condition;
 

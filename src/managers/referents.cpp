@@ -19,6 +19,7 @@
 #include "base/deadline.hpp"
 #include "managers/pool_referent.hpp"
 #include "managers/protocol.hpp"
+#include "mproc/detail/manager_references.hpp"
 #include "mproc/detail/target.hpp"
 #include "managers/server_state.hpp"
 

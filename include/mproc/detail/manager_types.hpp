@@ -1,6 +1,6 @@
 #pragma once
-// What managers.hpp's templates need inline: argument encoding, the type-erased entry points of a
-// registered user type, and the token a proxy travels as.
+// What managers.hpp's templates and the manager server share: argument encoding, the type-erased
+// entry points of a registered user type, the token a proxy travels as, a dict iteration's step.
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -143,43 +143,6 @@ struct ProxyToken {
     template <class Archive>
     void serialize(Archive& ar) {
         ar(type_id, family, location, port, authkey, id, server);
-    }
-};
-
-// Proxies stored in a managed container keep their objects alive. While a NestedProxies scope
-// lives on a thread, every proxy encoded there notes its token in it: a container proxy encodes
-// the value it stores inside one, and sends the ids of the proxies of its own server along, for
-// the container to hold a reference to each for as long as it holds the value.
-class NestedProxies {
-public:
-    NestedProxies() noexcept : outer_(current()) { current() = this; }
-    ~NestedProxies() { current() = outer_; }
-    NestedProxies(const NestedProxies&) = delete;
-    NestedProxies& operator=(const NestedProxies&) = delete;
-
-    static void note(const ProxyToken& token) {
-        if (NestedProxies* scope = current()) scope->tokens_.push_back(token);
-    }
-    const std::vector<ProxyToken>& tokens() const noexcept { return tokens_; }
-
-private:
-    static NestedProxies*& current() noexcept {
-        thread_local NestedProxies* scope = nullptr;
-        return scope;
-    }
-    NestedProxies* outer_;
-    std::vector<ProxyToken> tokens_;
-};
-
-// A value taken out of a container (pop, popitem) and the ids of the objects its proxies refer to,
-// whose references the container hands over to the caller with the value.
-struct TakenValue {
-    Blob value;
-    std::vector<std::uint64_t> held;
-
-    template <class Archive>
-    void serialize(Archive& ar) {
-        ar(value, held);
     }
 };
 
