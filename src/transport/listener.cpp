@@ -30,7 +30,7 @@ namespace mproc {
 
 namespace {
 
-using transport::Clock;
+using Clock = std::chrono::steady_clock;
 
 // How many connections one pass of the loop takes from the kernel's queue.
 constexpr int kAcceptBatch = 64;
@@ -114,7 +114,7 @@ void Listener::Impl::open() {
             "allow_abstract_namespace");
 
     const transport::SocketAddress where = transport::to_socket_address(address);
-    transport::FdGuard guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    detail::UniqueFd guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (guard.get() < 0) throw OSError("socket", errno);
     if (family == Family::af_inet) {
         const int on = 1;  // as Python: a restarted server can bind while old connections linger
@@ -153,7 +153,7 @@ void Listener::Impl::open() {
 }
 
 void Listener::Impl::make_ready(int peer_fd, Address peer) {
-    transport::FdGuard guard(peer_fd);
+    detail::UniqueFd guard(peer_fd);
     transport::set_nonblocking(peer_fd, false);
     Connection connection = Connection::from_fd(guard.release(), true, true);
     connection.set_max_message_size(options.max_message_size);
@@ -258,7 +258,7 @@ void Listener::Impl::accept_new_peers(Clock::time_point now) {
 
 std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nanoseconds> timeout) {
     if (fd < 0) throw OSError("listener is closed");
-    const transport::Deadline deadline = transport::deadline_after(timeout);
+    const transport::Deadline deadline = transport::Deadline::from(timeout);
     std::vector<pollfd> watched;
     for (;;) {
         if (!ready.empty()) {
@@ -275,15 +275,20 @@ std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nano
 
         Clock::time_point now = Clock::now();
         const bool accepting = now >= accept_rests_until;
-        std::optional<Clock::time_point> wake = deadline;
-        if (!accepting) wake = std::min(wake.value_or(accept_rests_until), accept_rests_until);
+        // The wait ends at the deadline, or earlier when accepting resumes or a peer's time is up.
+        detail::Timeout left = deadline.remaining();
+        auto wake_by = [&left, now](Clock::time_point when) {
+            const auto until = std::max(std::chrono::nanoseconds::zero(),
+                                        std::chrono::duration_cast<std::chrono::nanoseconds>(when - now));
+            left = left ? std::min(*left, until) : until;
+        };
+        if (!accepting) wake_by(accept_rests_until);
         watched.clear();
         watched.push_back(pollfd{accepting ? fd : -1, POLLIN, 0});
         for (const PendingPeer& p : pending) {
             watched.push_back(pollfd{p.fd, static_cast<short>(p.handshake->output().empty() ? POLLIN : POLLOUT), 0});
-            wake = std::min(wake.value_or(p.deadline), p.deadline);
+            wake_by(p.deadline);
         }
-        const auto left = transport::remaining(wake);
         timespec ts{};
         if (left) {
             const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*left);
@@ -311,7 +316,7 @@ std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nano
             transport::close_fd(p.fd);
             return true;
         });
-        if (ready.empty() && failures.empty() && deadline && now >= *deadline) return std::nullopt;
+        if (ready.empty() && failures.empty() && deadline.passed()) return std::nullopt;
     }
 }
 
