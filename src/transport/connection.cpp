@@ -175,6 +175,7 @@ Connection& Connection::operator=(const Connection& other) {
 Connection::~Connection() { close(); }
 
 void Connection::close() noexcept {
+    // An int, not a UniqueFd: the public header keeps the descriptor as its API shows it.
     transport::close_fd(std::exchange(fd_, -1));
     // Python keeps readable/writable after close; the checks look at closed() first.
 }
