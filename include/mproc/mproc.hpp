@@ -4,6 +4,7 @@
 #include "mproc/codec.hpp"
 #include "mproc/connection.hpp"
 #include "mproc/context.hpp"
+#include "mproc/cpu.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/logging.hpp"
 #include "mproc/managers.hpp"

@@ -56,6 +56,7 @@
 #include "mproc/cpu.hpp"
 #include "mproc/detail/exit_reason.hpp"
 #include "mproc/detail/target.hpp"
+#include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc {
@@ -126,7 +127,7 @@ public:
     // Waits at most `timeout`; returns either way (check exitcode() or is_alive()).
     template <class Rep, class Period>
     void join(std::chrono::duration<Rep, Period> timeout) {
-        join_for(std::chrono::ceil<std::chrono::nanoseconds>(timeout));
+        join_for(detail::to_timeout(timeout).value_or(std::chrono::nanoseconds::max()));
     }
 
     bool is_alive() const;

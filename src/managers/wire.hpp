@@ -1,6 +1,7 @@
 #pragma once
-// The manager's message framing on an authenticated connection's descriptor: Python's frames
-// (a 4-byte big-endian signed length, or -1 and an 8-byte length), read through a buffer.
+// The manager's messages on an authenticated connection's descriptor: Python's frames (a 4-byte
+// big-endian signed length, or -1 and an 8-byte length), written and read by transport's
+// FramedChannel (transport/framed_channel.hpp), whose reads are buffered.
 //
 // Why not Connection::recv_bytes: it reads a frame's length and its payload with two system calls
 // so that it never reads past the frame. A manager's conversation is strictly request and reply,
@@ -12,11 +13,12 @@
 #include <vector>
 
 #include "base/spin.hpp"
+#include "transport/framed_channel.hpp"
 
 namespace mproc::detail {
 
 // Room for the length at the front of a frame being built.
-inline constexpr std::size_t kFrameHeader = 4;
+inline constexpr std::size_t kFrameHeader = transport::kShortHeaderSize;
 
 // Writes `frame`, whose first kFrameHeader bytes are room for the length, as one frame.
 // OSError (EPIPE when the peer is gone); never SIGPIPE.
@@ -28,18 +30,16 @@ class FrameReader {
 public:
     // The next frame's payload, valid until the next call. EOFError when the peer closed at a
     // frame boundary; ProtocolError for a frame cut short, a negative length or one over
-    // `max_size`; OSError when the read fails.
+    // `max_size`; OSError when the read fails. A reader reads one descriptor (the first given).
     std::span<const std::byte> next(int fd, std::size_t max_size);
 
 private:
-    bool fill(int fd, std::size_t want);  // false at end of file
+    // Looks for bytes without sleeping for a while; true when some arrived.
+    bool spin_read();
+    transport::FramedChannel channel_;
     SpinBudget spin_;
-    bool spinning_ = true;
     unsigned backoff_ = 0;  // waits to sleep through after a spin that found the CPUs busy
     unsigned quiet_ = 0;    // of which this many are left
-    std::vector<std::byte> buffer_;
-    std::size_t begin_ = 0;
-    std::size_t end_ = 0;
 };
 
 }  // namespace mproc::detail

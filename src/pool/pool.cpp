@@ -8,7 +8,8 @@
 //   running  --terminate()--> terminating (kill the workers, fail what is unfinished)
 //   closing / terminating --every worker reaped--> finished (the thread ends; join() returns)
 //
-// Frames on a worker's socket: u32 length (of what follows), u8 kind, payload.
+// Frames on a worker's socket: Python's framing (transport/framed_channel.hpp), whose payload is
+// a u8 kind, then the kind's fields:
 //   to the worker:   DEFINE site-id, entry code reference, optional function code reference
 //                    TASK   task-id, site-id, the chunk's encoded inputs
 //                    STOP
@@ -46,6 +47,7 @@
 #include "base/descriptor_transfer.hpp"
 #include "base/unique_fd.hpp"
 #include "process/runtime.hpp"
+#include "transport/framed_channel.hpp"
 
 namespace mproc {
 namespace detail {
@@ -103,67 +105,34 @@ std::int64_t monotonic_ns() {
 
 namespace {
 
-void append_frame(std::vector<std::byte>& out, FrameKind kind, const std::function<void(Encoder&)>& body) {
-    const std::size_t start = out.size();
-    out.resize(start + 5);
-    out[start + 4] = static_cast<std::byte>(kind);
+using transport::FramedChannel;
+
+// Appends a frame to the channel's output: the kind, then what `body` encodes.
+void append_frame(FramedChannel& channel, FrameKind kind, const std::function<void(Encoder&)>& body) {
+    const std::size_t mark = channel.begin_frame();
+    std::vector<std::byte>& out = channel.output();
+    out.push_back(static_cast<std::byte>(kind));
     Encoder encoder(out);
     body(encoder);
-    const auto length = static_cast<std::uint32_t>(out.size() - start - 4);
-    std::memcpy(out.data() + start, &length, sizeof length);
+    channel.end_frame(mark);
 }
 
-// Takes complete frames off the front of `in`; calls `handle(kind, payload)` for each.
+// Takes the complete frames out of the channel's input; calls `handle(kind, payload)` for each.
 template <class Handler>
-void drain_frames(std::vector<std::byte>& in, std::size_t& consumed, Handler&& handle) {
-    for (;;) {
-        if (in.size() - consumed < 4) break;
-        std::uint32_t length;
-        std::memcpy(&length, in.data() + consumed, sizeof length);
-        if (length < 1) throw DecodeError("pool channel: empty frame");
-        if (in.size() - consumed - 4 < length) break;
-        const auto kind = static_cast<FrameKind>(in[consumed + 4]);
-        std::span<const std::byte> payload(in.data() + consumed + 5, length - 1);
-        consumed += 4 + length;
-        handle(kind, payload);
-    }
-    if (consumed > 0 && consumed == in.size()) {
-        in.clear();
-        consumed = 0;
-    } else if (consumed > (1u << 20)) {
-        in.erase(in.begin(), in.begin() + static_cast<std::ptrdiff_t>(consumed));
-        consumed = 0;
+void drain_frames(FramedChannel& channel, Handler&& handle) {
+    while (const auto frame = channel.next_frame()) {
+        if (frame->empty()) throw DecodeError("pool channel: empty frame");
+        handle(static_cast<FrameKind>((*frame)[0]), frame->subspan(1));
     }
 }
 
-// Reads what is available (at most `chunk` bytes) into `in`; false at end of file.
-bool read_available(int fd, std::vector<std::byte>& in, std::size_t chunk = 1 << 16) {
-    const std::size_t old = in.size();
-    in.resize(old + chunk);
-    ssize_t n;
-    do {
-        n = ::read(fd, in.data() + old, chunk);
-    } while (n < 0 && errno == EINTR);
-    if (n <= 0) {
-        in.resize(old);
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
-        return false;
+// Reads what is available into the channel's input; a read that fails counts as end of file.
+FramedChannel::Read read_available(FramedChannel& channel) {
+    try {
+        return channel.read_available();
+    } catch (const OSError&) {
+        return FramedChannel::Read::end_of_file;
     }
-    in.resize(old + static_cast<std::size_t>(n));
-    return true;
-}
-
-bool write_all_blocking(int fd, const std::vector<std::byte>& out) {
-    std::size_t done = 0;
-    while (done < out.size()) {
-        ssize_t n = ::send(fd, out.data() + done, out.size() - done, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return false;
-        }
-        done += static_cast<std::size_t>(n);
-    }
-    return true;
 }
 
 std::string exception_type_name(const std::exception_ptr& error, std::string& message) {
@@ -191,14 +160,13 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
         const void* function = nullptr;
     };
     std::vector<Site> sites;
-    std::vector<std::byte> in, out;
-    std::size_t consumed = 0;
+    FramedChannel wire = FramedChannel::borrowing(channel.fd, true, transport::kNoMessageLimit);
     int done = 0;
     bool stop = false;
     auto last_answer = std::chrono::steady_clock::now();
     while (!stop) {
-        if (!read_available(channel.fd, in)) break;  // the pool is gone
-        drain_frames(in, consumed, [&](FrameKind kind, std::span<const std::byte> payload) {
+        if (read_available(wire) == FramedChannel::Read::end_of_file) break;  // the pool is gone
+        drain_frames(wire, [&](FrameKind kind, std::span<const std::byte> payload) {
             if (stop) return;
             Decoder d(payload);
             if (kind == FrameKind::define) {
@@ -219,14 +187,14 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             const auto site_id = d.read_varint();
             if (site_id >= sites.size() || sites[site_id].entry == nullptr)
                 throw DecodeError("pool channel: task for an unknown call site");
-            const std::size_t mark = out.size();
+            const std::size_t mark = wire.output().size();
             std::exception_ptr error;
             // Release: the dispatcher, reading the word after this process died, must not see a
             // task as running before the frames that preceded it were handled here.
             running->started_ns.store(monotonic_ns(), std::memory_order_relaxed);
             running->task.store(task_id, std::memory_order_release);
             try {
-                append_frame(out, FrameKind::result, [&](Encoder& e) {
+                append_frame(wire, FrameKind::result, [&](Encoder& e) {
                     e.write(task_id);
                     Decoder args(d.read_bytes(d.remaining()));
                     sites[site_id].entry(sites[site_id].function, args, e);
@@ -237,10 +205,10 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                 error = std::current_exception();
             }
             if (error) {
-                out.resize(mark);
+                wire.discard_frame(mark);
                 std::string message;
                 std::string type = exception_type_name(error, message);
-                append_frame(out, FrameKind::error, [&](Encoder& e) {
+                append_frame(wire, FrameKind::error, [&](Encoder& e) {
                     e.write(task_id);
                     e.write(type);
                     e.write(message);
@@ -251,9 +219,8 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             // Answer in batches while tasks are short, but never sit on an answer for long: a
             // finished task whose answer dies with the worker is run again elsewhere.
             const auto now = std::chrono::steady_clock::now();
-            if (settings.answer_each || consumed == in.size() || now - last_answer > std::chrono::milliseconds(2)) {
-                if (!write_all_blocking(channel.fd, out)) stop = true;
-                out.clear();
+            if (settings.answer_each || wire.input_empty() || now - last_answer > std::chrono::milliseconds(2)) {
+                if (!wire.flush_all()) stop = true;
                 last_answer = now;
             }
             if (settings.maxtasks > 0 && done >= settings.maxtasks) {
@@ -261,12 +228,9 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                 stop = true;
             }
         });
-        if (!out.empty()) {
-            if (!write_all_blocking(channel.fd, out)) break;
-            out.clear();
-        }
+        if (wire.output_pending() && !wire.flush_all()) break;
     }
-    if (!out.empty()) write_all_blocking(channel.fd, out);
+    if (wire.output_pending()) wire.flush_all();
 }
 
 namespace {
@@ -317,11 +281,8 @@ private:
         explicit Worker(Process started) : process(std::move(started)) {}
         Process process;
         int fd = -1;
+        FramedChannel channel;  // over fd
         ProgressWord* running = nullptr;
-        std::vector<std::byte> out;
-        std::size_t out_sent = 0;
-        std::vector<std::byte> in;
-        std::size_t in_consumed = 0;
         std::deque<std::uint64_t> inflight;
         std::vector<bool> knows_site;
         int sent = 0;
@@ -550,6 +511,7 @@ void PoolCore::start_worker() {
     ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
     auto w = std::make_unique<Worker>(process);
     w->fd = sv[0];
+    w->channel = FramedChannel::borrowing(sv[0], true, transport::kNoMessageLimit);
     w->running = running;
     w->owned_fd = std::move(parent_end);
     w->progress = std::move(progress);
@@ -561,16 +523,8 @@ void PoolCore::start_worker() {
 }
 
 void PoolCore::flush(Worker& w) {
-    while (w.out_sent < w.out.size()) {
-        ssize_t n = ::send(w.fd, w.out.data() + w.out_sent, w.out.size() - w.out_sent, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            return;  // EAGAIN: the rest goes when the socket drains; EPIPE: the death is noticed elsewhere
-        }
-        w.out_sent += static_cast<std::size_t>(n);
-    }
-    w.out.clear();
-    w.out_sent = 0;
+    // would_block: the rest goes when the socket drains; closed: the death is noticed elsewhere.
+    static_cast<void>(w.channel.flush());
 }
 
 void PoolCore::dispatch() {
@@ -593,7 +547,7 @@ void PoolCore::dispatch() {
         const std::uint32_t id = site_id(task.site);
         if (target->knows_site.size() <= id) target->knows_site.resize(id + 1, false);
         if (!target->knows_site[id]) {
-            append_frame(target->out, FrameKind::define, [&](Encoder& e) {
+            append_frame(target->channel, FrameKind::define, [&](Encoder& e) {
                 e.write_varint(id);
                 e.write(sites_[id].entry);
                 e.write(sites_[id].function);
@@ -601,7 +555,7 @@ void PoolCore::dispatch() {
             target->knows_site[id] = true;
         }
         const std::uint64_t task_id = next_task_id_++;
-        append_frame(target->out, FrameKind::task, [&](Encoder& e) {
+        append_frame(target->channel, FrameKind::task, [&](Encoder& e) {
             e.write(task_id);
             e.write_varint(id);
             e.write_bytes(task.arguments);
@@ -655,14 +609,14 @@ std::optional<std::chrono::steady_clock::time_point> PoolCore::task_deadline(
 
 void PoolCore::on_worker_readable(Worker& w) {
     for (;;) {
-        const std::size_t before = w.in.size();
-        if (!read_available(w.fd, w.in)) {  // end of file: the sentinel tells the rest
+        const FramedChannel::Read got = read_available(w.channel);
+        if (got == FramedChannel::Read::end_of_file) {  // the sentinel tells the rest
             w.eof = true;
             break;
         }
-        if (w.in.size() == before) break;
+        if (got == FramedChannel::Read::would_block) break;
     }
-    drain_frames(w.in, w.in_consumed, [&](FrameKind kind, std::span<const std::byte> payload) {
+    drain_frames(w.channel, [&](FrameKind kind, std::span<const std::byte> payload) {
         Decoder d(payload);
         const auto task_id = d.read<std::uint64_t>();
         auto it = running_tasks_.find(task_id);
@@ -778,7 +732,7 @@ void PoolCore::run() {
         if (state == State::closing && !work_left) {
             for (auto& w : workers_) {
                 if (!w->stop_sent) {
-                    append_frame(w->out, FrameKind::stop, [](Encoder&) {});
+                    append_frame(w->channel, FrameKind::stop, [](Encoder&) {});
                     w->stop_sent = true;
                     flush(*w);
                 }
@@ -813,7 +767,7 @@ void PoolCore::run() {
         std::vector<pollfd> fds;
         fds.push_back({wake_fd_.get(), POLLIN, 0});
         for (auto& w : workers_) {
-            const short wanted = static_cast<short>((w->eof ? 0 : POLLIN) | (w->out.empty() || w->eof ? 0 : POLLOUT));
+            const short wanted = static_cast<short>((w->eof ? 0 : POLLIN) | (!w->channel.output_pending() || w->eof ? 0 : POLLOUT));
             fds.push_back({w->fd, wanted, 0});
             fds.push_back({w->process.sentinel(), POLLIN, 0});
         }

@@ -8,6 +8,7 @@
 
 #include "process/launcher.hpp"
 #include "mproc/errors.hpp"
+#include "transport/fd_io.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -26,7 +27,7 @@ void collect(msghdr& msg, std::vector<int>& fds) {
         }
     }
     if (msg.msg_flags & MSG_CTRUNC) {
-        for (int fd : fds) ::close(fd);
+        for (int fd : fds) close_fd(fd);
         fds.clear();
         throw ProcessError("descriptors sent with a start request were truncated (is the descriptor table full?)");
     }
@@ -50,6 +51,46 @@ ssize_t receive_some(int socket, void* data, std::size_t size, std::vector<int>&
 }
 
 }  // namespace
+
+bool send_all(int fd, const std::byte* bytes, std::size_t size) {
+    std::size_t written = 0;
+    try {
+        transport::write_all(fd, true, std::span(bytes, size), {}, "sending a start request", written);
+    } catch (const OSError& e) {
+        if (e.code().value() == EPIPE || e.code().value() == ECONNRESET) return false;
+        throw;
+    }
+    return true;
+}
+
+bool read_exact(int fd, void* data, std::size_t size) {
+    const std::span<std::byte> into(static_cast<std::byte*>(data), size);
+    std::size_t got = 0;
+    try {
+        while (got < size) {
+            const std::ptrdiff_t n = transport::read_some(fd, into.subspan(got), "reading a start request");
+            if (n <= 0) return false;  // end of file (the channel is blocking: never kWouldBlock)
+            got += static_cast<std::size_t>(n);
+        }
+    } catch (const OSError&) {
+        return false;
+    }
+    return true;
+}
+
+std::vector<std::byte> read_to_end(int fd) {
+    std::vector<std::byte> bytes;
+    std::size_t used = 0;
+    for (;;) {
+        if (bytes.size() - used < 65536) bytes.resize(used + 65536);
+        const std::ptrdiff_t n =
+            transport::read_some(fd, std::span(bytes).subspan(used), "reading the start request");
+        if (n == 0) break;
+        if (n > 0) used += static_cast<std::size_t>(n);
+    }
+    bytes.resize(used);
+    return bytes;
+}
 
 bool send_with_descriptors(int socket, const void* data, std::size_t size, const std::vector<int>& fds) {
     if (fds.size() > static_cast<std::size_t>(kMaxDescriptorsPerMessage))

@@ -53,17 +53,6 @@ void close_all(const std::vector<int>& fds) noexcept {
     for (int fd : fds) close_fd(fd);
 }
 
-bool read_exact(int fd, void* data, std::size_t size) {
-    std::size_t got = 0;
-    while (got < size) {
-        ssize_t n = ::read(fd, static_cast<char*>(data) + got, size - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) return false;
-        got += static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
 // ---------------------------------------------------------------------------------------------
 // The parent's side
 

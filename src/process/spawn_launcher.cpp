@@ -26,38 +26,6 @@ void reset_forkserver_after_fork() noexcept;
 
 const char* program_path() noexcept { return "/proc/self/exe"; }
 
-std::vector<std::byte> read_to_end(int fd) {
-    std::vector<std::byte> bytes;
-    std::size_t used = 0;
-    for (;;) {
-        if (bytes.size() - used < 65536) bytes.resize(used + 65536);
-        ssize_t n = ::read(fd, bytes.data() + used, bytes.size() - used);
-        if (n > 0) {
-            used += static_cast<std::size_t>(n);
-        } else if (n == 0) {
-            break;
-        } else if (errno != EINTR) {
-            throw OSError("reading the start request", errno);
-        }
-    }
-    bytes.resize(used);
-    return bytes;
-}
-
-bool send_all(int fd, const std::byte* bytes, std::size_t size) {
-    while (size > 0) {
-        ssize_t n = ::send(fd, bytes, size, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            if (errno == EPIPE || errno == ECONNRESET) return false;
-            throw OSError("sending a start request", errno);
-        }
-        bytes += n;
-        size -= static_cast<std::size_t>(n);
-    }
-    return true;
-}
-
 int spawn_program(int channel, const char* variable) {
     // The channel must not already be descriptor 3, where dup2 would keep its close-on-exec flag.
     UniqueFd moved;

@@ -19,7 +19,7 @@ void connect_socket(int fd, const transport::SocketAddress& where, const Address
     int error = errno;
     if (error == EINTR || error == EINPROGRESS) {
         // An interrupted connect goes on in the background; wait for its outcome.
-        transport::wait_fd(fd, POLLOUT, std::nullopt);
+        transport::wait_fd(fd, POLLOUT, transport::Deadline::never());
         socklen_t length = sizeof error;
         if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) < 0) error = errno;
         if (error == 0) return;
@@ -63,12 +63,10 @@ Connection Client(const Address& address, ClientOptions options) {
         throw UsageError("address " + connection::to_string(address) + " does not belong to the requested family");
     if (options.max_message_size == 0) throw UsageError("max_message_size must be positive");
     const transport::SocketAddress where = transport::to_socket_address(address);
-    transport::FdGuard guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    detail::UniqueFd guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (guard.get() < 0) throw OSError("socket", errno);
-    const transport::Deadline deadline =
-        transport::deadline_after(options.handshake_timeout
-                                      ? std::optional<std::chrono::nanoseconds>(*options.handshake_timeout)
-                                      : std::nullopt);
+    const transport::Deadline deadline = transport::Deadline::from(
+        options.handshake_timeout ? std::optional<std::chrono::nanoseconds>(*options.handshake_timeout) : std::nullopt);
     connect_socket(guard.get(), where, address);
     if (options.authkey) {
         transport::Handshake handshake(transport::HandshakeRole::client, options.authkey->bytes(), options.legacy_md5);

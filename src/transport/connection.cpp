@@ -14,6 +14,7 @@
 
 #include "transport/fd_io.hpp"
 #include "transport/frame.hpp"
+#include "transport/framed_channel.hpp"
 
 namespace mproc {
 
@@ -36,9 +37,10 @@ constexpr std::uint64_t kMaxFrameLength = static_cast<std::uint64_t>(INT64_MAX);
 
 }  // namespace
 
-// Where a frame's bytes come from: first what recv<T> read ahead, then the descriptor.
+// Where a frame's bytes come from: first what recv<T> read ahead, then the descriptor, read
+// exactly (never past the frame: other processes may read the same descriptor after it).
 struct FrameSource {
-    int fd;
+    transport::FramedChannel channel;
     std::span<const std::byte> ahead;
 
     // One read's worth (> 0), 0 at end of file. Blocks on a non-blocking descriptor.
@@ -49,11 +51,7 @@ struct FrameSource {
             ahead = ahead.subspan(n);
             return n;
         }
-        for (;;) {
-            const std::ptrdiff_t n = transport::read_some(fd, into, "recv");
-            if (n != transport::kWouldBlock) return static_cast<std::size_t>(n);
-            transport::wait_fd(fd, POLLIN, std::nullopt);
-        }
+        return channel.read_some(into);
     }
 
     // Fills `into` unless end of file comes first; returns the bytes filled.
@@ -70,6 +68,11 @@ struct FrameSource {
 
 // Reading one frame, shared by recv_bytes, recv_bytes_into and recv<T>.
 struct ConnectionAccess {
+    // The connection's descriptor as a framed channel (borrowed: the Connection owns it).
+    static transport::FramedChannel channel(const Connection& c) noexcept {
+        return transport::FramedChannel::borrowing(c.fd_, c.is_socket_, c.max_message_size_);
+    }
+
     // Reads a frame header and returns the payload length; throws EOFError at a clean end and
     // ProtocolError (after closing) for a malformed or over-limit header.
     static std::uint64_t read_length(Connection& c, FrameSource& source, std::optional<std::size_t> maxlength) {
@@ -172,6 +175,7 @@ Connection& Connection::operator=(const Connection& other) {
 Connection::~Connection() { close(); }
 
 void Connection::close() noexcept {
+    // An int, not a UniqueFd: the public header keeps the descriptor as its API shows it.
     transport::close_fd(std::exchange(fd_, -1));
     // Python keeps readable/writable after close; the checks look at closed() first.
 }
@@ -206,10 +210,9 @@ void Connection::check_writable() const {
 }
 
 void Connection::send_frame(std::span<const std::byte> payload) {
-    const transport::FrameHeader header = transport::encode_frame_header(payload.size());
     std::size_t written = 0;
     try {
-        transport::write_all(fd_, is_socket_, header.view(), payload, "send", written);
+        ConnectionAccess::channel(*this).send(payload, detail::Deadline::never(), written);
     } catch (const OSError&) {
         // Half a frame on the wire: whatever the peer reads next is out of step.
         if (written > 0) close();
@@ -218,16 +221,10 @@ void Connection::send_frame(std::span<const std::byte> payload) {
 }
 
 void Connection::send_framed_scratch() {
-    const std::size_t payload = send_scratch_.size() - kFrameLengthSize;
-    if (payload > transport::kMaxShortLength) {
-        send_frame(std::span(send_scratch_).subspan(kFrameLengthSize));  // the 12-byte long form
-        return;
-    }
-    const transport::FrameHeader header = transport::encode_frame_header(payload);
-    std::copy_n(header.bytes.begin(), kFrameLengthSize, send_scratch_.begin());
+    static_assert(kFrameLengthSize == transport::kShortHeaderSize);
     std::size_t written = 0;
     try {
-        transport::write_all(fd_, is_socket_, send_scratch_, {}, "send", written);
+        ConnectionAccess::channel(*this).send_prefixed(send_scratch_, detail::Deadline::never(), written);
     } catch (const OSError&) {
         if (written > 0) close();
         throw;
@@ -244,7 +241,7 @@ void Connection::send_bytes(std::span<const std::byte> data, std::size_t offset,
 
 std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxlength) {
     check_readable();
-    FrameSource source{fd_, {}};
+    FrameSource source{ConnectionAccess::channel(*this), {}};
     const std::uint64_t length = ConnectionAccess::read_length(*this, source, maxlength);
     std::vector<std::byte> message;
     ConnectionAccess::read_payload(*this, source, message, length);
@@ -254,7 +251,7 @@ std::vector<std::byte> Connection::recv_bytes(std::optional<std::size_t> maxleng
 std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t offset) {
     check_readable();
     if (offset > buffer.size()) throw UsageError("offset too large");
-    FrameSource source{fd_, {}};
+    FrameSource source{ConnectionAccess::channel(*this), {}};
     const std::uint64_t length = ConnectionAccess::read_length(*this, source, std::nullopt);
     const std::size_t room = buffer.size() - offset;
     if (length > room) {
@@ -270,7 +267,7 @@ std::size_t Connection::recv_bytes_into(std::span<std::byte> buffer, std::size_t
 
 std::span<const std::byte> Connection::recv_frame_into_scratch(std::size_t expected_size) {
     check_readable();
-    FrameSource source{fd_, {}};
+    FrameSource source{ConnectionAccess::channel(*this), {}};
     std::byte ahead[kFrameLengthSize + kMaxFixedReadAhead];
     if (expected_size > 0) {
         const std::size_t n = source.read_some(std::span(ahead, kFrameLengthSize + expected_size));
@@ -294,7 +291,7 @@ void Connection::trim_scratch(std::vector<std::byte>& scratch) noexcept {
 
 bool Connection::poll_for(std::optional<std::chrono::nanoseconds> timeout) {
     check_readable();
-    return transport::wait_fd(fd_, POLLIN, transport::deadline_after(timeout)) == transport::Readiness::ready;
+    return transport::wait_fd(fd_, POLLIN, detail::Deadline::from(timeout)) == transport::Readiness::ready;
 }
 
 std::pair<Connection, Connection> Pipe(bool duplex) {
@@ -317,9 +314,9 @@ std::vector<std::size_t> wait_ready(std::span<const int> fds, std::optional<std:
         if (fds[i] < 0) throw UsageError("wait(): invalid file descriptor " + std::to_string(fds[i]));
         watched[i] = pollfd{fds[i], POLLIN, 0};
     }
-    const transport::Deadline deadline = transport::deadline_after(timeout);
+    const auto deadline = mproc::detail::Deadline::from(timeout);
     for (;;) {
-        const auto left = transport::remaining(deadline);
+        const auto left = deadline.remaining();
         timespec ts{};
         if (left) {
             const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*left);

@@ -57,20 +57,6 @@ timespec to_timespec(std::chrono::nanoseconds ns) {
 
 }  // namespace
 
-Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout) {
-    if (!timeout) return std::nullopt;
-    const Clock::time_point now = Clock::now();
-    if (*timeout > Clock::time_point::max() - now) return std::nullopt;
-    return now + *timeout;
-}
-
-std::optional<std::chrono::nanoseconds> remaining(const Deadline& deadline) {
-    if (!deadline) return std::nullopt;
-    const auto left = *deadline - Clock::now();
-    if (left <= Clock::duration::zero()) return std::chrono::nanoseconds::zero();
-    return std::chrono::duration_cast<std::chrono::nanoseconds>(left);
-}
-
 bool is_socket(int fd) {
     struct stat st {};
     if (::fstat(fd, &st) < 0) throw OSError("fstat", errno);
@@ -118,12 +104,12 @@ std::ptrdiff_t write_some(int fd, bool socket, std::span<const std::byte> first,
 }
 
 void write_all(int fd, bool socket, std::span<const std::byte> first, std::span<const std::byte> second,
-               const char* what, std::size_t& written) {
+               const char* what, std::size_t& written, const Deadline& deadline) {
     written = 0;
     while (!first.empty() || !second.empty()) {
         const std::ptrdiff_t n = write_some(fd, socket, first, second, what);
         if (n == kWouldBlock) {
-            wait_fd(fd, POLLOUT, std::nullopt);
+            if (wait_fd(fd, POLLOUT, deadline) == Readiness::timed_out) throw TimeoutError("timed out waiting to send");
             continue;
         }
         auto advance = static_cast<std::size_t>(n);
@@ -137,7 +123,7 @@ void write_all(int fd, bool socket, std::span<const std::byte> first, std::span<
 Readiness wait_fd(int fd, short events, const Deadline& deadline) {
     pollfd watched{fd, events, 0};
     for (;;) {
-        const auto left = remaining(deadline);
+        const auto left = deadline.remaining();
         timespec ts{};
         if (left) ts = to_timespec(*left);
         const int n = ::ppoll(&watched, 1, left ? &ts : nullptr, nullptr);

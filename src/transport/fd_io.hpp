@@ -1,23 +1,17 @@
 #pragma once
 // System-call level I/O for connections: reads and writes that retry EINTR, never raise SIGPIPE,
 // and waits that keep a deadline across interruptions.
-#include <chrono>
 #include <cstddef>
-#include <optional>
 #include <span>
 
+#include "base/deadline.hpp"
 #include "base/unique_fd.hpp"
 
 namespace mproc::transport {
 
 using detail::close_fd;
 
-using Clock = std::chrono::steady_clock;
-// nullopt: no deadline, wait as long as it takes.
-using Deadline = std::optional<Clock::time_point>;
-
-// The deadline `timeout` from now (nullopt stays nullopt); saturates instead of overflowing.
-Deadline deadline_after(std::optional<std::chrono::nanoseconds> timeout);
+using detail::Deadline;
 
 // Whether `fd` is a socket (writes then use send with MSG_NOSIGNAL). OSError if it is not open.
 bool is_socket(int fd);
@@ -34,10 +28,11 @@ std::ptrdiff_t read_some(int fd, std::span<std::byte> into, const char* what);
 std::ptrdiff_t write_some(int fd, bool socket, std::span<const std::byte> first, std::span<const std::byte> second,
                           const char* what);
 
-// Writes all of `first` then `second`, waiting for room on a non-blocking descriptor. Returns
-// normally or throws OSError; `written` says how far it got either way.
+// Writes all of `first` then `second`, waiting for room on a non-blocking descriptor until
+// `deadline` (TimeoutError then). Returns normally or throws OSError; `written` says how far it
+// got either way.
 void write_all(int fd, bool socket, std::span<const std::byte> first, std::span<const std::byte> second,
-               const char* what, std::size_t& written);
+               const char* what, std::size_t& written, const Deadline& deadline = Deadline::never());
 
 enum class Readiness { ready, timed_out };
 
@@ -45,9 +40,6 @@ enum class Readiness { ready, timed_out };
 // the deadline passes. EINTR is retried with the time that remains. OSError(EBADF) when `fd` is
 // not open.
 Readiness wait_fd(int fd, short events, const Deadline& deadline);
-
-// ppoll(2)'s timeout for a deadline: nullopt for none, zero once passed.
-std::optional<std::chrono::nanoseconds> remaining(const Deadline& deadline);
 
 // Sets or clears O_NONBLOCK.
 void set_nonblocking(int fd, bool nonblocking);

@@ -30,7 +30,7 @@ namespace mproc {
 
 namespace {
 
-using transport::Clock;
+using Clock = std::chrono::steady_clock;
 
 // How many connections one pass of the loop takes from the kernel's queue.
 constexpr int kAcceptBatch = 64;
@@ -39,7 +39,7 @@ constexpr int kAcceptBatch = 64;
 constexpr auto kDescriptorShortageRest = std::chrono::milliseconds(100);
 
 struct PendingPeer {
-    int fd = -1;
+    detail::UniqueFd fd;
     std::unique_ptr<transport::Handshake> handshake;
     Clock::time_point deadline;
     Address peer;
@@ -55,7 +55,7 @@ struct ReadyPeer {
 struct Listener::Impl {
     ListenerOptions options;
     Family family = Family::af_unix;
-    int fd = -1;
+    detail::UniqueFd fd;
     Address address;
     pid_t creator = 0;
     // The socket file this listener created (removed on close by the creating process).
@@ -69,12 +69,11 @@ struct Listener::Impl {
     ~Impl() { close(); }
 
     void close() noexcept {
-        for (PendingPeer& p : pending) transport::close_fd(p.fd);
         pending.clear();
         ready.clear();
         failures.clear();
-        if (fd >= 0) {
-            transport::close_fd(std::exchange(fd, -1));
+        if (fd) {
+            fd.reset();
             if (!socket_file.empty() && creator == ::getpid()) ::unlink(socket_file.c_str());
         }
     }
@@ -114,7 +113,7 @@ void Listener::Impl::open() {
             "allow_abstract_namespace");
 
     const transport::SocketAddress where = transport::to_socket_address(address);
-    transport::FdGuard guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
+    detail::UniqueFd guard(::socket(transport::socket_family(family), SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (guard.get() < 0) throw OSError("socket", errno);
     if (family == Family::af_inet) {
         const int on = 1;  // as Python: a restarted server can bind while old connections linger
@@ -149,11 +148,11 @@ void Listener::Impl::open() {
     }
     transport::set_nonblocking(guard.get(), true);
     creator = ::getpid();
-    fd = guard.release();
+    fd = std::move(guard);
 }
 
 void Listener::Impl::make_ready(int peer_fd, Address peer) {
-    transport::FdGuard guard(peer_fd);
+    detail::UniqueFd guard(peer_fd);
     transport::set_nonblocking(peer_fd, false);
     Connection connection = Connection::from_fd(guard.release(), true, true);
     connection.set_max_message_size(options.max_message_size);
@@ -169,11 +168,10 @@ void Listener::Impl::admit(int peer_fd, Address peer, Clock::time_point now) {
         // The oldest pending peer has had the most time to answer and has not.
         get_logger().debug("Listener: dropping the oldest pending peer ({}) to admit a new one",
                            connection::to_string(pending.front().peer));
-        transport::close_fd(pending.front().fd);
         pending.pop_front();
     }
     PendingPeer p;
-    p.fd = peer_fd;
+    p.fd.reset(peer_fd);
     p.handshake = std::make_unique<transport::Handshake>(transport::HandshakeRole::server, options.authkey->bytes(),
                                                          options.legacy_md5);
     p.deadline = now + options.handshake_timeout;
@@ -186,22 +184,22 @@ bool Listener::Impl::progress(PendingPeer& p) {
     // Room for the largest handshake frame; the machine never asks for more than one frame part.
     std::byte buffer[transport::kMaxHeaderSize + kMaxHandshakeMessageSize];
     auto drop = [&p] {
-        transport::close_fd(std::exchange(p.fd, -1));
+        p.fd.reset();
         return false;
     };
     try {
         for (;;) {
             while (!p.handshake->output().empty()) {
-                const std::ptrdiff_t n = transport::write_some(p.fd, true, p.handshake->output(), {}, "handshake");
+                const std::ptrdiff_t n = transport::write_some(p.fd.get(), true, p.handshake->output(), {}, "handshake");
                 if (n == transport::kWouldBlock) return true;
                 p.handshake->consume_output(static_cast<std::size_t>(n));
             }
             if (p.handshake->done()) {
-                make_ready(std::exchange(p.fd, -1), std::move(p.peer));
+                make_ready(p.fd.release(), std::move(p.peer));
                 return false;
             }
             const std::size_t want = p.handshake->wanted();
-            const std::ptrdiff_t n = transport::read_some(p.fd, std::span(buffer, want), "handshake");
+            const std::ptrdiff_t n = transport::read_some(p.fd.get(), std::span(buffer, want), "handshake");
             if (n == transport::kWouldBlock) return true;
             if (n == 0) return drop();  // left before authenticating: nothing to report
             try {
@@ -211,7 +209,7 @@ bool Listener::Impl::progress(PendingPeer& p) {
                 const auto rest = p.handshake->output();
                 if (!rest.empty()) {
                     try {
-                        transport::write_some(p.fd, true, rest, {}, "handshake");
+                        transport::write_some(p.fd.get(), true, rest, {}, "handshake");
                     } catch (const OSError&) {
                     }
                 }
@@ -229,7 +227,7 @@ void Listener::Impl::accept_new_peers(Clock::time_point now) {
     for (int i = 0; i < kAcceptBatch; ++i) {
         transport::SocketAddress peer;
         peer.length = sizeof peer.storage;
-        const int peer_fd = ::accept4(fd, peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        const int peer_fd = ::accept4(fd.get(), peer.get(), &peer.length, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (peer_fd < 0) {
             switch (errno) {
                 case EAGAIN:
@@ -257,8 +255,8 @@ void Listener::Impl::accept_new_peers(Clock::time_point now) {
 }
 
 std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nanoseconds> timeout) {
-    if (fd < 0) throw OSError("listener is closed");
-    const transport::Deadline deadline = transport::deadline_after(timeout);
+    if (!fd) throw OSError("listener is closed");
+    const transport::Deadline deadline = transport::Deadline::from(timeout);
     std::vector<pollfd> watched;
     for (;;) {
         if (!ready.empty()) {
@@ -275,15 +273,20 @@ std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nano
 
         Clock::time_point now = Clock::now();
         const bool accepting = now >= accept_rests_until;
-        std::optional<Clock::time_point> wake = deadline;
-        if (!accepting) wake = std::min(wake.value_or(accept_rests_until), accept_rests_until);
+        // The wait ends at the deadline, or earlier when accepting resumes or a peer's time is up.
+        detail::Timeout left = deadline.remaining();
+        auto wake_by = [&left, now](Clock::time_point when) {
+            const auto until = std::max(std::chrono::nanoseconds::zero(),
+                                        std::chrono::duration_cast<std::chrono::nanoseconds>(when - now));
+            left = left ? std::min(*left, until) : until;
+        };
+        if (!accepting) wake_by(accept_rests_until);
         watched.clear();
-        watched.push_back(pollfd{accepting ? fd : -1, POLLIN, 0});
+        watched.push_back(pollfd{accepting ? fd.get() : -1, POLLIN, 0});
         for (const PendingPeer& p : pending) {
-            watched.push_back(pollfd{p.fd, static_cast<short>(p.handshake->output().empty() ? POLLIN : POLLOUT), 0});
-            wake = std::min(wake.value_or(p.deadline), p.deadline);
+            watched.push_back(pollfd{p.fd.get(), static_cast<short>(p.handshake->output().empty() ? POLLIN : POLLOUT), 0});
+            wake_by(p.deadline);
         }
-        const auto left = transport::remaining(wake);
         timespec ts{};
         if (left) {
             const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(*left);
@@ -299,19 +302,18 @@ std::optional<Connection> Listener::Impl::accept(std::optional<std::chrono::nano
             for (std::size_t i = 1; i < watched.size(); ++i) {
                 if (watched[i].revents == 0) continue;
                 PendingPeer& p = pending[i - 1];
-                if (!progress(p)) p.fd = -1;
+                if (!progress(p)) p.fd.reset();
             }
-            std::erase_if(pending, [](const PendingPeer& p) { return p.fd < 0; });
+            std::erase_if(pending, [](const PendingPeer& p) { return !p.fd; });
             if (watched[0].revents != 0) accept_new_peers(now);
         }
         std::erase_if(pending, [now](PendingPeer& p) {
             if (p.deadline > now) return false;
             get_logger().debug("Listener: peer {} did not complete the authentication handshake in time",
                                connection::to_string(p.peer));
-            transport::close_fd(p.fd);
             return true;
         });
-        if (ready.empty() && failures.empty() && deadline && now >= *deadline) return std::nullopt;
+        if (ready.empty() && failures.empty() && deadline.passed()) return std::nullopt;
     }
 }
 
@@ -335,7 +337,7 @@ void Listener::close() noexcept {
     if (impl_) impl_->close();
 }
 
-bool Listener::closed() const noexcept { return !impl_ || impl_->fd < 0; }
+bool Listener::closed() const noexcept { return !impl_ || !impl_->fd; }
 
 const Address& Listener::address() const {
     if (!impl_) throw OSError("listener is closed");

@@ -20,8 +20,6 @@
 
 namespace mproc::transport {
 
-FdGuard::~FdGuard() { close_fd(fd_); }
-
 int socket_family(Family family) noexcept { return family == Family::af_unix ? AF_UNIX : AF_INET; }
 
 bool is_abstract(const Address& address) noexcept {

@@ -30,18 +30,4 @@ Address from_socket_address(const SocketAddress& address, Family family);
 // True for an AF_UNIX address in Linux's abstract namespace (a path starting with '\0').
 bool is_abstract(const Address& address) noexcept;
 
-// Owns a descriptor until release().
-class FdGuard {
-public:
-    explicit FdGuard(int fd) noexcept : fd_(fd) {}
-    FdGuard(const FdGuard&) = delete;
-    FdGuard& operator=(const FdGuard&) = delete;
-    ~FdGuard();
-    int get() const noexcept { return fd_; }
-    int release() noexcept { return std::exchange(fd_, -1); }
-
-private:
-    int fd_;
-};
-
 }  // namespace mproc::transport
