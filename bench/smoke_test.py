@@ -1,8 +1,9 @@
 """bench.smoke: the tooling works end to end; nothing about speed.
 
-usage: smoke_test.py MPROC_BENCH REPORT
+usage: smoke_test.py MPROC_BENCH REPORT COMPARE
 Runs one short round of the process figures, checks that every line is a well-formed row for
-both mproc and raw, and that bench/report turns them into a markdown table.
+both mproc and raw, that bench/report turns them into a markdown table, and that bench/compare
+lists every figure, finds a run within noise of itself and flags a figure that doubled.
 """
 
 import json
@@ -10,7 +11,7 @@ import subprocess
 import sys
 import tempfile
 
-bench_program, report_script = sys.argv[1], sys.argv[2]
+bench_program, report_script, compare_script = sys.argv[1], sys.argv[2], sys.argv[3]
 
 output = subprocess.run([bench_program, "--json", "--rounds", "1", "--min-time", "0.001", "process."],
                         check=True, capture_output=True, text=True).stdout
@@ -30,6 +31,22 @@ with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as jsonl:
     # The report runs under this interpreter: the table needs no matplotlib.
     table = subprocess.run([sys.executable, report_script, jsonl.name],
                            check=True, capture_output=True, text=True).stdout
+    same = subprocess.run([sys.executable, compare_script, jsonl.name, jsonl.name],
+                          check=True, capture_output=True, text=True).stdout
+    for name in names:
+        assert f"| {name} | mproc |" in same and f"| {name} | raw |" in same, (name, same)
+    assert "0 figure(s) outside" in same, same
+    with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as slower:
+        for row in rows:
+            if row["impl"] == "mproc":
+                factor = 0.5 if row["unit"].endswith("/s") else 2.0
+                row = dict(row, value=row["value"] * factor, min=row["value"] * factor, max=row["value"] * factor)
+            slower.write(json.dumps(row) + "\n")
+        slower.flush()
+        flagged = subprocess.run([sys.executable, compare_script, jsonl.name, slower.name],
+                                 check=True, capture_output=True, text=True).stdout
+    assert f"{len(names)} figure(s) outside" in flagged, flagged
+    assert "2.00x" in flagged, flagged
 lines = table.splitlines()
 assert lines[0].startswith("| figure | unit | mproc | raw | python |"), table
 for name in names:
