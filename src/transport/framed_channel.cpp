@@ -16,8 +16,10 @@ namespace mproc::transport {
 
 namespace {
 
-// An input buffer that grew for one large message shrinks back to this once it is empty.
-constexpr std::size_t kKeep = FramedChannel::kReadChunk;
+// An input buffer that grew past this for one large message shrinks back to kReadChunk once it is
+// empty. Below it the buffer keeps its size: a stream of frames of some hundred kilobytes (a
+// pool's chunks) must not allocate and zero-fill a fresh buffer for every frame.
+constexpr std::size_t kShrinkAbove = std::size_t{16} << 20;
 // A read is given at least this much room; the buffer is compacted (or grown) to make it.
 constexpr std::size_t kMinRoom = 4096;
 
@@ -114,7 +116,7 @@ bool FramedChannel::flush_all(const detail::Deadline& deadline) {
 FramedChannel::Read FramedChannel::read_available(bool dont_wait) {
     if (begin_ == end_) {
         begin_ = end_ = 0;
-        if (in_.size() > kKeep) std::vector<std::byte>(kKeep).swap(in_);
+        if (in_.size() > kShrinkAbove) std::vector<std::byte>(kReadChunk).swap(in_);
     }
     if (in_.size() - end_ < kMinRoom && begin_ > 0) {
         std::memmove(in_.data(), in_.data() + begin_, end_ - begin_);
@@ -122,7 +124,7 @@ FramedChannel::Read FramedChannel::read_available(bool dont_wait) {
         begin_ = 0;
     }
     // Memory grows with the bytes that arrive, not with the length a peer announces.
-    if (in_.size() - end_ < kMinRoom) in_.resize(std::max(kKeep, in_.size() * 2));
+    if (in_.size() - end_ < kMinRoom) in_.resize(std::max(kReadChunk, in_.size() * 2));
     const std::span<std::byte> room(in_.data() + end_, in_.size() - end_);
     std::ptrdiff_t n;
     if (dont_wait && socket_) {
