@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     const auto squares = pool.map(square, std::views::iota(0, 50));
     pool.close();
     pool.join();
-    std::printf("ranks %d -> %d; tasks ok %d, lost %d, other %d; after: %d\n", ranks_before, ranks_after, ok, lost, other,
+    std::printf("ranks %d -> %d, tasks ok %d, lost %d, other %d, after: %d\n", ranks_before, ranks_after, ok, lost, other,
                 squares.at(49));
     std::fflush(stdout);
     const bool held = ranks_after == ranks_before - 1 && lost >= 1 && other == 0 && ok + lost == 60 && squares.at(49) == 2401;

@@ -33,7 +33,7 @@ mproc_add_mpi_test(mpi.pool.tcp conformance
 mproc_add_mpi_test(mpi.pool.without_mpirun conformance
   ${run_mpi} --within 240 --expect "mproc::mpi: one rank only" -- $<TARGET_FILE:mpi_pool_test>)
 mproc_add_mpi_test(mpi.rank_loss.recovery faults
-  ${run_mpi} --within 120 --expect "ranks 2 -> 1; tasks ok \\d+, lost \\d+, other 0; after: 2401"
+  ${run_mpi} --within 120 --expect "ranks 2 -> 1, tasks ok \\d+, lost \\d+, other 0, after: 2401"
              --expect "first loss: MPI rank [12] on .* was lost: nothing heard from it"
              -- ${mpirun} --enable-recovery -np 3 $<TARGET_FILE:mpi_rank_loss>)
 mproc_add_mpi_test(mpi.rank_loss.default faults
