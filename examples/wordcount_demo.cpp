@@ -129,13 +129,10 @@ Run count_in_one_process(const std::vector<std::pair<std::uintmax_t, std::string
     return run;
 }
 
-Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& files, std::optional<int> workers,
-                    const mproc::ProgressCallback& progress) {
-    Run run;
-    const auto start = Clock::now();
-    mproc::Pool pool({.processes = workers});
-    run.starting = Clock::now() - start;
-    run.workers = pool.processes();
+// The map-reduce on any pool (a local Pool here; the same code runs on another mproc::BasicPool).
+// Adds to `counts`; the caller closes the pool.
+void count_words(mproc::BasicPool& pool, const std::vector<std::pair<std::uintmax_t, std::string>>& files,
+                 Counts& counts, const mproc::ProgressCallback& progress) {
     // Four batches a worker: few messages, and a worker that finishes early takes another batch.
     const auto batches = balance(files, 4 * static_cast<std::size_t>(pool.processes()));
     std::size_t done = 0;
@@ -143,9 +140,19 @@ Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& f
     auto results = pool.imap_unordered(count_files, batches);
     while (auto result = results.next()) {
         auto& [count, table] = *result;
-        for (auto& [word, n] : table) run.counts[std::move(word)] += n;
+        for (auto& [word, n] : table) counts[std::move(word)] += n;
         if (progress) progress(done += count, files.size());
     }
+}
+
+Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& files, std::optional<int> workers,
+                    const mproc::ProgressCallback& progress) {
+    Run run;
+    const auto start = Clock::now();
+    mproc::Pool pool({.processes = workers});
+    run.starting = Clock::now() - start;
+    run.workers = pool.processes();
+    count_words(pool, files, run.counts, progress);
     run.time = Clock::now() - start;
     pool.close();
     pool.join();

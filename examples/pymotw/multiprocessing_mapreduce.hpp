@@ -1,5 +1,6 @@
 #pragma once
-// SimpleMapReduce: a single-machine MapReduce on a Pool (PyMOTW's multiprocessing_mapreduce.py).
+// SimpleMapReduce: a MapReduce on a pool (PyMOTW's multiprocessing_mapreduce.py): a Pool of its own,
+// or any mproc::BasicPool the caller lends it.
 //
 //   std::vector<std::pair<std::string, int>> file_to_words(const std::string& filename);
 //   std::pair<std::string, int> count_words(const std::pair<std::string, std::vector<int>>& item);
@@ -7,11 +8,14 @@
 //   SimpleMapReduce mapper(file_to_words, count_words);     // starts cpu_count workers
 //   std::vector<std::pair<std::string, int>> counts = mapper(filenames);
 //
+//   SimpleMapReduce on_mine(my_pool, file_to_words, count_words);  // any mproc::BasicPool, borrowed
+//
 // The map function turns one input into a sequence of (key, value) pairs; the reduce function
 // turns one (key, all values of that key) item into one result. Both run in the pool's workers,
 // which exist before any input does, so they must be functions or lambdas without captures, and
 // inputs, keys, values and results must be Encodable (mproc/codec.hpp). Keys must be hashable.
 #include <cstddef>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <ranges>
@@ -24,14 +28,23 @@
 template <class MapFn, class ReduceFn>
 class SimpleMapReduce {
 public:
-    // num_workers unset: the pool's default size.
+    // Starts a Pool of its own; num_workers unset: the pool's default size.
     SimpleMapReduce(MapFn map_func, ReduceFn reduce_func, std::optional<int> num_workers = std::nullopt)
-        : map_func_(map_func), reduce_func_(reduce_func), pool_({.processes = num_workers}) {}
+        : map_func_(map_func),
+          reduce_func_(reduce_func),
+          own_pool_(std::make_unique<mproc::Pool>(mproc::PoolOptions{.processes = num_workers})),
+          pool_(own_pool_.get()) {}
+    // Runs on `pool`, which the caller owns, closes and joins: it must outlive this object.
+    SimpleMapReduce(mproc::BasicPool& pool, MapFn map_func, ReduceFn reduce_func)
+        : map_func_(map_func), reduce_func_(reduce_func), pool_(&pool) {}
 
-    // Python leaves the pool to the exit-time finalizers; closing lets the workers end normally.
+    // Python leaves the pool to the exit-time finalizers; closing its own pool lets the workers end
+    // normally. A borrowed pool is left as it is.
     ~SimpleMapReduce() {
-        pool_.close();
-        pool_.join();
+        if (own_pool_) {
+            own_pool_->close();
+            own_pool_->join();
+        }
     }
     SimpleMapReduce(const SimpleMapReduce&) = delete;
     SimpleMapReduce& operator=(const SimpleMapReduce&) = delete;
@@ -57,16 +70,17 @@ public:
         using Input = std::ranges::range_value_t<Inputs>;
         using Mapped = std::decay_t<std::invoke_result_t<MapFn&, Input&>>;  // a sequence of (key, value)
         mproc::MapOptions<Mapped> options{.chunksize = chunksize, .on_progress = std::move(on_progress)};
-        const std::vector<Mapped> map_responses = pool_.map(map_func_, std::forward<Inputs>(inputs), std::move(options));
+        const std::vector<Mapped> map_responses = pool_->map(map_func_, std::forward<Inputs>(inputs), std::move(options));
 
         std::vector<std::ranges::range_value_t<Mapped>> mapped_values;
         for (const auto& response : map_responses) mapped_values.insert(mapped_values.end(), response.begin(), response.end());
         const auto partitioned_data = partition(mapped_values);
-        return pool_.map(reduce_func_, partitioned_data);
+        return pool_->map(reduce_func_, partitioned_data);
     }
 
 private:
     MapFn map_func_;
     ReduceFn reduce_func_;
-    mproc::Pool pool_;
+    std::unique_ptr<mproc::Pool> own_pool_;  // null when the pool is borrowed
+    mproc::BasicPool* pool_;
 };

@@ -1,5 +1,10 @@
 #pragma once
-// Pool: a fixed set of worker processes that run tasks (Python's multiprocessing.pool.Pool).
+// Pool: a fixed set of worker processes that run tasks (Python's multiprocessing.pool.Pool), and
+// BasicPool, the interface every pool of mproc offers: the calls (apply, map, starmap, imap, close,
+// terminate, join) are written once, in BasicPool, over what an implementation provides (how many
+// tasks run at once, taking chunks of work, whether it still takes them). Pool runs the chunks on
+// local worker processes; mproc::mpi::Pool (docs/mpi.md) on the ranks of an MPI job. Code written
+// against `BasicPool&` runs on either.
 //
 //   int square(int x) { return x * x; }
 //   mproc::Pool pool({.processes = 4});
@@ -32,8 +37,8 @@
 // is logged and does not stop the pool. A task's exception reaches get() as TaskError, carrying the
 // original type name and message.
 //
-// Lifetime: the destructor does what Python's `with Pool() as p:` does on exit, terminate(): call
-// close() and join() first to let queued work finish.
+// Lifetime: Pool's destructor does what Python's `with Pool() as p:` does on exit, terminate():
+// call close() and join() first to let queued work finish.
 //
 // This header shows the API; what the templates build (the task entries a worker runs, the result
 // sinks, the state an AsyncResult shares with the dispatcher) is in detail/pool_task.hpp and
@@ -185,7 +190,7 @@ public:
     }
 
 private:
-    friend class Pool;
+    friend class BasicPool;
     explicit AsyncResult(std::shared_ptr<detail::ResultState<T>> state) : state_(std::move(state)) {}
     T take() {
         std::lock_guard lock(state_->mutex);
@@ -236,7 +241,7 @@ public:
     std::default_sentinel_t end() { return {}; }
 
 private:
-    friend class Pool;
+    friend class BasicPool;
     explicit IMapIterator(std::shared_ptr<detail::ImapFeed<R>> feed) : feed_(std::move(feed)) {}
     std::optional<R> next_impl(std::optional<std::chrono::nanoseconds> timeout);
 
@@ -246,15 +251,19 @@ private:
     std::size_t buffer_pos_ = 0;
 };
 
-class Pool {
+// What every pool offers. The templates turn a call into chunks of encoded work (detail::ChunkTask)
+// and hand them to submit(); an implementation runs them wherever its workers are and delivers
+// each chunk's outcome to the chunk's sink. The guarantees above that name no local process (no
+// task lost, terminate() fails what is unfinished, imap's bounded input) hold for every
+// implementation.
+class BasicPool {
 public:
-    explicit Pool(PoolOptions options = {});
-    ~Pool();
-    Pool(const Pool&) = delete;
-    Pool& operator=(const Pool&) = delete;
+    virtual ~BasicPool();
+    BasicPool(const BasicPool&) = delete;
+    BasicPool& operator=(const BasicPool&) = delete;
 
-    int processes() const noexcept;
-    StartMethod start_method() const noexcept;
+    // How many tasks can run at once (the workers).
+    virtual int processes() const noexcept = 0;
 
     // ---- apply ----
     template <class F, class... Args>
@@ -325,19 +334,36 @@ public:
     // No new tasks; every queued task still runs (workers that retire or die meanwhile are
     // replaced), then the workers exit. An imap still being read has the rest of its input taken
     // and sent now, so its results keep coming (an endless input makes this endless too).
-    void close();
+    virtual void close() = 0;
     // Stops the workers now; unfinished tasks fail with ProcessError("pool terminated").
-    void terminate();
+    virtual void terminate() = 0;
     // Waits for the workers to exit; UsageError("Pool is still running") before close/terminate.
     // When it returns, every AsyncResult of this pool is ready.
-    void join();
+    virtual void join() = 0;
 
-    // The live workers (for monitoring; killing one is a fault the pool survives).
-    std::vector<Process> workers() const;
-
-private:
+protected:
+    BasicPool() = default;
     friend struct detail::PoolAccess;
 
+    // Hands chunks to the implementation; UsageError("Pool not running") once closed or terminated.
+    virtual void submit(std::vector<detail::ChunkTask> tasks) = 0;
+    // Whether submit() still takes chunks; check_running() throws UsageError("Pool not running")
+    // when not.
+    virtual bool running() const noexcept = 0;
+
+    // Sends the rest of the input of every imap started before close(), while the pool still takes
+    // tasks, so that their results keep coming (read lazily until here; Python's task handler reads
+    // it all at once). An implementation's close() calls this first.
+    void send_open_inputs();
+    // Registers an imap's input, whose rest send_open_inputs() sends.
+    void watch_input(const std::shared_ptr<detail::InputFeed>& feed);
+    // Items per map task when the caller gives none: Python's rule, ceil(items / (4 × processes())).
+    std::size_t default_chunksize(std::size_t items) const;
+    // How many imap chunks may be in flight beyond those taken.
+    std::size_t imap_window() const;
+    void check_running() const;
+
+private:
     template <class F, class... Args>
     static void check_star_task(std::tuple<Args...>*) {
         detail::check_task<F, Args...>();
@@ -354,23 +380,39 @@ private:
     template <class F, class Range>
     auto imap_like(F function, Range&& items, std::size_t chunksize, bool ordered);
 
-    // Hands chunks to the dispatcher; UsageError("Pool not running") once closed.
-    void submit(std::vector<detail::ChunkTask> tasks);
-    // Registers an imap's input, whose rest close() sends.
-    void watch_input(const std::shared_ptr<detail::InputFeed>& feed);
-    std::size_t default_chunksize(std::size_t items) const;
-    std::size_t imap_window() const;
-    void check_running() const;
-
-    std::unique_ptr<detail::PoolCore> core_;
     std::mutex inputs_mutex_;
     std::vector<std::weak_ptr<detail::InputFeed>> inputs_;  // imaps whose input may not be all sent
+};
+
+// The pool of local worker processes.
+class Pool final : public BasicPool {
+public:
+    explicit Pool(PoolOptions options = {});
+    // terminate(), as Python's `with Pool() as p:` on exit, and waits for the dispatcher thread:
+    // it has stopped before BasicPool's part of the object goes.
+    ~Pool() override;
+
+    int processes() const noexcept override;
+    StartMethod start_method() const noexcept;
+
+    void close() override;
+    void terminate() override;
+    void join() override;
+
+    // The live workers (for monitoring; killing one is a fault the pool survives).
+    std::vector<Process> workers() const;
+
+private:
+    void submit(std::vector<detail::ChunkTask> tasks) override;
+    bool running() const noexcept override;
+
+    std::unique_ptr<detail::PoolCore> core_;
 };
 
 // ---- What the templates above do --------------------------------------------------------------
 
 template <class F, class... Args, class R>
-AsyncResult<R> Pool::apply_like(ApplyOptions<R> options, F&& function, Args&&... args) {
+AsyncResult<R> BasicPool::apply_like(ApplyOptions<R> options, F&& function, Args&&... args) {
     using Fn = std::decay_t<F>;
     auto state = std::make_shared<detail::ResultState<R>>();
     state->callback = std::move(options.callback);
@@ -384,7 +426,7 @@ AsyncResult<R> Pool::apply_like(ApplyOptions<R> options, F&& function, Args&&...
 }
 
 template <class F, class T, class R, class Range>
-AsyncResult<std::vector<R>> Pool::map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options) {
+AsyncResult<std::vector<R>> BasicPool::map_like(detail::ChunkEntry entry, F function, Range&& items, MapOptions<R> options) {
     check_running();
     std::vector<T> all;
     if constexpr (std::ranges::sized_range<Range>) all.reserve(std::ranges::size(items));
@@ -422,7 +464,7 @@ AsyncResult<std::vector<R>> Pool::map_like(detail::ChunkEntry entry, F function,
 }
 
 template <class F, class Range>
-auto Pool::imap_like(F function, Range&& items, std::size_t chunksize, bool ordered) {
+auto BasicPool::imap_like(F function, Range&& items, std::size_t chunksize, bool ordered) {
     using T = std::ranges::range_value_t<Range>;
     using R = detail::call_result_t<F, T>;
     detail::check_task<F, T>();
@@ -479,7 +521,7 @@ std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanosecon
     }
 }
 
-void detail::PoolAccess::submit(Pool& pool, std::vector<ChunkTask> tasks) { pool.submit(std::move(tasks)); }
-void detail::PoolAccess::watch_input(Pool& pool, const std::shared_ptr<InputFeed>& feed) { pool.watch_input(feed); }
+void detail::PoolAccess::submit(BasicPool& pool, std::vector<ChunkTask> tasks) { pool.submit(std::move(tasks)); }
+void detail::PoolAccess::watch_input(BasicPool& pool, const std::shared_ptr<InputFeed>& feed) { pool.watch_input(feed); }
 
 }  // namespace mproc

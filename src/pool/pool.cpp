@@ -828,15 +828,9 @@ void PoolCore::run() {
 
 // ---------------------------------------------------------------------------------------------
 
-Pool::Pool(PoolOptions options) : core_(std::make_unique<detail::PoolCore>(std::move(options))) {}
-Pool::~Pool() = default;
+BasicPool::~BasicPool() = default;
 
-int Pool::processes() const noexcept { return core_->processes; }
-StartMethod Pool::start_method() const noexcept { return core_->method; }
-void Pool::submit(std::vector<detail::ChunkTask> tasks) { core_->submit(std::move(tasks)); }
-void Pool::close() {
-    // The imaps started before close() get the rest of their input sent now, while the pool still
-    // takes tasks (lazily read until here; Python's task handler reads it all at once).
+void BasicPool::send_open_inputs() {
     std::vector<std::shared_ptr<detail::InputFeed>> open_inputs;
     {
         std::lock_guard lock(inputs_mutex_);
@@ -844,32 +838,46 @@ void Pool::close() {
             if (auto feed = weak.lock()) open_inputs.push_back(std::move(feed));
         inputs_.clear();
     }
-    if (core_->running()) {
+    if (running()) {
         for (auto& feed : open_inputs) feed->take_all();
     }
-    core_->close();
 }
 
-void Pool::watch_input(const std::shared_ptr<detail::InputFeed>& feed) {
+void BasicPool::watch_input(const std::shared_ptr<detail::InputFeed>& feed) {
     std::lock_guard lock(inputs_mutex_);
     std::erase_if(inputs_, [](const auto& weak) { return weak.expired(); });
     inputs_.push_back(feed);
 }
-void Pool::terminate() { core_->terminate(); }
-void Pool::join() { core_->join(); }
-std::vector<Process> Pool::workers() const { return core_->workers(); }
 
-void Pool::check_running() const {
-    if (!core_->running()) throw UsageError("Pool not running");
+void BasicPool::check_running() const {
+    if (!running()) throw UsageError("Pool not running");
 }
 
-std::size_t Pool::default_chunksize(std::size_t items) const {
-    const std::size_t per = static_cast<std::size_t>(core_->processes) * 4;
+std::size_t BasicPool::default_chunksize(std::size_t items) const {
+    const std::size_t per = static_cast<std::size_t>(processes()) * 4;
     std::size_t chunksize = items / per;
     if (items % per != 0) ++chunksize;
     return std::max<std::size_t>(chunksize, 1);
 }
 
-std::size_t Pool::imap_window() const { return static_cast<std::size_t>(core_->processes) * 16; }
+std::size_t BasicPool::imap_window() const { return static_cast<std::size_t>(processes()) * 16; }
+
+// ---------------------------------------------------------------------------------------------
+
+Pool::Pool(PoolOptions options) : core_(std::make_unique<detail::PoolCore>(std::move(options))) {}
+// The core's destructor terminates and joins the dispatcher.
+Pool::~Pool() = default;
+
+int Pool::processes() const noexcept { return core_->processes; }
+StartMethod Pool::start_method() const noexcept { return core_->method; }
+void Pool::submit(std::vector<detail::ChunkTask> tasks) { core_->submit(std::move(tasks)); }
+bool Pool::running() const noexcept { return core_->running(); }
+void Pool::close() {
+    send_open_inputs();
+    core_->close();
+}
+void Pool::terminate() { core_->terminate(); }
+void Pool::join() { core_->join(); }
+std::vector<Process> Pool::workers() const { return core_->workers(); }
 
 }  // namespace mproc

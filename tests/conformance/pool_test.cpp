@@ -15,9 +15,12 @@
 #include <random>
 #include <ranges>
 #include <set>
+#include <sstream>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <typeinfo>
+#include <utility>
 #include <vector>
 
 #include "mproc/context.hpp"
@@ -25,6 +28,7 @@
 #include "mproc/progress.hpp"
 #include "mproc/synchronize.hpp"
 #include "helpers/pool_test_helpers.hpp"
+#include "multiprocessing_mapreduce.hpp"
 
 using namespace std::chrono_literals;
 using mproc::StartMethod;
@@ -90,6 +94,78 @@ std::atomic<long long> items_taken{0};
 int counted(int x) {
     ++items_taken;
     return x;
+}
+
+// One interface for every pool: Pool is one implementation of it, and what the interface alone
+// cannot be (copied, made) it is not.
+static_assert(std::is_base_of_v<mproc::BasicPool, mproc::Pool>);
+static_assert(std::is_abstract_v<mproc::BasicPool>);
+static_assert(!std::is_abstract_v<mproc::Pool>);
+static_assert(std::has_virtual_destructor_v<mproc::BasicPool>);
+static_assert(!std::is_copy_constructible_v<mproc::BasicPool> && !std::is_copy_assignable_v<mproc::BasicPool>);
+
+std::vector<int> squares_below(int n) {
+    std::vector<int> squares;
+    for (int i = 0; i < n; ++i) squares.push_back(i * i);
+    return squares;
+}
+
+// Code that knows only the interface, as code meant for any pool does: every kind of call, then
+// close and join.
+void run_generic(mproc::BasicPool& pool) {
+    ASSERT_GE(pool.processes(), 1);
+    auto sum = pool.apply_async(add, 40, 2);
+    mproc::ApplyOptions<int> with_callback;
+    std::atomic<int> called_back{0};
+    with_callback.callback = [&called_back](const int& v) { called_back = v; };
+    auto squared = pool.apply_async(with_callback, square, 9);
+    EXPECT_EQ(pool.apply(square, 5), 25);
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 300)), squares_below(300));
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 300), 7), squares_below(300));
+    EXPECT_EQ(pool.starmap(add, std::vector<std::pair<int, int>>{{1, 2}, {3, 4}}), (std::vector<int>{3, 7}));
+    EXPECT_EQ(pool.starmap_async(add, std::vector<std::tuple<int, int>>{{10, 20}}).get(10s), (std::vector<int>{30}));
+
+    std::vector<int> ordered;
+    for (int v : pool.imap(square, std::views::iota(0, 200))) ordered.push_back(v);
+    EXPECT_EQ(ordered, squares_below(200));
+    std::multiset<int> unordered;
+    auto it = pool.imap_unordered(square, std::views::iota(0, 200), 3);
+    while (auto v = it.next(10s)) unordered.insert(*v);
+    EXPECT_EQ(unordered, std::multiset<int>(ordered.begin(), ordered.end()));
+
+    EXPECT_EQ(sum.get(10s), 42);
+    EXPECT_EQ(squared.get(10s), 81);
+    EXPECT_EQ(called_back.load(), 81);
+
+    // Work still under way at close() finishes; an imap not yet read has its whole input sent.
+    auto pending = pool.map_async(slow_identity, std::views::iota(0, 50));
+    auto unread = pool.imap(square, std::views::iota(0, 500));
+    pool.close();
+    try {
+        pool.apply(square, 1);
+        ADD_FAILURE() << "a closed pool took a task";
+    } catch (const mproc::UsageError& e) {
+        EXPECT_STREQ(e.what(), "Pool not running");
+    }
+    pool.join();
+    EXPECT_TRUE(pending.ready()) << "join() returned before a result was ready";
+    std::vector<int> identities(50);
+    std::iota(identities.begin(), identities.end(), 0);
+    EXPECT_EQ(pending.get(), identities);
+    std::vector<int> late;
+    while (auto v = unread.next(10s)) late.push_back(*v);
+    EXPECT_EQ(late, squares_below(500));
+}
+
+// SimpleMapReduce's map and reduce: words of a line, and a word's total.
+std::vector<std::pair<std::string, int>> words_of(const std::string& line) {
+    std::vector<std::pair<std::string, int>> pairs;
+    std::istringstream in(line);
+    for (std::string word; in >> word;) pairs.emplace_back(word, 1);
+    return pairs;
+}
+std::pair<std::string, int> total_of(const std::pair<std::string, std::vector<int>>& occurrences) {
+    return {occurrences.first, std::accumulate(occurrences.second.begin(), occurrences.second.end(), 0)};
 }
 
 class PoolTest : public mproc_test::PoolFixture {};
@@ -386,6 +462,30 @@ TEST_P(PoolTest, ProgressIsReported) {
     EXPECT_FALSE(bar.drawing());
     o.on_progress = bar;
     EXPECT_EQ(pool.map(square, std::views::iota(0, 100), o).size(), 100u);
+}
+
+TEST_P(PoolTest, CodeWrittenAgainstBasicPoolRunsOnAPool) {
+    mproc::Pool pool(options());
+    run_generic(pool);
+}
+
+TEST_P(PoolTest, SimpleMapReduceOnABorrowedPoolCountsAsOnItsOwn) {
+    const std::vector<std::string> lines{"the cat sat", "the dog sat on the cat", "a dog", "", "on"};
+    const std::vector<std::pair<std::string, int>> expected{{"the", 3}, {"cat", 2}, {"sat", 2},
+                                                            {"dog", 2}, {"on", 2},  {"a", 1}};
+    SimpleMapReduce own(words_of, total_of, 2);
+    EXPECT_EQ(own(lines), expected);
+
+    mproc::Pool pool(options());
+    mproc::BasicPool& any_pool = pool;
+    {
+        SimpleMapReduce borrowed(any_pool, words_of, total_of);
+        EXPECT_EQ(borrowed(lines), expected);
+        EXPECT_EQ(borrowed(lines, 2), expected);
+    }
+    EXPECT_EQ(pool.apply(square, 3), 9) << "the mapper closed a pool it did not own";
+    pool.close();
+    pool.join();
 }
 
 TEST(PoolOptionsTest, BadOptionsAreRefused) {

@@ -214,11 +214,11 @@ struct ImapFeed final : InputFeed {
     // Returns the next chunk's encoded inputs, or nullopt when the input is done.
     using ChunkSource = std::function<std::optional<std::vector<std::byte>>()>;
 
-    ImapFeed(Pool& pool_, CallSite site_, std::shared_ptr<StreamSink<R>> sink_, ChunkSource source_,
+    ImapFeed(BasicPool& pool_, CallSite site_, std::shared_ptr<StreamSink<R>> sink_, ChunkSource source_,
              std::size_t window_)
         : pool(&pool_), site(site_), sink(std::move(sink_)), source(std::move(source_)), window(window_) {}
 
-    Pool* pool;
+    BasicPool* pool;
     CallSite site;
     std::shared_ptr<StreamSink<R>> sink;
     ChunkSource source;

@@ -1,8 +1,9 @@
 #pragma once
 // A pool task as the dispatcher sees it (pool floor, machinery of pool.hpp): what a worker runs
 // for one chunk (the entry templates and the call site that names them), where the chunk's outcome
-// goes (ResultSink), the chunk itself (ChunkTask), and the one way in to Pool's dispatcher for the
-// code beside Pool that makes tasks (PoolAccess: the imap feeds, the managed pool's server side).
+// goes (ResultSink), the chunk itself (ChunkTask), and the one way in to a pool's implementation
+// for the code beside the pool that makes tasks (PoolAccess: the imap feeds, the managed pool's
+// server side).
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -19,7 +20,7 @@
 
 namespace mproc {
 
-class Pool;
+class BasicPool;
 
 namespace detail {
 
@@ -143,12 +144,12 @@ public:
 // The dispatcher: the thread that owns the workers (src/pool/pool.cpp).
 class PoolCore;
 
-// The dispatcher's door, which Pool keeps private: hands chunks to it ("Pool not running"
-// UsageError once the pool is closed), and registers an imap's input, whose rest close() sends.
-// Defined in pool.hpp, after Pool.
+// The implementation's door, which BasicPool keeps protected: hands chunks to it ("Pool not
+// running" UsageError once the pool is closed), and registers an imap's input, whose rest close()
+// sends. Defined in pool.hpp, after Pool.
 struct PoolAccess {
-    static inline void submit(Pool& pool, std::vector<ChunkTask> tasks);
-    static inline void watch_input(Pool& pool, const std::shared_ptr<InputFeed>& feed);
+    static inline void submit(BasicPool& pool, std::vector<ChunkTask> tasks);
+    static inline void watch_input(BasicPool& pool, const std::shared_ptr<InputFeed>& feed);
 };
 
 }  // namespace detail
