@@ -94,7 +94,7 @@ struct PoolOptions {
     // Chunks sent to a rank and not yet answered, per worker of that rank: enough to keep its
     // workers busy across the network's round trip. The tasks a lost rank held are at most this
     // many per worker.
-    std::size_t chunks_in_flight_per_worker = 8;
+    std::size_t chunks_in_flight_per_worker = 32;
 };
 
 // A BasicPool over the serving ranks. One mpi::Pool at a time (UsageError otherwise). Construct

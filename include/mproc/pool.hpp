@@ -523,5 +523,6 @@ std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanosecon
 
 void detail::PoolAccess::submit(BasicPool& pool, std::vector<ChunkTask> tasks) { pool.submit(std::move(tasks)); }
 void detail::PoolAccess::watch_input(BasicPool& pool, const std::shared_ptr<InputFeed>& feed) { pool.watch_input(feed); }
+bool detail::PoolAccess::running(const BasicPool& pool) noexcept { return pool.running(); }
 
 }  // namespace mproc

@@ -37,6 +37,8 @@ std::exception_ptr error_of(const TaskResult& result, const std::string& where) 
 }
 
 constexpr std::size_t kBatchBytes = 4u << 20;  // a larger batch is sent in several messages
+constexpr std::chrono::microseconds kSpinWhileTasksOut{2000};
+constexpr std::chrono::microseconds kSpinWhenIdle{50};
 
 }  // namespace
 
@@ -196,7 +198,10 @@ void Dispatcher::loop() {
         }
 
         if (busy) backoff_.active();
-        auto wait = backoff_.next_wait();
+        // While tasks are out, their answers are due within a round trip: keep polling for them.
+        bool waiting_for_answers = false;
+        for (const auto& rank : ranks_) waiting_for_answers |= !rank.in_flight.empty() || (rank.alive && rank.awaiting);
+        auto wait = backoff_.next_wait(waiting_for_answers ? kSpinWhileTasksOut : kSpinWhenIdle);
         if (!sends_done) wait = std::min(wait, std::chrono::microseconds(50));
         if (wait == std::chrono::microseconds::zero()) {
             sched_yield();
@@ -436,11 +441,8 @@ void Dispatcher::lose(int index, const std::string& why) {
     messenger_.forget(index);
     const std::string what = fmt::format("{} was lost: {}", describe(index), why);
     std::fprintf(stderr, "mproc::mpi: %s; %zu task(s) it held fail with WorkerLostError\n", what.c_str(), rank.in_flight.size());
-    const auto error = std::make_exception_ptr(WorkerLostError(what, rank.pid, 0));
-    std::size_t failed = 0;
-    for (auto& [id, task] : rank.in_flight) fail(task, error), ++failed;
-    rank.in_flight.clear();
     {
+        // Before the tasks fail: whoever sees their errors sees the pool without the rank.
         std::lock_guard lock(mutex_);
         any_lost_ = true;
         if (was_in_pool && active_ != Command::start) {
@@ -448,6 +450,10 @@ void Dispatcher::lose(int index, const std::string& why) {
             shape_.ranks -= 1;
         }
     }
+    const auto error = std::make_exception_ptr(WorkerLostError(what, rank.pid, 0));
+    std::size_t failed = 0;
+    for (auto& [id, task] : rank.in_flight) fail(task, error), ++failed;
+    rank.in_flight.clear();
     count_settled(failed);
 }
 

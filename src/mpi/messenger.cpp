@@ -29,6 +29,7 @@ Messenger::~Messenger() {
 void Messenger::send(int rank, int tag, std::vector<std::byte> bytes) {
     if (bytes.size() > static_cast<std::size_t>(INT_MAX))
         throw ProcessError("MPI message of " + std::to_string(bytes.size()) + " bytes is over MPI's limit of 2 GiB");
+    std::lock_guard lock(mutex_);
     auto& send = sends_.emplace_back(Send{rank, MPI_REQUEST_NULL, std::move(bytes)});
     const int rc = MPI_Isend(send.bytes.data(), static_cast<int>(send.bytes.size()), MPI_BYTE, rank, tag, comm_,
                              &send.request);
@@ -52,6 +53,7 @@ std::optional<Messenger::Received> Messenger::receive(int source, int tag) {
 }
 
 bool Messenger::progress() {
+    std::lock_guard lock(mutex_);
     for (auto it = sends_.begin(); it != sends_.end();) {
         int done = 0;
         MPI_Test(&it->request, &done, MPI_STATUS_IGNORE);
@@ -61,6 +63,7 @@ bool Messenger::progress() {
 }
 
 void Messenger::forget(int rank) {
+    std::lock_guard lock(mutex_);
     for (auto it = sends_.begin(); it != sends_.end();) {
         if (it->rank != rank) {
             ++it;

@@ -1,11 +1,13 @@
 #pragma once
 // The one place the mpi floor talks to MPI for its messages: non-blocking sends whose buffers it
 // keeps until MPI is done with them, and matched probes for what has arrived. Nothing here
-// blocks, so a rank that dies never wedges the caller; a lost rank's sends are dropped.
+// blocks, so a rank that dies never wedges the caller; a lost rank's sends are dropped. Several
+// threads may send (MPI runs in MPI_THREAD_MULTIPLE); one receives.
 #include <mpi.h>
 
 #include <cstddef>
 #include <list>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -43,6 +45,7 @@ private:
         std::vector<std::byte> bytes;
     };
     MPI_Comm comm_;
+    std::mutex mutex_;  // the sends in progress
     std::list<Send> sends_;
     std::vector<std::vector<std::byte>> abandoned_;  // buffers of cancelled sends MPI may still read
 };

@@ -90,9 +90,15 @@ struct TaskResult {
     int pid = 0;       // worker_lost: the worker
     int exitcode = 0;
 
+    // A value carries only its bytes: most results are values, and small ones.
     template <class Archive>
     void serialize(Archive& ar) {
-        ar(id, outcome, value, type_name, message, pid, exitcode);
+        ar(id, outcome);
+        if (outcome == Outcome::value) {
+            ar(value);
+        } else {
+            ar(type_name, message, pid, exitcode);
+        }
     }
 };
 

@@ -1,14 +1,16 @@
 // A serving rank (every rank but 0): it takes rank 0's pools one after the other and runs their
 // tasks, each in a local mproc::Pool (a crash stays a WorkerLostError) or, when asked, in the rank
-// itself; it answers in batches and says it is alive, and it exits when rank 0's program ends.
+// itself, on its main thread, a batch at a time; it answers in batches, and a thread of its own
+// says it is alive (also while a long task runs in the rank), and it exits when rank 0's program
+// ends.
 #include <cxxabi.h>
 #include <sched.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <mutex>
 #include <optional>
 #include <thread>
@@ -19,6 +21,7 @@
 #include "mpi/messenger.hpp"
 #include "mpi/protocol.hpp"
 #include "mpi/runtime.hpp"
+#include "mproc/logging.hpp"
 #include "mproc/pool.hpp"
 #include "process/process_access.hpp"
 
@@ -28,6 +31,9 @@ namespace {
 using ::mproc::detail::CallSite;
 using ::mproc::detail::ChunkEntry;
 using ::mproc::detail::ChunkTask;
+
+// In-rank results of a batch are sent as soon as this many bytes of them are ready.
+constexpr std::size_t kEagerResultBytes = 64 * 1024;
 
 // A pool's initializer, as it travels: its portable call, run in each worker.
 void run_encoded_call(const std::vector<std::byte>& call) {
@@ -95,6 +101,15 @@ public:
         }
         outbox_changed_.notify_one();
     }
+    void post_all(std::vector<TaskResult>& results) {
+        if (results.empty()) return;
+        {
+            std::lock_guard lock(mutex_);
+            for (auto& result : results) outbox_.push_back(std::move(result));
+        }
+        results.clear();
+        outbox_changed_.notify_one();
+    }
 
 private:
     class Sink final : public ::mproc::detail::ResultSink {
@@ -112,19 +127,16 @@ private:
         Server& server_;
     };
 
-    struct InRankTask {
-        std::uint64_t id;
-        CallSite site;
-        std::vector<std::byte> arguments;
-    };
-
     // Ends the process on stop.
     void handle(std::span<const std::byte> bytes);
     void start(const PoolSpec& spec);
     void run_tasks(TaskBatch batch);
+    void start_local_pool();
     void end_pool(bool terminate);
-    void executor_loop();
+    TaskResult run_in_rank(const TaskMessage& task, const CallSite& site);
+    void heartbeat_loop();
     [[noreturn]] void exit_now(bool finalize, int status);
+    void send(std::vector<std::byte> message);
     void send_results();
 
     const Runtime& runtime_;
@@ -135,29 +147,30 @@ private:
     std::condition_variable outbox_changed_;
     std::vector<TaskResult> outbox_;
 
+    using Clock = std::chrono::steady_clock;
+    static std::int64_t now_ns() { return Clock::now().time_since_epoch().count(); }
+
     std::uint64_t pool_id_ = 0;
-    bool run_in_rank_ = false;
+    PoolSpec spec_;
     std::unique_ptr<mproc::Pool> local_;
     std::shared_ptr<Sink> sink_;
     std::vector<std::optional<CallSite>> sites_;
     std::vector<std::string> site_errors_;
 
-    // In-rank mode: one thread runs the tasks, so that the loop keeps answering heartbeats.
-    std::mutex executor_mutex_;
-    std::condition_variable executor_wake_;
-    std::deque<InRankTask> executor_queue_;
-    std::optional<std::thread> executor_;
+    // The heartbeat thread's view of the main loop: when it last sent, when rank 0 last spoke.
+    std::atomic<std::int64_t> last_sent_ns_{now_ns()};
+    std::atomic<std::int64_t> last_from_root_ns_{now_ns()};
+    std::atomic<bool> stopping_{false};
+    std::thread heartbeat_;
 };
 
 void Server::run() {
-    using Clock = std::chrono::steady_clock;
-    auto last_from_root = Clock::now();
-    auto last_sent = Clock::now();
+    heartbeat_ = std::thread([this] { heartbeat_loop(); });
     for (;;) {
         bool busy = false;
         while (auto received = messenger_.receive(0, kToServer)) {
             busy = true;
-            last_from_root = Clock::now();
+            last_from_root_ns_.store(now_ns(), std::memory_order_relaxed);
             handle(received->bytes);  // ends the process on stop
         }
         bool have_results = false;
@@ -165,24 +178,14 @@ void Server::run() {
             std::lock_guard lock(mutex_);
             have_results = !outbox_.empty();
         }
-        const auto now = Clock::now();
         if (have_results) {
             send_results();
             busy = true;
-            last_sent = now;
-        } else if (now - last_sent >= runtime_.options.heartbeat_interval) {
-            messenger_.send(0, kToRoot, message(RootMessage::heartbeat));
-            last_sent = now;
-        }
-        if (now - last_from_root > runtime_.options.heartbeat_timeout) {
-            std::fprintf(stderr, "mproc::mpi: rank %d on %s: nothing heard from rank 0 for %lld ms; exiting\n",
-                         runtime_.rank, runtime_.host.c_str(),
-                         static_cast<long long>(runtime_.options.heartbeat_timeout.count()));
-            exit_now(false, 1);
         }
         const bool sends_done = messenger_.progress();
         if (busy) backoff_.active();
-        auto wait = backoff_.next_wait();
+        // Rank 0's next batch tends to follow an answer within a round trip: keep polling for it.
+        auto wait = backoff_.next_wait(std::chrono::microseconds(1000));
         if (!sends_done) wait = std::min(wait, std::chrono::microseconds(50));
         if (wait == std::chrono::microseconds::zero()) {
             sched_yield();
@@ -193,13 +196,35 @@ void Server::run() {
     }
 }
 
+void Server::heartbeat_loop() {
+    const auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(runtime_.options.heartbeat_interval);
+    const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(runtime_.options.heartbeat_timeout);
+    while (!stopping_.load(std::memory_order_acquire)) {
+        std::this_thread::sleep_for(runtime_.options.heartbeat_interval / 4);
+        const std::int64_t now = now_ns();
+        if (now - last_sent_ns_.load(std::memory_order_relaxed) >= interval.count()) send(message(RootMessage::heartbeat));
+        if (now - last_from_root_ns_.load(std::memory_order_relaxed) > timeout.count()) {
+            std::fprintf(stderr, "mproc::mpi: rank %d on %s: nothing heard from rank 0 for %lld ms; exiting\n",
+                         runtime_.rank, runtime_.host.c_str(),
+                         static_cast<long long>(runtime_.options.heartbeat_timeout.count()));
+            std::fflush(nullptr);
+            std::_Exit(1);  // the main thread may be inside a task: nothing else can be cleaned up safely
+        }
+    }
+}
+
+void Server::send(std::vector<std::byte> bytes) {
+    messenger_.send(0, kToRoot, std::move(bytes));
+    last_sent_ns_.store(now_ns(), std::memory_order_relaxed);
+}
+
 void Server::send_results() {
     std::vector<TaskResult> results;
     {
         std::lock_guard lock(mutex_);
         results.swap(outbox_);
     }
-    messenger_.send(0, kToRoot, message(RootMessage::results, results));
+    send(message(RootMessage::results, results));
 }
 
 void Server::handle(std::span<const std::byte> bytes) {
@@ -224,37 +249,57 @@ void Server::handle(std::span<const std::byte> bytes) {
         }
         throw DecodeError(fmt::format("a message of unknown kind {}", static_cast<int>(kind)));
     } catch (const std::exception& e) {
-        messenger_.send(0, kToRoot, message(RootMessage::protocol_error, std::string(e.what())));
+        send(message(RootMessage::protocol_error, std::string(e.what())));
     }
 }
 
 void Server::start(const PoolSpec& spec) {
     if (local_) end_pool(true);  // rank 0 lost track of the last one: it is over
     pool_id_ = spec.pool_id;
-    run_in_rank_ = spec.run_in_rank;
+    spec_ = spec;
     sites_.clear();
     site_errors_.clear();
     try {
         int workers = 1;
         if (spec.run_in_rank) {
             if (!spec.initializer.empty()) run_encoded_call(spec.initializer);
-            if (!executor_) executor_.emplace([this] { executor_loop(); });
         } else {
-            ::mproc::PoolOptions options;
-            options.processes = spec.workers;
-            options.context = spec.context;
-            options.maxtasksperchild = spec.maxtasksperchild;
-            if (spec.task_timeout_ms) options.task_timeout = std::chrono::milliseconds(*spec.task_timeout_ms);
-            if (!spec.initializer.empty()) options.initializer = Initializer(&run_encoded_call, spec.initializer);
-            local_ = std::make_unique<mproc::Pool>(std::move(options));
-            sink_ = std::make_shared<Sink>(*this);
+            start_local_pool();
             workers = local_->processes();
         }
-        messenger_.send(0, kToRoot, message(RootMessage::ready, Ready{spec.pool_id, workers, ::getpid(), runtime_.host}));
+        send(message(RootMessage::ready, Ready{spec.pool_id, workers, ::getpid(), runtime_.host}));
     } catch (const std::exception& e) {
         local_.reset();
-        messenger_.send(0, kToRoot, message(RootMessage::start_failed, std::string(e.what())));
+        send(message(RootMessage::start_failed, std::string(e.what())));
     }
+}
+
+void Server::start_local_pool() {
+    ::mproc::PoolOptions options;
+    options.processes = spec_.workers;
+    options.context = spec_.context;
+    options.maxtasksperchild = spec_.maxtasksperchild;
+    if (spec_.task_timeout_ms) options.task_timeout = std::chrono::milliseconds(*spec_.task_timeout_ms);
+    if (!spec_.initializer.empty()) options.initializer = Initializer(&run_encoded_call, spec_.initializer);
+    local_ = std::make_unique<mproc::Pool>(std::move(options));
+    if (!sink_) sink_ = std::make_shared<Sink>(*this);
+}
+
+TaskResult Server::run_in_rank(const TaskMessage& task, const CallSite& site) {
+    TaskResult result;
+    result.id = task.id;
+    try {
+        Encoder out(result.value);
+        Decoder in(task.arguments);
+        reinterpret_cast<ChunkEntry>(const_cast<void*>(site.entry))(site.function, in, out);
+    } catch (...) {
+        std::string message;
+        result.type_name = type_name_of(std::current_exception(), message);
+        result.message = std::move(message);
+        result.outcome = Outcome::task_error;
+        result.value.clear();
+    }
+    return result;
 }
 
 void Server::run_tasks(TaskBatch batch) {
@@ -275,6 +320,8 @@ void Server::run_tasks(TaskBatch batch) {
         }
     }
     std::vector<ChunkTask> tasks;
+    std::vector<TaskResult> done;  // in-rank results and refusals, posted together
+    std::size_t done_bytes = 0;
     for (auto& task : batch.tasks) {
         if (task.site >= sites_.size() || !sites_[task.site]) {
             TaskResult result;
@@ -284,15 +331,18 @@ void Server::run_tasks(TaskBatch batch) {
             result.message = task.site < site_errors_.size() && !site_errors_[task.site].empty()
                                  ? site_errors_[task.site]
                                  : fmt::format("MPI rank {}: a task for a call site it was never sent", runtime_.rank);
-            post(std::move(result));
+            done.push_back(std::move(result));
             continue;
         }
-        if (run_in_rank_) {
-            {
-                std::lock_guard lock(executor_mutex_);
-                executor_queue_.push_back(InRankTask{task.id, *sites_[task.site], std::move(task.arguments)});
+        if (spec_.run_in_rank) {
+            done.push_back(run_in_rank(task, *sites_[task.site]));
+            done_bytes += done.back().value.size() + 16;
+            // Small results travel together; large ones leave while the next task runs.
+            if (done_bytes >= kEagerResultBytes) {
+                post_all(done);
+                send_results();
+                done_bytes = 0;
             }
-            executor_wake_.notify_one();
             continue;
         }
         ChunkTask chunk;
@@ -302,12 +352,27 @@ void Server::run_tasks(TaskBatch batch) {
         chunk.chunk = static_cast<std::size_t>(task.id);
         tasks.push_back(std::move(chunk));
     }
+    post_all(done);
     if (tasks.empty()) return;
-    if (!local_) {
-        for (auto& task : tasks) post(result_of_error(task.chunk, std::make_exception_ptr(UsageError("Pool not running"))));
-        return;
+    // The local pool may have ended itself (its workers kept dying before they ran a task): this
+    // rank's pool starts again, and the batch fails only if that fails too.
+    std::vector<std::uint64_t> ids;
+    ids.reserve(tasks.size());
+    for (const auto& task : tasks) ids.push_back(task.chunk);
+    try {
+        if (local_ && !::mproc::detail::PoolAccess::running(*local_)) {
+            get_logger().warning("MPI rank {}: its local pool ended itself; starting it again", runtime_.rank);
+            local_->terminate();
+            local_->join();
+            local_.reset();
+        }
+        if (!local_) start_local_pool();
+        ::mproc::detail::PoolAccess::submit(*local_, std::move(tasks));
+    } catch (const std::exception& e) {
+        const auto error = std::make_exception_ptr(ProcessError(
+            fmt::format("MPI rank {} on {} could not run the task in its local pool: {}", runtime_.rank, runtime_.host, e.what())));
+        for (const auto id : ids) post(result_of_error(id, error));
     }
-    ::mproc::detail::PoolAccess::submit(*local_, std::move(tasks));
 }
 
 void Server::end_pool(bool terminate) {
@@ -320,40 +385,8 @@ void Server::end_pool(bool terminate) {
         local_->join();
         local_.reset();
     }
-    {
-        // In-rank: tasks not begun are dropped; the one running finishes, and its answer, for a
-        // pool that is over, is ignored by rank 0.
-        std::lock_guard lock(executor_mutex_);
-        executor_queue_.clear();
-    }
-    messenger_.send(0, kToRoot, message(RootMessage::ended, pool_id_));
+    send(message(RootMessage::ended, pool_id_));
     pool_id_ = 0;
-}
-
-void Server::executor_loop() {
-    for (;;) {
-        InRankTask task;
-        {
-            std::unique_lock lock(executor_mutex_);
-            executor_wake_.wait(lock, [this] { return !executor_queue_.empty(); });
-            task = std::move(executor_queue_.front());
-            executor_queue_.pop_front();
-        }
-        TaskResult result;
-        result.id = task.id;
-        try {
-            Encoder out(result.value);
-            Decoder in(task.arguments);
-            reinterpret_cast<ChunkEntry>(const_cast<void*>(task.site.entry))(task.site.function, in, out);
-        } catch (...) {
-            std::string message;
-            result.type_name = type_name_of(std::current_exception(), message);
-            result.message = std::move(message);
-            result.outcome = Outcome::task_error;
-            result.value.clear();
-        }
-        post(std::move(result));
-    }
 }
 
 void Server::exit_now(bool finalize, int status) {
@@ -363,11 +396,12 @@ void Server::exit_now(bool finalize, int status) {
         local_.reset();
     }
     if (!outbox_.empty()) send_results();
+    stopping_.store(true, std::memory_order_release);
+    heartbeat_.join();
     messenger_.drain(::mproc::detail::Deadline::after(runtime_.options.heartbeat_timeout));
     std::fflush(nullptr);
     if (finalize) MPI_Finalize();
-    // mproc's exit sequence runs (it stops a fork server the local pools used); an in-rank task
-    // still running ends with the process.
+    // mproc's exit sequence runs: it stops a fork server the local pools used.
     std::exit(status);
 }
 
