@@ -2,6 +2,8 @@
 
 #include <sched.h>
 
+#include <algorithm>
+
 #include <cstdio>
 
 #include <fmt/format.h>
@@ -367,8 +369,10 @@ bool Dispatcher::dispatch() {
         return true;
     }
     if (open.empty()) return false;
+    // Round robin, one task at a time, so that a short input spreads over every rank, starting
+    // where the last dispatch stopped, so that tasks submitted one by one spread too.
+    std::rotate(open.begin(), open.begin() + static_cast<std::ptrdiff_t>(next_rank_++ % open.size()), open.end());
 
-    // Round robin, one task at a time, so that a short input spreads over every rank.
     std::vector<TaskBatch> batches(ranks_.size());
     std::vector<std::size_t> batch_bytes(ranks_.size(), 0);
     std::vector<SiteDefinition> sites;

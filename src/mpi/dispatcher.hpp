@@ -127,6 +127,7 @@ private:
     std::deque<Task> pending_;
     std::uint64_t pool_id_ = 0;
     Command active_ = Command::none;
+    std::size_t next_rank_ = 0;  // where the next dispatch's round robin starts
     IdleBackoff backoff_;
     Clock::time_point last_ping_ = Clock::now();
     std::thread thread_;

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -123,6 +124,10 @@ TEST(MpiPool, TasksSpreadOverEveryRank) {
     mproc::mpi::Pool pool({.workers_per_rank = 1, .context = mproc::StartMethod::fork});
     const auto parents = pool.map(parent_pid, std::views::iota(0, 64), 1);
     const std::set<int> ranks(parents.begin(), parents.end());
+    // Tasks submitted one at a time, each waited for, spread too.
+    std::set<int> one_by_one;
+    for (int i = 0; i < 4 * mproc::mpi::size(); ++i) one_by_one.insert(pool.apply(parent_pid, i));
+    EXPECT_EQ(one_by_one, ranks);
     if (with_mpirun()) {
         EXPECT_EQ(ranks.size(), static_cast<std::size_t>(mproc::mpi::size() - 1));
         EXPECT_FALSE(ranks.contains(static_cast<int>(::getpid())));
@@ -165,6 +170,18 @@ TEST(MpiPool, AKilledWorkerFailsItsTaskAndThePoolGoesOn) {
     const auto squares = pool.map(square, std::views::iota(0, 100), 3);
     EXPECT_EQ(squares.at(99), 99 * 99);
     EXPECT_EQ(pool.processes(), processes);
+}
+
+TEST(MpiPool, ARankWhoseLocalPoolGaveUpStartsItAgain) {
+    // A local pool ends itself when its workers keep dying before they finish a task (more than
+    // 2 × processes + 3 such deaths); a serving rank then starts a new one for the next tasks
+    // instead of failing them. Under mpirun each rank sees about half of the kills.
+    mproc::mpi::Pool pool({.workers_per_rank = 1});
+    const int kills = with_mpirun() ? 8 * (mproc::mpi::size() - 1) : 3;
+    for (int i = 0; i < kills; ++i) EXPECT_THROW(pool.apply(kill_self, i), mproc::WorkerLostError) << "kill " << i;
+    EXPECT_EQ(pool.ranks(), std::max(0, mproc::mpi::size() - 1));
+    const auto squares = pool.map(square, std::views::iota(0, 40), 1);
+    EXPECT_EQ(squares.at(39), 39 * 39);
 }
 
 TEST(MpiPool, TaskTimeoutKillsTheTaskNotThePool) {
