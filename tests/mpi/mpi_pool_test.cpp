@@ -260,16 +260,27 @@ TEST(MpiPool, AnIdlePoolBurnsNoCore) {
     mproc::mpi::Pool pool({.workers_per_rank = 1, .context = mproc::StartMethod::fork});
     std::set<int> pids{static_cast<int>(::getpid())};
     for (int p : pool.map(parent_pid, std::views::iota(0, 16), 1)) pids.insert(p);
-    std::map<int, std::chrono::microseconds> before;
-    for (int pid : pids) before[pid] = cpu_time_of(pid);
-    const auto start = std::chrono::steady_clock::now();
-    std::this_thread::sleep_for(1s);  // the idleness being measured, not a wait for a state
-    const auto wall = std::chrono::steady_clock::now() - start;
-    for (int pid : pids) {
-        const auto used = cpu_time_of(pid) - before[pid];
-        // 10% of a CPU: an order of magnitude above what the back-off costs, far below a spin.
-        EXPECT_LT(used, std::chrono::duration_cast<std::chrono::microseconds>(wall) / 10) << "pid " << pid;
+    // A second of idleness, measured up to three times: a polling loop that burns a core uses
+    // most of every second, while a one-off stir (a worker starting, the machine's other load)
+    // spoils one second at most.
+    std::string verdict;
+    for (int attempt = 0; attempt < 3; ++attempt) {
+        std::map<int, std::chrono::microseconds> before;
+        for (int pid : pids) before[pid] = cpu_time_of(pid);
+        const auto start = std::chrono::steady_clock::now();
+        std::this_thread::sleep_for(1s);  // the idleness being measured, not a wait for a state
+        const auto wall = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start);
+        verdict.clear();
+        for (int pid : pids) {
+            const auto used = cpu_time_of(pid) - before[pid];
+            // 10% of a CPU: an order of magnitude above what the back-off costs, far below a spin.
+            if (used >= wall / 10)
+                verdict += "pid " + std::to_string(pid) + " used " + std::to_string(used.count()) + " us of CPU in " +
+                           std::to_string(wall.count()) + " us; ";
+        }
+        if (verdict.empty()) break;
     }
+    EXPECT_EQ(verdict, "");
 }
 
 }  // namespace
