@@ -161,6 +161,8 @@ private:
     std::atomic<std::int64_t> last_sent_ns_{now_ns()};
     std::atomic<std::int64_t> last_from_root_ns_{now_ns()};
     std::atomic<bool> stopping_{false};
+    std::mutex heartbeat_mutex_;
+    std::condition_variable heartbeat_stop_;
     std::thread heartbeat_;
 };
 
@@ -199,8 +201,13 @@ void Server::run() {
 void Server::heartbeat_loop() {
     const auto interval = std::chrono::duration_cast<std::chrono::nanoseconds>(runtime_.options.heartbeat_interval);
     const auto timeout = std::chrono::duration_cast<std::chrono::nanoseconds>(runtime_.options.heartbeat_timeout);
-    while (!stopping_.load(std::memory_order_acquire)) {
-        std::this_thread::sleep_for(runtime_.options.heartbeat_interval / 4);
+    for (;;) {
+        {
+            std::unique_lock lock(heartbeat_mutex_);
+            if (heartbeat_stop_.wait_for(lock, runtime_.options.heartbeat_interval / 4,
+                                         [this] { return stopping_.load(std::memory_order_acquire); }))
+                return;
+        }
         const std::int64_t now = now_ns();
         if (now - last_sent_ns_.load(std::memory_order_relaxed) >= interval.count()) send(message(RootMessage::heartbeat));
         if (now - last_from_root_ns_.load(std::memory_order_relaxed) > timeout.count()) {
@@ -396,7 +403,11 @@ void Server::exit_now(bool finalize, int status) {
         local_.reset();
     }
     if (!outbox_.empty()) send_results();
-    stopping_.store(true, std::memory_order_release);
+    {
+        std::lock_guard lock(heartbeat_mutex_);
+        stopping_.store(true, std::memory_order_release);
+    }
+    heartbeat_stop_.notify_one();
     heartbeat_.join();
     messenger_.drain(::mproc::detail::Deadline::after(runtime_.options.heartbeat_timeout));
     std::fflush(nullptr);
