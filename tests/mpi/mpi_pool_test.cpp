@@ -41,6 +41,10 @@ int kill_self(int) {
     ::raise(SIGKILL);
     return 0;
 }
+int kill_self_on_seven(int x) {
+    if (x == 7) ::raise(SIGKILL);
+    return x;
+}
 int sleep_ms(int ms) {
     std::this_thread::sleep_for(std::chrono::milliseconds(ms));
     return ms;
@@ -167,6 +171,24 @@ TEST(MpiPool, AKilledWorkerFailsItsTaskAndThePoolGoesOn) {
             EXPECT_NE(std::string(e.what()).find("MPI rank"), std::string::npos) << e.what();
         }
     }
+    // Mid-map: the map fails with the lost worker's error (as Python's map does with a task's),
+    // and an imap_unordered gives every other item.
+    EXPECT_THROW(pool.map(kill_self_on_seven, std::views::iota(0, 50), 1), mproc::WorkerLostError);
+    std::multiset<int> seen;
+    int lost_items = 0;
+    auto results = pool.imap_unordered(kill_self_on_seven, std::views::iota(0, 50), 1);
+    for (;;) {
+        try {
+            auto next = results.next(60s);
+            if (!next) break;
+            seen.insert(*next);
+        } catch (const mproc::WorkerLostError&) {
+            ++lost_items;
+        }
+    }
+    EXPECT_EQ(lost_items, 1);
+    EXPECT_EQ(seen.size(), 49u);
+    EXPECT_FALSE(seen.contains(7));
     const auto squares = pool.map(square, std::views::iota(0, 100), 3);
     EXPECT_EQ(squares.at(99), 99 * 99);
     EXPECT_EQ(pool.processes(), processes);
