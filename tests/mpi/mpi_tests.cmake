@@ -19,6 +19,12 @@ endforeach()
 set(mpirun ${MPIEXEC_EXECUTABLE})
 set(run_mpi ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/mpi/run_mpi.py)
 set(mpi_environment OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1)
+if(MPROC_SANITIZE)
+  # Open MPI's plug-ins, unloaded by MPI_Finalize, leave allocations that LeakSanitizer reports
+  # even for a correct two-line MPI program, and, unloaded, they cannot be named in a suppression:
+  # the MPI tests run with the address and undefined-behaviour checks but without leak detection.
+  list(APPEND mpi_environment "ASAN_OPTIONS=detect_leaks=0:abort_on_error=0")
+endif()
 
 function(mproc_add_mpi_test name label)
   add_test(NAME ${name} COMMAND ${ARGN})
