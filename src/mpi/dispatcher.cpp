@@ -220,7 +220,7 @@ bool Dispatcher::receive_all() {
     bool any = false;
     while (auto received = messenger_.receive(MPI_ANY_SOURCE, kToRoot)) {
         any = true;
-        handle(received->source, received->bytes);
+        handle(received->source, received->bytes());
     }
     return any;
 }

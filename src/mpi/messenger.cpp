@@ -47,8 +47,11 @@ std::optional<Messenger::Received> Messenger::receive(int source, int tag) {
     if (!arrived) return std::nullopt;
     int count = 0;
     MPI_Get_count(&status, MPI_BYTE, &count);
-    Received received{status.MPI_SOURCE, std::vector<std::byte>(static_cast<std::size_t>(count))};
-    check(MPI_Mrecv(received.bytes.data(), count, MPI_BYTE, &matched, MPI_STATUS_IGNORE), "receive");
+    Received received;
+    received.source = status.MPI_SOURCE;
+    received.size = static_cast<std::size_t>(count);
+    received.data.reset(new std::byte[received.size > 0 ? received.size : 1]);
+    check(MPI_Mrecv(received.data.get(), count, MPI_BYTE, &matched, MPI_STATUS_IGNORE), "receive");
     return received;
 }
 

@@ -7,8 +7,10 @@
 
 #include <cstddef>
 #include <list>
+#include <memory>
 #include <mutex>
 #include <optional>
+#include <span>
 #include <vector>
 
 #include "base/deadline.hpp"
@@ -26,7 +28,9 @@ public:
 
     struct Received {
         int source = 0;
-        std::vector<std::byte> bytes;
+        std::unique_ptr<std::byte[]> data;  // not zeroed first: MPI writes every byte
+        std::size_t size = 0;
+        std::span<const std::byte> bytes() const noexcept { return {data.get(), size}; }
     };
     // The next message on `tag` from `source` (MPI_ANY_SOURCE for any), if one has arrived.
     std::optional<Received> receive(int source, int tag);

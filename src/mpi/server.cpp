@@ -173,7 +173,7 @@ void Server::run() {
         while (auto received = messenger_.receive(0, kToServer)) {
             busy = true;
             last_from_root_ns_.store(now_ns(), std::memory_order_relaxed);
-            handle(received->bytes);  // ends the process on stop
+            handle(received->bytes());  // ends the process on stop
         }
         bool have_results = false;
         {
