@@ -375,11 +375,6 @@ bool Dispatcher::dispatch() {
 
     std::vector<TaskBatch> batches(ranks_.size());
     std::vector<std::size_t> batch_bytes(ranks_.size(), 0);
-    std::vector<SiteDefinition> sites;
-    {
-        std::lock_guard lock(mutex_);
-        sites = sites_;  // what the pool's threads defined so far; pending_ uses no other
-    }
     auto send_batch = [&](std::size_t r) {
         TaskBatch& batch = batches[r];
         if (batch.tasks.empty()) return;
@@ -397,7 +392,8 @@ bool Dispatcher::dispatch() {
             pending_.pop_front();
             if (rank.sites_known.size() <= task.site) rank.sites_known.resize(task.site + 1, false);
             if (!rank.sites_known[task.site]) {
-                batches[r].sites.push_back(sites.at(task.site));
+                std::lock_guard lock(mutex_);  // the pool's threads add sites; defined ones do not change
+                batches[r].sites.push_back(sites_.at(task.site));
                 rank.sites_known[task.site] = true;
             }
             batch_bytes[r] += task.arguments.size() + 16;
