@@ -11,6 +11,7 @@
 // variable.
 #include <algorithm>
 #include <chrono>
+#include <thread>
 
 namespace mproc::mpi::detail {
 
@@ -21,6 +22,13 @@ public:
 
     void active() noexcept { last_active_ = Clock::now(); }
 
+    // Between two polls of the spin window: the CPU is given up only every kPollsPerYield polls.
+    // A yield that hands the CPU to another poller costs a context switch (several microseconds,
+    // more under a hypervisor), which is as much as a message's whole trip.
+    void between_polls() noexcept {
+        if (++polls_ % kPollsPerYield == 0) std::this_thread::yield();
+    }
+
     // Zero: poll again now (after a yield). Otherwise sleep this long (or until woken).
     std::chrono::microseconds next_wait(std::chrono::microseconds spin_window) const noexcept {
         const auto idle = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - last_active_);
@@ -29,7 +37,9 @@ public:
     }
 
 private:
+    static constexpr unsigned kPollsPerYield = 32;
     Clock::time_point last_active_ = Clock::now();
+    unsigned polls_ = 0;
 };
 
 }  // namespace mproc::mpi::detail

@@ -206,7 +206,7 @@ void Dispatcher::loop() {
         auto wait = backoff_.next_wait(waiting_for_answers ? kSpinWhileTasksOut : kSpinWhenIdle);
         if (!sends_done) wait = std::min(wait, std::chrono::microseconds(50));
         if (wait == std::chrono::microseconds::zero()) {
-            sched_yield();
+            backoff_.between_polls();
             continue;
         }
         std::unique_lock lock(mutex_);

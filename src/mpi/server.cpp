@@ -190,7 +190,7 @@ void Server::run() {
         auto wait = backoff_.next_wait(std::chrono::microseconds(1000));
         if (!sends_done) wait = std::min(wait, std::chrono::microseconds(50));
         if (wait == std::chrono::microseconds::zero()) {
-            sched_yield();
+            backoff_.between_polls();
             continue;
         }
         std::unique_lock lock(mutex_);
