@@ -181,8 +181,8 @@ std::vector<Result> measure(const Figure& figure, const Options& options) {
     for (const Impl& impl : figure.impls) {
         Result result;
         result.impl = impl.name;
-        if (options.iterations) {
-            result.iterations = *options.iterations;
+        if (options.iterations || figure.fixed_iterations) {
+            result.iterations = options.iterations ? *options.iterations : *figure.fixed_iterations;
             impl.run(result.iterations);  // warm-up
         } else {
             result.iterations = calibrate(impl.run, options.min_time);
@@ -280,6 +280,10 @@ void require(bool condition, std::string_view what) {
     if (!condition) throw std::runtime_error(std::string(what));
 }
 
+void skip_unless(bool condition, std::string_view why) {
+    if (!condition) throw Skipped(std::string(why));
+}
+
 int run_cli(int argc, char** argv) {
     const Options options = parse_options(argc, argv);
     const std::vector<const Figure*> figures = select_figures(options.prefixes);
@@ -297,6 +301,9 @@ int run_cli(int argc, char** argv) {
         try {
             const std::vector<Result> results = measure(*figure, options);
             options.json ? print_json(*figure, results) : print_table(*figure, results);
+        } catch (const Skipped& e) {
+            std::fflush(stdout);
+            std::fprintf(stderr, "mproc_bench: %s: skipped: %s\n", figure->name.c_str(), e.what());
         } catch (const std::exception& e) {
             std::fflush(stdout);
             std::fprintf(stderr, "mproc_bench: %s: %s\n", figure->name.c_str(), e.what());

@@ -23,6 +23,8 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -56,6 +58,9 @@ struct Figure {
     Unit unit;
     std::string description;
     std::vector<Impl> impls;
+    // Iterations per batch instead of the calibration, for a figure whose batch does not last
+    // as long as it measures (the CPU time an idle pool uses): --iterations still overrides it.
+    std::optional<std::size_t> fixed_iterations{};
 };
 
 // Registers a figure during static initialization; one object per figure.
@@ -85,6 +90,14 @@ BatchFn each(Op op) {
 // A failed check inside a measured operation: a figure whose operation does not do what it
 // claims is not reported at all.
 void require(bool condition, std::string_view what);
+
+// A figure that cannot be measured in this run (the MPI figures without mpirun): thrown by
+// skip_unless, it leaves the figure out with the reason on stderr, and the exit status alone.
+class Skipped : public std::runtime_error {
+public:
+    using std::runtime_error::runtime_error;
+};
+void skip_unless(bool condition, std::string_view why);
 
 // Parses the command line, runs the selected figures and prints them; returns the exit status.
 int run_cli(int argc, char** argv);

@@ -3,7 +3,8 @@
 usage: smoke_test.py MPROC_BENCH REPORT COMPARE
 Runs one short round of the process figures, checks that every line is a well-formed row for
 both mproc and raw, that bench/report turns them into a markdown table, and that bench/compare
-lists every figure, finds a run within noise of itself and flags a figure that doubled.
+lists every figure, finds a run within noise of itself and flags a figure that doubled. Built
+with the MPI pool, the program's mpi.pool figures skip cleanly when it runs without mpirun.
 """
 
 import json
@@ -24,6 +25,11 @@ names = {row["name"] for row in rows}
 for name in names:
     impls = {row["impl"] for row in rows if row["name"] == name}
     assert impls == {"mproc", "raw"}, (name, impls)
+
+mpi = subprocess.run([bench_program, "--json", "--rounds", "1", "mpi.pool"], capture_output=True, text=True)
+if "no figure matches 'mpi.pool'" not in mpi.stderr:  # built with the MPI pool
+    assert mpi.returncode == 0 and mpi.stdout == "", mpi
+    assert "mpi.pool.map.chunk1: skipped: needs serving ranks" in mpi.stderr, mpi.stderr
 
 with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as jsonl:
     jsonl.write(output)

@@ -2,6 +2,11 @@
 // documents and sources), timed against the same work done in one process.
 //
 //   wordcount_demo [--workers N] [--ext .md,.hpp,.cpp,.py] [PATH...]
+//   mpirun -np 3 wordcount_demo --mpi [--workers N] [PATH...]
+//
+// With --mpi the pool is an mproc::mpi::Pool (mproc/mpi.hpp): the map runs on the serving MPI
+// ranks (--workers: workers per rank), which read the files by name, so on a cluster PATH must be
+// on a file system every host sees. The counts must equal the single process's either way.
 //
 // A PATH that is a file is counted whatever its name; a directory is searched recursively for files
 // with one of the extensions, skipping hidden directories and CMake build trees. Default PATH: the
@@ -32,9 +37,14 @@
 #include <utility>
 #include <vector>
 
+#include <memory>
+
 #include <mproc/pool.hpp>
 #include <mproc/process.hpp>
 #include <mproc/progress.hpp>
+#ifdef MPROC_DEMO_WITH_MPI
+#include <mproc/mpi.hpp>
+#endif
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
@@ -145,17 +155,27 @@ void count_words(mproc::BasicPool& pool, const std::vector<std::pair<std::uintma
     }
 }
 
-Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& files, std::optional<int> workers,
-                    const mproc::ProgressCallback& progress) {
+// A local Pool, or with --mpi the MPI pool of the serving ranks.
+std::unique_ptr<mproc::BasicPool> make_pool(bool on_mpi, std::optional<int> workers) {
+#ifdef MPROC_DEMO_WITH_MPI
+    if (on_mpi) return std::make_unique<mproc::mpi::Pool>(mproc::mpi::PoolOptions{.workers_per_rank = workers});
+#else
+    static_cast<void>(on_mpi);
+#endif
+    return std::make_unique<mproc::Pool>(mproc::PoolOptions{.processes = workers});
+}
+
+Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& files, bool on_mpi,
+                    std::optional<int> workers, const mproc::ProgressCallback& progress) {
     Run run;
     const auto start = Clock::now();
-    mproc::Pool pool({.processes = workers});
+    auto pool = make_pool(on_mpi, workers);
     run.starting = Clock::now() - start;
-    run.workers = pool.processes();
-    count_words(pool, files, run.counts, progress);
+    run.workers = pool->processes();
+    count_words(*pool, files, run.counts, progress);
     run.time = Clock::now() - start;
-    pool.close();
-    pool.join();
+    pool->close();
+    pool->join();
     return run;
 }
 
@@ -190,19 +210,30 @@ std::string thousands(std::uint64_t n) {
 double milliseconds(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
 
 [[noreturn]] void usage(const char* message) {
-    std::fprintf(stderr, "wordcount_demo: %s\nusage: wordcount_demo [--workers N] [--ext .md,.hpp,.cpp,.py] [PATH...]\n",
+    std::fprintf(stderr,
+                 "wordcount_demo: %s\nusage: wordcount_demo [--mpi] [--workers N] [--ext .md,.hpp,.cpp,.py] [PATH...]\n",
                  message);
     std::exit(2);
 }
 
 int main(int argc, char** argv) {
     mproc::init(argc, argv);
+    bool on_mpi = false;
+    for (int i = 1; i < argc; ++i) on_mpi |= std::string_view(argv[i]) == "--mpi";
+    if (on_mpi) {
+#ifdef MPROC_DEMO_WITH_MPI
+        mproc::mpi::init(argc, argv);  // the serving ranks stay inside, serving the map
+#else
+        usage("--mpi: this build of mproc has no MPI (install Open MPI: scripts/setup)");
+#endif
+    }
     std::optional<int> workers;
     std::set<std::string> extensions{".md", ".hpp", ".cpp", ".py"};
     std::vector<std::string> paths;
     for (int i = 1; i < argc; ++i) {
         const std::string_view arg = argv[i];
         if ((arg == "--workers" || arg == "--ext") && i + 1 == argc) usage("an option needs a value");
+        if (arg == "--mpi") continue;
         if (arg == "--workers") {
             workers = std::atoi(argv[++i]);
             if (*workers < 1) usage("--workers needs a positive number");
@@ -236,10 +267,10 @@ int main(int argc, char** argv) {
     for (const auto& [size, path] : files)
         std::ifstream(path, std::ios::binary).ignore(std::numeric_limits<std::streamsize>::max());
     const mproc::ProgressBar bar("map");
-    Run pooled = count_on_a_pool(files, workers, bar);
+    Run pooled = count_on_a_pool(files, on_mpi, workers, bar);
     Run single = count_in_one_process(files);
     for (int again = 0; again < 2; ++again) {
-        if (Run r = count_on_a_pool(files, workers, {}); r.time < pooled.time) pooled = std::move(r);
+        if (Run r = count_on_a_pool(files, on_mpi, workers, {}); r.time < pooled.time) pooled = std::move(r);
         if (Run r = count_in_one_process(files); r.time < single.time) single = std::move(r);
     }
     if (pooled.counts != single.counts) {
@@ -260,6 +291,11 @@ int main(int argc, char** argv) {
     for (const auto& [word, n] : single.counts) words += n;
     std::printf("\nfiles: %zu  bytes: %s  words: %s  distinct words: %s\n", files.size(), thousands(bytes).c_str(),
                 thousands(words).c_str(), thousands(single.counts.size()).c_str());
+#ifdef MPROC_DEMO_WITH_MPI
+    if (on_mpi)
+        std::printf("MPI pool: %d workers on %d serving ranks (the counts equal the single process's)\n", pooled.workers,
+                    mproc::mpi::size() - 1);
+#endif
     std::printf("pool of %d workers: %8.1f ms  (%.1f ms of it starting the workers)\n", pooled.workers,
                 milliseconds(pooled.time), milliseconds(pooled.starting));
     std::printf("one process:        %8.1f ms\n", milliseconds(single.time));

@@ -168,12 +168,17 @@ public:
     }
 
     void wait() const {
+        if (state_->await_briefly()) return;
         std::unique_lock lock(state_->mutex);
         state_->ready_changed.wait(lock, [this] { return state_->ready; });
     }
     // True when the result became ready within `timeout`.
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
+        if (timeout > std::chrono::duration<Rep, Period>::zero() &&
+            state_->await_briefly(std::min<std::chrono::nanoseconds>(std::chrono::microseconds(50),
+                                                                     std::chrono::ceil<std::chrono::nanoseconds>(timeout))))
+            return true;
         std::unique_lock lock(state_->mutex);
         return state_->ready_changed.wait_for(lock, timeout, [this] { return state_->ready; });
     }
@@ -523,5 +528,6 @@ std::optional<R> IMapIterator<R>::next_impl(std::optional<std::chrono::nanosecon
 
 void detail::PoolAccess::submit(BasicPool& pool, std::vector<ChunkTask> tasks) { pool.submit(std::move(tasks)); }
 void detail::PoolAccess::watch_input(BasicPool& pool, const std::shared_ptr<InputFeed>& feed) { pool.watch_input(feed); }
+bool detail::PoolAccess::running(const BasicPool& pool) noexcept { return pool.running(); }
 
 }  // namespace mproc

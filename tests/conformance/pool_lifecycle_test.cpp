@@ -233,7 +233,9 @@ void run_round(const StressRound& r, mproc::StartMethod method) {
             EXPECT_EQ(kind, overdue) << e.what();
         } catch (const mproc::ProcessError& e) {
             EXPECT_TRUE(r.terminate) << e.what();
-            if (r.terminate) EXPECT_STREQ(e.what(), "pool terminated");
+            if (r.terminate) {
+                EXPECT_STREQ(e.what(), "pool terminated");
+            }
         }
     }
     if (mapped) {

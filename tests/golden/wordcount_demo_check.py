@@ -2,6 +2,9 @@
 """Checks wordcount_demo against an independent count.
 
     wordcount_demo_check.py BINARY DIR     run `BINARY --ext .rst DIR` and check what it prints
+    wordcount_demo_check.py --mpirun MPIRUN BINARY DIR
+                                           the same on the MPI pool: `MPIRUN -np 3 BINARY --mpi ...`,
+                                           which also prints the MPI pool's line before the timings
     wordcount_demo_check.py --self-test    check that the checker rejects wrong output
 
 The reference applies the word rules in Python (golden.reference_words, the same rules as example
@@ -58,7 +61,10 @@ LITTLE_WORK_NOTE = [
 ]
 
 
-def check(out: str, err: str, rc: int, directory: str) -> list[str]:
+MPI_LINE = re.compile(r"MPI pool: \d+ workers on 2 serving ranks \(the counts equal the single process's\)\Z")
+
+
+def check(out: str, err: str, rc: int, directory: str, mpi: bool = False) -> list[str]:
     errors = []
     if rc != 0:
         errors.append(f"exit status {rc}, expected 0")
@@ -69,6 +75,10 @@ def check(out: str, err: str, rc: int, directory: str) -> list[str]:
     lines = out[:-1].split("\n") if out.endswith("\n") else out.split("\n")
     expected = expected_lines(directory)
     body, timings = lines[:len(expected)], lines[len(expected):]
+    if mpi:
+        if not timings or not MPI_LINE.match(timings[0]):
+            errors.append(f"the MPI pool's line is missing: {timings[:1]}")
+        timings = timings[1:]
     if body != expected:
         errors.append("the table or the totals differ from the independent count:\n"
                       + "\n".join(f"  expected {e!r}\n  actual   {a!r}" for e, a in zip(expected, body + [""] * len(expected)) if e != a))
@@ -102,6 +112,12 @@ def self_test() -> int:
         "no speedup line": (good[:good.rindex("speedup")], "", 0),
         "a stray line at the end": (good + "done\n", "", 0),
     }
+    mpi_good = good.replace("pool of 2 workers", "MPI pool: 4 workers on 2 serving ranks (the counts equal the single "
+                                                  "process's)\npool of 4 workers")
+    if check(mpi_good, "", 0, fixtures, mpi=True):
+        problems.append("a correct MPI output was rejected: " + "; ".join(check(mpi_good, "", 0, fixtures, mpi=True)))
+    if not check(good, "", 0, fixtures, mpi=True):
+        problems.append("an MPI output without the MPI pool's line was accepted")
     for why, (out, err, rc) in bad.items():
         if not check(out, err, rc, fixtures):
             problems.append(f"a wrong output was accepted ({why})")
@@ -112,14 +128,20 @@ def self_test() -> int:
 def main() -> int:
     if sys.argv[1:] == ["--self-test"]:
         return self_test()
-    if len(sys.argv) != 3:
+    args = sys.argv[1:]
+    mpirun = None
+    if args[:1] == ["--mpirun"] and len(args) == 4:
+        mpirun, args = args[1], args[2:]
+    if len(args) != 2:
         print(__doc__)
         return 2
-    binary, directory = sys.argv[1:]
-    run = subprocess.run([binary, "--ext", ".rst", directory], stdin=subprocess.DEVNULL, capture_output=True,
-                         text=True, timeout=60)
+    binary, directory = args
+    command = [binary, "--ext", ".rst", directory]
+    if mpirun:
+        command = [mpirun, "-np", "3", binary, "--mpi", "--ext", ".rst", directory]
+    run = subprocess.run(command, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
     print(run.stdout + run.stderr)
-    errors = check(run.stdout, run.stderr, run.returncode, directory)
+    errors = check(run.stdout, run.stderr, run.returncode, directory, mpi=bool(mpirun))
     if errors:
         print("\n".join("* " + e for e in errors) + "\ndemo.wordcount: FAILED")
         return 1

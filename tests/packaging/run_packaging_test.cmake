@@ -17,3 +17,15 @@ if(NOT last_output STREQUAL "child says hello\nexitcode 3\n")
   message(FATAL_ERROR "unexpected output from the consumer:\n${last_output}")
 endif()
 message(STATUS "find_package(mproc) consumer built and ran")
+
+# The MPI component, when this build has it: find_package(mproc COMPONENTS mpi) and mproc::mpi,
+# run here with one rank (no mpirun), where the pool's tasks run in a local pool.
+if(WITH_MPI)
+  run(${CMAKE_COMMAND} -S ${MPI_CONSUMER_SOURCE} -B ${WORK_DIR}/mpi_build -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/mpi_build)
+  run(${WORK_DIR}/mpi_build/mproc_mpi_consumer)
+  if(NOT last_output STREQUAL "ranks 1, last square 81\n")
+    message(FATAL_ERROR "unexpected output from the MPI consumer:\n${last_output}")
+  endif()
+  message(STATUS "find_package(mproc COMPONENTS mpi) consumer built and ran")
+endif()

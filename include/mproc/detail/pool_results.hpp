@@ -1,6 +1,7 @@
 #pragma once
 // Where a pool task's outcome lands (pool floor, machinery of pool.hpp): the state an AsyncResult
 // shares with the dispatcher, the sinks of apply, map and imap, and the input side of an imap.
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -12,6 +13,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -29,6 +31,10 @@ struct ResultState {
     mutable std::mutex mutex;
     std::condition_variable ready_changed;
     bool ready = false;
+    // `ready`, readable without the mutex: a caller about to wait looks at it for a moment
+    // first (await_briefly), because a result that comes within microseconds is cheaper to
+    // catch awake than to be woken for.
+    std::atomic<bool> ready_seen{false};
     std::optional<T> value;
     std::exception_ptr error;
     std::function<void(const T&)> callback;
@@ -57,12 +63,25 @@ struct ResultState {
         mark_ready();
     }
 
+    // True when the result became ready within a short spin (yielding the CPU), whose length is
+    // about a pool's round trip to an idle worker: past it, the caller should sleep on
+    // ready_changed. Acquire: what set the result happens before a true answer.
+    bool await_briefly(std::chrono::nanoseconds limit = std::chrono::microseconds(50)) const {
+        const auto until = std::chrono::steady_clock::now() + limit;
+        do {
+            if (ready_seen.load(std::memory_order_acquire)) return true;
+            std::this_thread::yield();
+        } while (std::chrono::steady_clock::now() < until);
+        return ready_seen.load(std::memory_order_acquire);
+    }
+
 private:
     bool settled = false;
     void mark_ready() {
         {
             std::lock_guard lock(mutex);
             ready = true;
+            ready_seen.store(true, std::memory_order_release);
         }
         ready_changed.notify_all();
     }

@@ -150,6 +150,9 @@ class PoolCore;
 struct PoolAccess {
     static inline void submit(BasicPool& pool, std::vector<ChunkTask> tasks);
     static inline void watch_input(BasicPool& pool, const std::shared_ptr<InputFeed>& feed);
+    // Whether the pool still takes chunks (a pool can end itself: Pool does when its workers keep
+    // dying before they run anything).
+    static inline bool running(const BasicPool& pool) noexcept;
 };
 
 }  // namespace detail
