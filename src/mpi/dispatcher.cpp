@@ -189,9 +189,15 @@ void Dispatcher::loop() {
                 std::lock_guard lock(mutex_);
                 finalize = !any_lost_;
             }
+            // Lost ranks are told too: one that is alive after all (it sent what rank 0 could not
+            // read, or went quiet for a while) ends now rather than after its own timeout. A dead
+            // one cannot take the message, so its send is waited for a moment only.
             const auto stop = message(ServerMessage::stop, finalize);
-            for (std::size_t r = 1; r < ranks_.size(); ++r)
-                if (ranks_[r].alive) messenger_.send(static_cast<int>(r), kToServer, stop);
+            for (std::size_t r = 1; r < ranks_.size(); ++r) messenger_.send(static_cast<int>(r), kToServer, stop);
+            const auto wait = std::min<std::chrono::nanoseconds>(runtime_.options.heartbeat_timeout, std::chrono::seconds(1));
+            if (!messenger_.drain(::mproc::detail::Deadline::after(wait)))
+                for (std::size_t r = 1; r < ranks_.size(); ++r)
+                    if (!ranks_[r].alive) messenger_.forget(static_cast<int>(r));
             messenger_.drain(::mproc::detail::Deadline::after(runtime_.options.heartbeat_timeout));
             std::lock_guard lock(mutex_);
             stopped_ = true;

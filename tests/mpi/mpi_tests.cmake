@@ -10,6 +10,11 @@ target_compile_options(mpi_pool_test PRIVATE -Wall -Wextra)
 add_executable(mpi_rank_loss mpi/mpi_rank_loss.cpp)
 target_link_libraries(mpi_rank_loss PRIVATE mproc::mpi)
 
+add_executable(mpi_protocol_error mpi/mpi_protocol_error.cpp)
+target_link_libraries(mpi_protocol_error PRIVATE mproc::mpi MPI::MPI_C)
+target_include_directories(mpi_protocol_error PRIVATE ${PROJECT_SOURCE_DIR}/src)
+target_compile_definitions(mpi_protocol_error PRIVATE OMPI_SKIP_MPICXX=1 MPICH_SKIP_MPICXX=1)
+
 foreach(variant 1 2)
   add_executable(mpi_identity_${variant} mpi/mpi_identity.cpp)
   target_link_libraries(mpi_identity_${variant} PRIVATE mproc::mpi)
@@ -45,6 +50,10 @@ mproc_add_mpi_test(mpi.rank_loss.recovery faults
 mproc_add_mpi_test(mpi.rank_loss.default faults
   ${run_mpi} --within 120 --rc-nonzero --expect "rank [12] .* exited on signal 9"
              -- ${mpirun} -np 3 $<TARGET_FILE:mpi_rank_loss>)
+mproc_add_mpi_test(mpi.protocol_error faults
+  ${run_mpi} --within 120 --expect "ranks 2 -> 1, maps ok"
+             --expect "MPI rank 1 on .* was lost: it could not read a message from rank 0: .*kind 238"
+             -- ${mpirun} --enable-recovery -np 3 $<TARGET_FILE:mpi_protocol_error>)
 mproc_add_mpi_test(mpi.build_id.mismatch faults
   ${run_mpi} --within 120 --rc-nonzero
              --expect "MismatchError: mproc::mpi::init: the ranks do not run the same program"
