@@ -39,9 +39,8 @@
 //  - A task the serving rank cannot decode fails with its DecodeError, on rank 0.
 //
 // Nobody burns a core waiting: rank 0's dispatcher and idle serving ranks poll MPI with a bounded
-// back-off (a short spin after activity, then sleeps growing to 1 ms), and are woken at once by
-// local work.
-#include <atomic>
+// back-off (polling at once while answers are due, then sleeps growing to 4 ms), and are woken
+// at once by local work.
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -54,6 +53,10 @@
 #include "mproc/pool.hpp"
 
 namespace mproc::mpi {
+
+namespace detail {
+class Dispatcher;
+}
 
 // The ranks do not all run the same program (their build-ids differ).
 class MismatchError : public ProcessError {
@@ -113,15 +116,12 @@ public:
     void terminate() override;
     void join() override;
 
-    class Core;
-
 private:
     void submit(std::vector<::mproc::detail::ChunkTask> tasks) override;
     bool running() const noexcept override;
 
-    std::shared_ptr<Core> core_;
-    std::unique_ptr<mproc::Pool> local_;  // without serving ranks: the tasks run here
-    std::atomic<bool> local_running_{true};
+    detail::Dispatcher* dispatcher_ = nullptr;  // rank 0's, which sends the tasks to the ranks
+    std::unique_ptr<mproc::Pool> local_;        // without serving ranks: the tasks run here
 };
 
 }  // namespace mproc::mpi

@@ -1,9 +1,6 @@
 #include "mpi/dispatcher.hpp"
 
-#include <sched.h>
-
 #include <algorithm>
-
 #include <cstdio>
 
 #include <fmt/format.h>

@@ -19,6 +19,7 @@
 
 #include "mproc/codec.hpp"
 #include "mproc/detail/code_ref.hpp"
+#include "mproc/pool.hpp"
 #include "mproc/process.hpp"
 
 namespace mproc::mpi::detail {
@@ -46,6 +47,10 @@ struct PoolSpec {
         ar(pool_id, workers, context, initializer, maxtasksperchild, task_timeout_ms, run_in_rank);
     }
 };
+
+// The local pool a spec describes: a serving rank's, or rank 0's own when it is the only rank
+// (server.cpp; the initializer runs from its portable encoding).
+::mproc::PoolOptions local_pool_options(const PoolSpec& spec);
 
 // A call site as it travels: the entry and the function as code references (code_ref.hpp).
 struct SiteDefinition {

@@ -3,8 +3,6 @@
 // itself, on its main thread, a batch at a time; it answers in batches, and a thread of its own
 // says it is alive (also while a long task runs in the rank), and it exits when rank 0's program
 // ends.
-#include <cxxabi.h>
-#include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -41,19 +39,6 @@ void run_encoded_call(const std::vector<std::byte>& call) {
     ::mproc::detail::run_portable_call(in);
 }
 
-std::string type_name_of(const std::exception_ptr& error, std::string& message) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        message = e.what();
-        return ::mproc::detail::demangled_name(typeid(e));
-    } catch (...) {
-        message.clear();
-        const std::type_info* type = abi::__cxa_current_exception_type();
-        return type ? ::mproc::detail::demangled_name(*type) : std::string("unknown exception");
-    }
-}
-
 // A task's error as it travels back to rank 0.
 TaskResult result_of_error(std::uint64_t id, const std::exception_ptr& error) {
     TaskResult result;
@@ -82,7 +67,7 @@ TaskResult result_of_error(std::uint64_t id, const std::exception_ptr& error) {
         result.message = e.what();
     } catch (...) {
         result.outcome = Outcome::other_error;
-        result.type_name = type_name_of(std::current_exception(), result.message);
+        result.type_name = ::mproc::detail::exception_type_name(std::current_exception(), result.message);
     }
     return result;
 }
@@ -160,8 +145,8 @@ private:
     // The heartbeat thread's view of the main loop: when it last sent, when rank 0 last spoke.
     std::atomic<std::int64_t> last_sent_ns_{now_ns()};
     std::atomic<std::int64_t> last_from_root_ns_{now_ns()};
-    std::atomic<bool> stopping_{false};
     std::mutex heartbeat_mutex_;
+    bool stopping_ = false;  // under heartbeat_mutex_
     std::condition_variable heartbeat_stop_;
     std::thread heartbeat_;
 };
@@ -205,7 +190,7 @@ void Server::heartbeat_loop() {
         {
             std::unique_lock lock(heartbeat_mutex_);
             if (heartbeat_stop_.wait_for(lock, runtime_.options.heartbeat_interval / 4,
-                                         [this] { return stopping_.load(std::memory_order_acquire); }))
+                                         [this] { return stopping_; }))
                 return;
         }
         const std::int64_t now = now_ns();
@@ -282,13 +267,7 @@ void Server::start(const PoolSpec& spec) {
 }
 
 void Server::start_local_pool() {
-    ::mproc::PoolOptions options;
-    options.processes = spec_.workers;
-    options.context = spec_.context;
-    options.maxtasksperchild = spec_.maxtasksperchild;
-    if (spec_.task_timeout_ms) options.task_timeout = std::chrono::milliseconds(*spec_.task_timeout_ms);
-    if (!spec_.initializer.empty()) options.initializer = Initializer(&run_encoded_call, spec_.initializer);
-    local_ = std::make_unique<mproc::Pool>(std::move(options));
+    local_ = std::make_unique<mproc::Pool>(local_pool_options(spec_));
     if (!sink_) sink_ = std::make_shared<Sink>(*this);
 }
 
@@ -300,9 +279,7 @@ TaskResult Server::run_in_rank(const TaskMessage& task, const CallSite& site) {
         Decoder in(task.arguments);
         reinterpret_cast<ChunkEntry>(const_cast<void*>(site.entry))(site.function, in, out);
     } catch (...) {
-        std::string message;
-        result.type_name = type_name_of(std::current_exception(), message);
-        result.message = std::move(message);
+        result.type_name = ::mproc::detail::exception_type_name(std::current_exception(), result.message);
         result.outcome = Outcome::task_error;
         result.value.clear();
     }
@@ -405,7 +382,7 @@ void Server::exit_now(bool finalize, int status) {
     if (!outbox_.empty()) send_results();
     {
         std::lock_guard lock(heartbeat_mutex_);
-        stopping_.store(true, std::memory_order_release);
+        stopping_ = true;
     }
     heartbeat_stop_.notify_one();
     heartbeat_.join();
@@ -417,6 +394,16 @@ void Server::exit_now(bool finalize, int status) {
 }
 
 }  // namespace
+
+::mproc::PoolOptions local_pool_options(const PoolSpec& spec) {
+    ::mproc::PoolOptions options;
+    options.processes = spec.workers;
+    options.context = spec.context;
+    options.maxtasksperchild = spec.maxtasksperchild;
+    if (spec.task_timeout_ms) options.task_timeout = std::chrono::milliseconds(*spec.task_timeout_ms);
+    if (!spec.initializer.empty()) options.initializer = Initializer(&run_encoded_call, spec.initializer);
+    return options;
+}
 
 void serve(const Runtime& runtime) {
     auto* server = new Server(runtime);  // lives until the process ends

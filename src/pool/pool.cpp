@@ -21,7 +21,6 @@
 // finished with the answer unsent) goes to the other workers.
 #include "mproc/pool.hpp"
 
-#include <cxxabi.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -132,19 +131,6 @@ FramedChannel::Read read_available(FramedChannel& channel) {
         return channel.read_available();
     } catch (const OSError&) {
         return FramedChannel::Read::end_of_file;
-    }
-}
-
-std::string exception_type_name(const std::exception_ptr& error, std::string& message) {
-    try {
-        std::rethrow_exception(error);
-    } catch (const std::exception& e) {
-        message = e.what();
-        return demangled_name(typeid(e));
-    } catch (...) {
-        message.clear();
-        const std::type_info* type = abi::__cxa_current_exception_type();
-        return type ? demangled_name(*type) : std::string("unknown exception");
     }
 }
 

@@ -1,6 +1,9 @@
 #pragma once
 // The library's own way into Process handles (their state, and handles made from a state).
+#include <exception>
 #include <memory>
+#include <string>
+#include <typeinfo>
 
 #include "mproc/process.hpp"
 #include "process/process_state.hpp"
@@ -17,5 +20,8 @@ struct ProcessAccess {
 std::string unqualified_type_name(const std::type_info& type);
 // The demangled name of a type.
 std::string demangled_name(const std::type_info& type);
+// The demangled type name of the exception in `error`, with its what() in `message` (empty for an
+// exception that is not a std::exception): how a task's exception travels to another process.
+std::string exception_type_name(const std::exception_ptr& error, std::string& message);
 
 }  // namespace mproc::detail

@@ -153,6 +153,19 @@ std::string demangled_name(const std::type_info& type) {
     return result;
 }
 
+std::string exception_type_name(const std::exception_ptr& error, std::string& message) {
+    try {
+        std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+        message = e.what();
+        return demangled_name(typeid(e));
+    } catch (...) {
+        message.clear();
+        const std::type_info* type = abi::__cxa_current_exception_type();
+        return type ? demangled_name(*type) : std::string("unknown exception");
+    }
+}
+
 std::string unqualified_type_name(const std::type_info& type) {
     std::string full = demangled_name(type);
     // Drop template arguments, then every enclosing scope ("ns::", "main()::", "(anonymous

@@ -9,23 +9,23 @@ function(run)
   set(last_output "${out}" PARENT_SCOPE)
 endfunction()
 
+# Configures, builds and runs a consumer project (its executable is named `program`), whose
+# output must be `expected`.
+function(consume source program expected)
+  run(${CMAKE_COMMAND} -S ${source} -B ${WORK_DIR}/${program} -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix})
+  run(${CMAKE_COMMAND} --build ${WORK_DIR}/${program})
+  run(${WORK_DIR}/${program}/${program})
+  if(NOT last_output STREQUAL expected)
+    message(FATAL_ERROR "unexpected output from ${program}:\n${last_output}")
+  endif()
+  message(STATUS "${program} built and ran")
+endfunction()
+
 run(${CMAKE_COMMAND} --install ${MPROC_BUILD_DIR} --prefix ${prefix})
-run(${CMAKE_COMMAND} -S ${CONSUMER_SOURCE} -B ${WORK_DIR}/build -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix})
-run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
-run(${WORK_DIR}/build/mproc_consumer)
-if(NOT last_output STREQUAL "child says hello\nexitcode 3\n")
-  message(FATAL_ERROR "unexpected output from the consumer:\n${last_output}")
-endif()
-message(STATUS "find_package(mproc) consumer built and ran")
+consume(${CONSUMER_SOURCE} mproc_consumer "child says hello\nexitcode 3\n")
 
 # The MPI component, when this build has it: find_package(mproc COMPONENTS mpi) and mproc::mpi,
 # run here with one rank (no mpirun), where the pool's tasks run in a local pool.
 if(WITH_MPI)
-  run(${CMAKE_COMMAND} -S ${MPI_CONSUMER_SOURCE} -B ${WORK_DIR}/mpi_build -G ${GENERATOR} -DCMAKE_PREFIX_PATH=${prefix})
-  run(${CMAKE_COMMAND} --build ${WORK_DIR}/mpi_build)
-  run(${WORK_DIR}/mpi_build/mproc_mpi_consumer)
-  if(NOT last_output STREQUAL "ranks 1, last square 81\n")
-    message(FATAL_ERROR "unexpected output from the MPI consumer:\n${last_output}")
-  endif()
-  message(STATUS "find_package(mproc COMPONENTS mpi) consumer built and ran")
+  consume(${MPI_CONSUMER_SOURCE} mproc_mpi_consumer "ranks 1, last square 81\n")
 endif()
