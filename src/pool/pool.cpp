@@ -1,15 +1,19 @@
 // The pool's dispatcher and its workers.
 //
 // One thread (the dispatcher) owns every worker: it starts them (so that their parent-death
-// signal is tied to a thread that lives exactly as long as the pool), feeds them chunks over one
-// socketpair each, collects their results, and watches their sentinels. Its state machine:
+// signal is tied to a thread that lives exactly as long as the pool), feeds them chunks through a
+// link each (pool/worker_link.hpp: two byte rings in shared memory, and a socketpair for doorbells
+// and ends), collects their results, and watches their sentinels. Its state machine:
 //
 //   running  --close()-->     closing (no new tasks; STOP to each worker once all work is done)
 //   running  --terminate()--> terminating (kill the workers, fail what is unfinished)
 //   closing / terminating --every worker reaped--> finished (the thread ends; join() returns)
 //
-// Frames on a worker's socket: Python's framing (transport/framed_channel.hpp), whose payload is
-// a u8 kind, then the kind's fields:
+// While answers are due the dispatcher spins on the rings (and on submit()'s flag) rather than
+// sleep; when it sleeps it polls the wake eventfd, every worker's doorbell socket and sentinel,
+// having said so first, so that a worker or submit() rings only then.
+//
+// Frames on a link: a u8 kind, then the kind's fields:
 //   to the worker:   DEFINE site-id, entry code reference, optional function code reference
 //                    TASK   task-id, site-id, the chunk's encoded inputs
 //                    STOP
@@ -18,7 +22,7 @@
 // A worker runs its tasks in the order received and answers in batches. Which task it is running
 // is in a word of shared memory it writes before and after each task (no system call); when a
 // worker dies, that task fails and every other task sent to it and not answered (not started, or
-// finished with the answer unsent) goes to the other workers.
+// finished with the answer unpublished) goes to the other workers.
 #include "mproc/pool.hpp"
 
 #include <fcntl.h>
@@ -46,10 +50,16 @@
 #include "base/descriptor_transfer.hpp"
 #include "base/unique_fd.hpp"
 #include "process/runtime.hpp"
-#include "transport/framed_channel.hpp"
+#include "pool/worker_link.hpp"
 
 namespace mproc {
 namespace detail {
+
+namespace {
+// How often a busy dispatcher, which takes results without sleeping, still looks at the workers'
+// sentinels and the task deadlines.
+constexpr auto kBusyPollInterval = std::chrono::milliseconds(1);
+}  // namespace
 
 enum class FrameKind : std::uint8_t { define = 1, task = 2, stop = 3, result = 4, error = 5 };
 
@@ -66,36 +76,25 @@ struct WorkerSettings {
     }
 };
 
-// The worker's end of its socket and the memory where it says which task it runs (a shared block,
-// shm floor); both travel to spawn/forkserver workers with the start request, the block as every
-// shared block does.
+// The worker's end of its socket and its link block (worker_link.hpp); both travel to
+// spawn/forkserver workers with the start request, the block as every shared block does.
 struct WorkerChannel {
     int fd = -1;
-    SharedBlock progress;
+    SharedBlock link;
     template <class Archive>
     void save(Archive& ar) const {
-        ar(DescriptorRef{fd, "a pool worker's channel"});
-        save_shared_block(ar, progress, "a pool worker's progress word");
+        ar(DescriptorRef{fd, "a pool worker's doorbell socket"});
+        save_shared_block(ar, link, "a pool worker's link");
     }
     template <class Archive>
     void load(Archive& ar) {
         DescriptorRef channel;
         ar(channel);
         fd = channel.fd;
-        progress = load_shared_block(ar, BlockKind::pool_progress);
+        link = load_shared_block(ar, BlockKind::pool_link);
+        check_link_block(link);
     }
 };
-
-// The shared words: the id of the task the worker is running (0 between tasks) and when it began
-// it (CLOCK_MONOTONIC, the same clock in every process: task_timeout counts from there, so a
-// worker's own start-up does not count against its first task). A cache line of its own, so that
-// workers writing their words do not slow each other down.
-struct alignas(64) ProgressWord {
-    std::atomic<std::uint64_t> task{0};
-    std::atomic<std::int64_t> started_ns{0};
-};
-static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std::int64_t>::is_always_lock_free,
-              "the progress words must work across processes");
 
 std::int64_t monotonic_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -104,33 +103,23 @@ std::int64_t monotonic_ns() {
 
 namespace {
 
-using transport::FramedChannel;
-
-// Appends a frame to the channel's output: the kind, then what `body` encodes.
-void append_frame(FramedChannel& channel, FrameKind kind, const std::function<void(Encoder&)>& body) {
-    const std::size_t mark = channel.begin_frame();
-    std::vector<std::byte>& out = channel.output();
+// Appends a frame to the link's output: the kind, then what `body` encodes.
+template <class Body>
+void append_frame(WorkerLink& link, FrameKind kind, Body&& body) {
+    const std::size_t mark = link.begin_frame();
+    std::vector<std::byte>& out = link.output();
     out.push_back(static_cast<std::byte>(kind));
     Encoder encoder(out);
     body(encoder);
-    channel.end_frame(mark);
+    link.end_frame(mark);
 }
 
-// Takes the complete frames out of the channel's input; calls `handle(kind, payload)` for each.
+// Takes the complete frames out of the link's input; calls `handle(kind, payload)` for each.
 template <class Handler>
-void drain_frames(FramedChannel& channel, Handler&& handle) {
-    while (const auto frame = channel.next_frame()) {
-        if (frame->empty()) throw DecodeError("pool channel: empty frame");
+void drain_frames(WorkerLink& link, Handler&& handle) {
+    while (const auto frame = link.next_frame()) {
+        if (frame->empty()) throw DecodeError("pool link: empty frame");
         handle(static_cast<FrameKind>((*frame)[0]), frame->subspan(1));
-    }
-}
-
-// Reads what is available into the channel's input; a read that fails counts as end of file.
-FramedChannel::Read read_available(FramedChannel& channel) {
-    try {
-        return channel.read_available();
-    } catch (const OSError&) {
-        return FramedChannel::Read::end_of_file;
     }
 }
 
@@ -139,20 +128,28 @@ FramedChannel::Read read_available(FramedChannel& channel) {
 // The worker process: run the initializer, then tasks until STOP, end of file, or maxtasks.
 void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
     if (settings.inherited_parent_end >= 0) close_fd(settings.inherited_parent_end);
-    ProgressWord* running = channel.progress.as<ProgressWord>();  // `channel` keeps the block mapped
+    // `channel` keeps the block mapped.
+    WorkerLink link(channel.link, WorkerLink::Side::worker, channel.fd);
+    ProgressWord& running = link.progress();
     settings.initializer();
     struct Site {
         ChunkEntry entry = nullptr;
         const void* function = nullptr;
     };
     std::vector<Site> sites;
-    FramedChannel wire = FramedChannel::borrowing(channel.fd, true, transport::kNoMessageLimit);
     int done = 0;
     bool stop = false;
+    // Publishes the answers, waiting for room; false when the pool has gone.
+    const auto answer = [&link] {
+        while (!link.flush())
+            if (!link.wait(false, true)) return false;
+        return true;
+    };
     auto last_answer = std::chrono::steady_clock::now();
     while (!stop) {
-        if (read_available(wire) == FramedChannel::Read::end_of_file) break;  // the pool is gone
-        drain_frames(wire, [&](FrameKind kind, std::span<const std::byte> payload) {
+        if (!link.wait(true, false)) break;  // the pool is gone
+        link.take_incoming();
+        drain_frames(link, [&](FrameKind kind, std::span<const std::byte> payload) {
             if (stop) return;
             Decoder d(payload);
             if (kind == FrameKind::define) {
@@ -168,19 +165,19 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                 stop = true;
                 return;
             }
-            if (kind != FrameKind::task) throw DecodeError("pool channel: unexpected frame for a worker");
+            if (kind != FrameKind::task) throw DecodeError("pool link: unexpected frame for a worker");
             const auto task_id = d.read<std::uint64_t>();
             const auto site_id = d.read_varint();
             if (site_id >= sites.size() || sites[site_id].entry == nullptr)
-                throw DecodeError("pool channel: task for an unknown call site");
-            const std::size_t mark = wire.output().size();
+                throw DecodeError("pool link: task for an unknown call site");
+            const std::size_t mark = link.output().size();
             std::exception_ptr error;
             // Release: the dispatcher, reading the word after this process died, must not see a
             // task as running before the frames that preceded it were handled here.
-            running->started_ns.store(monotonic_ns(), std::memory_order_relaxed);
-            running->task.store(task_id, std::memory_order_release);
+            running.started_ns.store(monotonic_ns(), std::memory_order_relaxed);
+            running.task.store(task_id, std::memory_order_release);
             try {
-                append_frame(wire, FrameKind::result, [&](Encoder& e) {
+                append_frame(link, FrameKind::result, [&](Encoder& e) {
                     e.write(task_id);
                     Decoder args(d.read_bytes(d.remaining()));
                     sites[site_id].entry(sites[site_id].function, args, e);
@@ -191,22 +188,22 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                 error = std::current_exception();
             }
             if (error) {
-                wire.discard_frame(mark);
+                link.discard_frame(mark);
                 std::string message;
                 std::string type = exception_type_name(error, message);
-                append_frame(wire, FrameKind::error, [&](Encoder& e) {
+                append_frame(link, FrameKind::error, [&](Encoder& e) {
                     e.write(task_id);
                     e.write(type);
                     e.write(message);
                 });
             }
-            running->task.store(0, std::memory_order_release);
+            running.task.store(0, std::memory_order_release);
             ++done;
             // Answer in batches while tasks are short, but never sit on an answer for long: a
             // finished task whose answer dies with the worker is run again elsewhere.
             const auto now = std::chrono::steady_clock::now();
-            if (settings.answer_each || wire.input_empty() || now - last_answer > std::chrono::milliseconds(2)) {
-                if (!wire.flush_all()) stop = true;
+            if (settings.answer_each || link.input_empty() || now - last_answer > std::chrono::milliseconds(2)) {
+                if (!answer()) stop = true;
                 last_answer = now;
             }
             if (settings.maxtasks > 0 && done >= settings.maxtasks) {
@@ -214,9 +211,9 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
                 stop = true;
             }
         });
-        if (wire.output_pending() && !wire.flush_all()) break;
+        if (link.output_pending() && !answer()) break;
     }
-    if (wire.output_pending()) wire.flush_all();
+    if (link.output_pending()) answer();
 }
 
 namespace {
@@ -267,7 +264,7 @@ private:
         explicit Worker(Process started) : process(std::move(started)) {}
         Process process;
         int fd = -1;
-        FramedChannel channel;  // over fd
+        WorkerLink link;  // over `block`, with fd for doorbells
         ProgressWord* running = nullptr;
         std::deque<std::uint64_t> inflight;
         std::vector<bool> knows_site;
@@ -277,7 +274,7 @@ private:
         bool stop_sent = false;
         bool timed_out = false;
         UniqueFd owned_fd;     // owns fd
-        SharedBlock progress;  // where `running` points
+        SharedBlock block;     // the link's rings and progress word
     };
 
     struct SiteInfo {
@@ -297,6 +294,11 @@ private:
     void flush(Worker& w);
     // Rings the eventfd the dispatcher polls.
     void wake();
+    // Whether tasks were submitted, a worker published results, or a ring has room for output
+    // that waits: what the dispatcher spins and sleeps for.
+    bool work_arrived() const noexcept;
+    // Lowers the flags the dispatcher raised before sleeping.
+    void disarm() noexcept;
     void fail_pending(const std::exception_ptr& error);
     void fail_everything(const std::exception_ptr& error);
     std::uint32_t site_id(const CallSite& site);
@@ -315,6 +317,10 @@ private:
 
     UniqueFd wake_fd_;
     std::thread thread_;
+    // Tasks wait in incoming_ (set under mutex_); the dispatcher sleeps in poll() (it said so
+    // before its last look). Together they spare submit() the eventfd while the dispatcher runs.
+    std::atomic<bool> incoming_ready_{false};
+    std::atomic<bool> sleeping_{false};
 
     // Dispatcher-thread state.
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -322,6 +328,8 @@ private:
     std::unordered_map<std::uint64_t, ChunkTask> running_tasks_;
     std::uint64_t next_task_id_ = 1;
     std::unordered_map<CallSite, std::uint32_t, CallSiteHash> site_ids_;
+    std::vector<pollfd> poll_fds_;
+    SpinBudget spin_;
     std::vector<SiteInfo> sites_;
     // Workers that died before answering any task, in a row: a failing initializer, say. Past a
     // limit the pool gives up instead of starting processes forever.
@@ -409,8 +417,26 @@ void PoolCore::submit(std::vector<ChunkTask> tasks) {
         std::lock_guard lock(mutex_);
         if (state_ != State::running) throw UsageError("Pool not running");
         for (auto& t : tasks) incoming_.push_back(std::move(t));
+        incoming_ready_.store(true, std::memory_order_relaxed);
     }
-    wake();
+    // The dispatcher looks at incoming_ready_ after saying it sleeps (Dekker's handshake, as on
+    // the links): a dispatcher that is awake takes the tasks without a system call here.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (sleeping_.load(std::memory_order_relaxed)) wake();
+}
+
+bool PoolCore::work_arrived() const noexcept {
+    if (incoming_ready_.load(std::memory_order_relaxed)) return true;
+    for (const auto& w : workers_) {
+        if (w->link.has_incoming()) return true;
+        if (w->link.output_pending() && w->link.has_room()) return true;
+    }
+    return false;
+}
+
+void PoolCore::disarm() noexcept {
+    sleeping_.store(false, std::memory_order_relaxed);
+    for (auto& w : workers_) w->link.disarm();
 }
 
 void PoolCore::wake() {
@@ -473,9 +499,7 @@ std::uint32_t PoolCore::site_id(const CallSite& site) {
 }
 
 void PoolCore::start_worker() {
-    SharedBlock progress =
-        allocate_shared_block(BlockKind::pool_progress, sizeof(ProgressWord), alignof(ProgressWord));
-    ProgressWord* running = progress.as<ProgressWord>();  // zero-filled: no task
+    SharedBlock block = allocate_link_block();  // zero-filled: no task running
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
     UniqueFd parent_end(sv[0]);
@@ -486,7 +510,7 @@ void PoolCore::start_worker() {
     settings.initializer = initializer_;
     if (method == StartMethod::fork) settings.inherited_parent_end = sv[0];
     Process process(ProcessOptions{.daemon = true, .start_method = method}, &pool_worker_main,
-                    WorkerChannel{sv[1], progress}, settings);
+                    WorkerChannel{sv[1], block}, settings);
     const char* prefix = method == StartMethod::fork ? "ForkPoolWorker"
                          : method == StartMethod::spawn ? "SpawnPoolWorker"
                                                         : "ForkServerPoolWorker";
@@ -497,10 +521,10 @@ void PoolCore::start_worker() {
     ::fcntl(sv[0], F_SETFL, O_NONBLOCK);
     auto w = std::make_unique<Worker>(process);
     w->fd = sv[0];
-    w->channel = FramedChannel::borrowing(sv[0], true, transport::kNoMessageLimit);
-    w->running = running;
+    w->link = WorkerLink(block, WorkerLink::Side::pool, sv[0]);
+    w->running = &w->link.progress();
     w->owned_fd = std::move(parent_end);
-    w->progress = std::move(progress);
+    w->block = std::move(block);
     workers_.push_back(std::move(w));
     get_logger().debug("added worker");
     std::lock_guard lock(mutex_);
@@ -509,8 +533,9 @@ void PoolCore::start_worker() {
 }
 
 void PoolCore::flush(Worker& w) {
-    // would_block: the rest goes when the socket drains; closed: the death is noticed elsewhere.
-    static_cast<void>(w.channel.flush());
+    // What the ring has no room for goes when the worker has taken more; a worker that died is
+    // noticed by its sentinel.
+    static_cast<void>(w.link.flush());
 }
 
 void PoolCore::dispatch() {
@@ -533,7 +558,7 @@ void PoolCore::dispatch() {
         const std::uint32_t id = site_id(task.site);
         if (target->knows_site.size() <= id) target->knows_site.resize(id + 1, false);
         if (!target->knows_site[id]) {
-            append_frame(target->channel, FrameKind::define, [&](Encoder& e) {
+            append_frame(target->link, FrameKind::define, [&](Encoder& e) {
                 e.write_varint(id);
                 e.write(sites_[id].entry);
                 e.write(sites_[id].function);
@@ -541,7 +566,7 @@ void PoolCore::dispatch() {
             target->knows_site[id] = true;
         }
         const std::uint64_t task_id = next_task_id_++;
-        append_frame(target->channel, FrameKind::task, [&](Encoder& e) {
+        append_frame(target->link, FrameKind::task, [&](Encoder& e) {
             e.write(task_id);
             e.write_varint(id);
             e.write_bytes(task.arguments);
@@ -594,15 +619,8 @@ std::optional<std::chrono::steady_clock::time_point> PoolCore::task_deadline(
 }
 
 void PoolCore::on_worker_readable(Worker& w) {
-    for (;;) {
-        const FramedChannel::Read got = read_available(w.channel);
-        if (got == FramedChannel::Read::end_of_file) {  // the sentinel tells the rest
-            w.eof = true;
-            break;
-        }
-        if (got == FramedChannel::Read::would_block) break;
-    }
-    drain_frames(w.channel, [&](FrameKind kind, std::span<const std::byte> payload) {
+    if (!w.link.take_incoming()) return;
+    drain_frames(w.link, [&](FrameKind kind, std::span<const std::byte> payload) {
         Decoder d(payload);
         const auto task_id = d.read<std::uint64_t>();
         auto it = running_tasks_.find(task_id);
@@ -699,11 +717,13 @@ void PoolCore::run() {
     started_.notify_all();
 
     bool killed = false;
+    auto last_poll = std::chrono::steady_clock::now();
     for (;;) {
         State state;
         {
             std::lock_guard lock(mutex_);
             state = state_;
+            incoming_ready_.store(false, std::memory_order_relaxed);
             while (!incoming_.empty()) {
                 pending_.push_back(std::move(incoming_.front()));
                 incoming_.pop_front();
@@ -718,7 +738,7 @@ void PoolCore::run() {
         if (state == State::closing && !work_left) {
             for (auto& w : workers_) {
                 if (!w->stop_sent) {
-                    append_frame(w->channel, FrameKind::stop, [](Encoder&) {});
+                    append_frame(w->link, FrameKind::stop, [](Encoder&) {});
                     w->stop_sent = true;
                     flush(*w);
                 }
@@ -749,16 +769,21 @@ void PoolCore::run() {
             dispatch();
         }
 
-        // Wait for a result, a death, a wake-up, or the next task deadline.
-        std::vector<pollfd> fds;
-        fds.push_back({wake_fd_.get(), POLLIN, 0});
+        // Results first: taking them frees windows for the next dispatch.
+        bool active = false;
         for (auto& w : workers_) {
-            const short wanted = static_cast<short>((w->eof ? 0 : POLLIN) | (!w->channel.output_pending() || w->eof ? 0 : POLLOUT));
-            fds.push_back({w->fd, wanted, 0});
-            fds.push_back({w->process.sentinel(), POLLIN, 0});
+            if (w->link.has_incoming()) {
+                on_worker_readable(*w);
+                active = true;
+            }
+            if (w->link.output_pending()) flush(*w);
         }
-        int timeout_ms = -1;
-        if (options_.task_timeout && state != State::terminating) {
+        // While results keep coming, the loop goes round without a system call; it looks at the
+        // sentinels and the task deadlines at least every millisecond all the same.
+        if (active && std::chrono::steady_clock::now() - last_poll < kBusyPollInterval) continue;
+
+        int timeout_ms = active ? 0 : -1;
+        if (options_.task_timeout && state != State::terminating && !active) {
             const auto now = std::chrono::steady_clock::now();
             for (auto& w : workers_) {
                 const auto deadline = task_deadline(*w, now);
@@ -768,21 +793,46 @@ void PoolCore::run() {
                 timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
             }
         }
-        int ready = ::poll(fds.data(), fds.size(), timeout_ms);
+        bool armed = false;
+        if (!active) {
+            // Answers are due: they usually come within microseconds from a worker that runs.
+            if (!running_tasks_.empty() && spin_until(spin_, 1, [this] { return work_arrived(); })) continue;
+            // About to sleep: say so (to submit() and to every worker), then look once more.
+            sleeping_.store(true, std::memory_order_relaxed);
+            for (auto& w : workers_) w->link.arm(true, w->link.output_pending());
+            armed = true;
+            std::atomic_thread_fence(std::memory_order_seq_cst);  // the flags before the words they guard
+            if (work_arrived()) {
+                disarm();
+                continue;
+            }
+        }
+
+        // Wait for a doorbell, a death, a wake-up, or the next task deadline.
+        poll_fds_.clear();
+        poll_fds_.push_back({wake_fd_.get(), POLLIN, 0});
+        for (auto& w : workers_) {
+            poll_fds_.push_back({w->fd, static_cast<short>(w->eof ? 0 : POLLIN), 0});
+            poll_fds_.push_back({w->process.sentinel(), POLLIN, 0});
+        }
+        int ready = ::poll(poll_fds_.data(), poll_fds_.size(), timeout_ms);
+        last_poll = std::chrono::steady_clock::now();
+        if (armed) disarm();
         if (ready < 0 && errno != EINTR) {
             get_logger().error("pool dispatcher: poll failed: {}", std::strerror(errno));
             break;
         }
-        if (fds[0].revents & POLLIN) {
+        if (poll_fds_[0].revents & POLLIN) {
             std::uint64_t count;
             (void)!::read(wake_fd_.get(), &count, sizeof count);
         }
         std::vector<std::size_t> ended;
         for (std::size_t i = 0; i < workers_.size(); ++i) {
-            const pollfd& channel = fds[1 + 2 * i];
-            const pollfd& sentinel = fds[2 + 2 * i];
-            if (channel.revents & POLLIN) on_worker_readable(*workers_[i]);
-            if (channel.revents & POLLOUT) flush(*workers_[i]);
+            const pollfd& doorbell = poll_fds_[1 + 2 * i];
+            const pollfd& sentinel = poll_fds_[2 + 2 * i];
+            // End of file: the worker closed its end; only its sentinel matters now.
+            if ((doorbell.revents & (POLLIN | POLLHUP | POLLERR)) && !workers_[i]->link.drain_doorbells())
+                workers_[i]->eof = true;
             // A sentinel whose exit code was already collected (the runtime reaps ended
             // children when another one starts) shows only as hung up.
             if (sentinel.revents & (POLLIN | POLLHUP | POLLERR)) ended.push_back(i);

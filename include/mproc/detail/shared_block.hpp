@@ -33,7 +33,7 @@ enum class BlockKind : std::uint32_t {
     barrier = 5,
     value = 6,      // the storage of Value, Array, RawValue, RawArray
     queue = 7,      // Queue, SimpleQueue, JoinableQueue
-    pool_progress = 8,  // a Pool worker's progress word
+    pool_link = 8,  // a Pool worker's link: its progress word and its task and result rings
 };
 
 // A handle to one block. Copies share the block (and keep its segment mapped).
