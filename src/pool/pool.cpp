@@ -718,6 +718,7 @@ void PoolCore::run() {
 
     bool killed = false;
     auto last_poll = std::chrono::steady_clock::now();
+    auto last_activity = last_poll;
     for (;;) {
         State state;
         {
@@ -780,7 +781,10 @@ void PoolCore::run() {
         }
         // While results keep coming, the loop goes round without a system call; it looks at the
         // sentinels and the task deadlines at least every millisecond all the same.
-        if (active && std::chrono::steady_clock::now() - last_poll < kBusyPollInterval) continue;
+        if (active) {
+            last_activity = std::chrono::steady_clock::now();
+            if (last_activity - last_poll < kBusyPollInterval) continue;
+        }
 
         int timeout_ms = active ? 0 : -1;
         if (options_.task_timeout && state != State::terminating && !active) {
@@ -795,8 +799,12 @@ void PoolCore::run() {
         }
         bool armed = false;
         if (!active) {
-            // Answers are due: they usually come within microseconds from a worker that runs.
-            if (!running_tasks_.empty() && spin_until(spin_, 1, [this] { return work_arrived(); })) continue;
+            // Answers are due, or the pool was busy a moment ago: answers come within
+            // microseconds from a worker that runs, and a caller that just had its result often
+            // submits again at once. The budget shrinks when spins go unanswered (an idle pool).
+            const bool expecting = !running_tasks_.empty() ||
+                                   std::chrono::steady_clock::now() - last_activity < kBusyPollInterval;
+            if (expecting && spin_until(spin_, 1, [this] { return work_arrived(); })) continue;
             // About to sleep: say so (to submit() and to every worker), then look once more.
             sleeping_.store(true, std::memory_order_relaxed);
             for (auto& w : workers_) w->link.arm(true, w->link.output_pending());
