@@ -30,6 +30,7 @@
 #include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,6 +60,9 @@ namespace {
 // How often a busy dispatcher, which takes results without sleeping, still looks at the workers'
 // sentinels and the task deadlines.
 constexpr auto kBusyPollInterval = std::chrono::milliseconds(1);
+// A worker publishes its answers after this many tasks at most, or after this long.
+constexpr int kAnswerBatch = 32;
+constexpr std::int64_t kLongestUnanswered = 2'000'000;  // ns
 }  // namespace
 
 enum class FrameKind : std::uint8_t { define = 1, task = 2, stop = 3, result = 4, error = 5 };
@@ -95,6 +99,13 @@ struct WorkerChannel {
         check_link_block(link);
     }
 };
+
+// CLOCK_MONOTONIC_COARSE: the time of the last tick, read without a system call or a clock read.
+std::int64_t coarse_monotonic_ns() {
+    timespec now{};
+    ::clock_gettime(CLOCK_MONOTONIC_COARSE, &now);
+    return std::int64_t{now.tv_sec} * 1'000'000'000 + now.tv_nsec;
+}
 
 std::int64_t monotonic_ns() {
     return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
@@ -145,7 +156,8 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             if (!link.wait(false, true)) return false;
         return true;
     };
-    auto last_answer = std::chrono::steady_clock::now();
+    std::int64_t last_answer = coarse_monotonic_ns();
+    int unanswered = 0;
     while (!stop) {
         if (!link.wait(true, false)) break;  // the pool is gone
         link.take_incoming();
@@ -174,7 +186,8 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             std::exception_ptr error;
             // Release: the dispatcher, reading the word after this process died, must not see a
             // task as running before the frames that preceded it were handled here.
-            running.started_ns.store(monotonic_ns(), std::memory_order_relaxed);
+            // When the task began matters only to task_timeout, whose workers answer each task.
+            if (settings.answer_each) running.started_ns.store(monotonic_ns(), std::memory_order_relaxed);
             running.task.store(task_id, std::memory_order_release);
             try {
                 append_frame(link, FrameKind::result, [&](Encoder& e) {
@@ -199,12 +212,18 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
             }
             running.task.store(0, std::memory_order_release);
             ++done;
+            ++unanswered;
             // Answer in batches while tasks are short, but never sit on an answer for long: a
-            // finished task whose answer dies with the worker is run again elsewhere.
-            const auto now = std::chrono::steady_clock::now();
-            if (settings.answer_each || link.input_empty() || now - last_answer > std::chrono::milliseconds(2)) {
+            // finished task whose answer dies with the worker is run again elsewhere. Batches
+            // stay small enough that the dispatcher refills this worker's ring before it runs dry.
+            // The coarse clock costs a few nanoseconds, and its few milliseconds of resolution
+            // are enough here.
+            const std::int64_t now = coarse_monotonic_ns();
+            if (settings.answer_each || unanswered >= kAnswerBatch || link.input_empty() ||
+                now - last_answer > kLongestUnanswered) {
                 if (!answer()) stop = true;
                 last_answer = now;
+                unanswered = 0;
             }
             if (settings.maxtasks > 0 && done >= settings.maxtasks) {
                 get_logger().debug("worker exiting after {} tasks", done);
@@ -328,6 +347,7 @@ private:
     std::unordered_map<std::uint64_t, ChunkTask> running_tasks_;
     std::uint64_t next_task_id_ = 1;
     std::unordered_map<CallSite, std::uint32_t, CallSiteHash> site_ids_;
+    std::optional<std::pair<CallSite, std::uint32_t>> last_site_;
     std::vector<pollfd> poll_fds_;
     SpinBudget spin_;
     std::vector<SiteInfo> sites_;
@@ -483,11 +503,18 @@ std::vector<Process> PoolCore::workers() const {
 std::size_t PoolCore::window() const {
     if (options_.task_timeout) return 1;  // the running task's start is then known exactly
     const std::size_t share = pending_.size() / (2 * workers_.size() + 1);
-    return std::clamp<std::size_t>(share, 1, 128);
+    return std::clamp<std::size_t>(share, 1, 256);
 }
 
 std::uint32_t PoolCore::site_id(const CallSite& site) {
+    // A map's chunks all come from one site: skip the hash for them.
+    if (last_site_ && last_site_->first.entry == site.entry && last_site_->first.function == site.function)
+        return last_site_->second;
     auto it = site_ids_.find(site);
+    if (it != site_ids_.end()) {
+        last_site_.emplace(site, it->second);
+        return it->second;
+    }
     if (it != site_ids_.end()) return it->second;
     SiteInfo info;
     info.entry = code_ref_of(site.entry);
@@ -495,6 +522,7 @@ std::uint32_t PoolCore::site_id(const CallSite& site) {
     const auto id = static_cast<std::uint32_t>(sites_.size());
     sites_.push_back(std::move(info));
     site_ids_.emplace(site, id);
+    last_site_.emplace(site, id);
     return id;
 }
 
@@ -627,7 +655,12 @@ void PoolCore::on_worker_readable(Worker& w) {
         if (it == running_tasks_.end()) return;
         ChunkTask task = std::move(it->second);
         running_tasks_.erase(it);
-        std::erase(w.inflight, task_id);
+        // Answers come in the order the tasks were sent, but for a task that failed to decode.
+        if (!w.inflight.empty() && w.inflight.front() == task_id) {
+            w.inflight.pop_front();
+        } else if (const auto at = std::ranges::find(w.inflight, task_id); at != w.inflight.end()) {
+            w.inflight.erase(at);
+        }
         early_deaths_ = 0;
         ++w.answered;
         try {
