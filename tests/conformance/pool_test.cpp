@@ -2,6 +2,7 @@
 // must survive: dying workers, overdue tasks, failing callbacks and initializers.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -295,6 +296,67 @@ TEST_P(PoolTest, AResultThatCannotBeEncodedFailsOnlyItsTask) {
     auto good = pool.apply_async(make_picky, 5);
     EXPECT_THROW(bad.get(), mproc::TaskError);
     EXPECT_EQ(good.get().value, 5);
+}
+
+TEST_P(PoolTest, ChunksLargerThanTheLinksRingsGoBothWays) {
+    // A worker's link has rings of a few hundred KiB each way: a chunk of several MiB goes through
+    // in parts, its bytes intact, among small chunks on the same links.
+    mproc::Pool pool(options());
+    std::vector<std::string> inputs;
+    for (int i = 0; i < 6; ++i) {
+        std::string s(std::size_t{3} << 20, 'a');
+        for (std::size_t j = 0; j < s.size(); j += 4093) s[j] = static_cast<char>('a' + (i + j) % 26);
+        inputs.push_back(std::move(s));
+        inputs.emplace_back("small");
+    }
+    const auto reversed = pool.map(
+        [](const std::string& s) { return std::string(s.rbegin(), s.rend()); }, inputs, std::size_t{1});
+    ASSERT_EQ(reversed.size(), inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i)
+        EXPECT_TRUE(std::equal(inputs[i].rbegin(), inputs[i].rend(), reversed[i].begin())) << "chunk " << i;
+}
+
+namespace {
+// CPU time (user + system) of another process, from /proc/<pid>/stat, in clock ticks.
+long cpu_ticks_of(int pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string content;
+    std::getline(stat, content);
+    std::istringstream rest(content.substr(content.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+        if (i == 14) utime = std::stol(field);
+        if (i == 15) stime = std::stol(field);
+    }
+    return utime + stime;
+}
+std::chrono::nanoseconds own_cpu_time() {
+    timespec t{};
+    ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return std::chrono::seconds(t.tv_sec) + std::chrono::nanoseconds(t.tv_nsec);
+}
+}  // namespace
+
+TEST_P(PoolTest, AnIdlePoolWaitsInTheKernel) {
+    // The dispatcher and the workers spin for moments after work, then sleep: over a second of
+    // idleness they use next to no CPU (a side that kept polling would use the whole second).
+    mproc::Pool pool(options());
+    EXPECT_EQ(pool.map(square, std::views::iota(0, 20000), std::size_t{1}).size(), 20000u);
+    std::vector<int> pids;
+    for (const auto& w : pool.workers()) pids.push_back(w.pid().value_or(0));
+    const long ticks_per_second = ::sysconf(_SC_CLK_TCK);
+    std::vector<long> before;
+    for (int pid : pids) before.push_back(cpu_ticks_of(pid));
+    const auto own_before = own_cpu_time();
+    std::this_thread::sleep_for(1s);  // the measured interval, not a wait for a state
+    const auto own_used = own_cpu_time() - own_before;
+    EXPECT_LT(own_used, 50ms) << "the pool's dispatcher kept running while idle";
+    for (std::size_t i = 0; i < pids.size(); ++i) {
+        const long used_ms = (cpu_ticks_of(pids[i]) - before[i]) * 1000 / ticks_per_second;
+        EXPECT_LT(used_ms, 50) << "worker " << pids[i] << " kept running while idle";
+    }
+    EXPECT_EQ(pool.apply(square, 9), 81);  // and it wakes for the next task
 }
 
 TEST_P(PoolTest, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
