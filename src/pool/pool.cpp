@@ -318,6 +318,9 @@ private:
     bool work_arrived() const noexcept;
     // Lowers the flags the dispatcher raised before sleeping.
     void disarm() noexcept;
+    // submit()'s shortcut: the tasks go to the workers from the calling thread when the
+    // dispatcher sleeps (or spins). True when they all went (the dispatcher need not wake).
+    bool dispatch_inline();
     void fail_pending(const std::exception_ptr& error);
     void fail_everything(const std::exception_ptr& error);
     std::uint32_t site_id(const CallSite& site);
@@ -340,6 +343,9 @@ private:
     // before its last look). Together they spare submit() the eventfd while the dispatcher runs.
     std::atomic<bool> incoming_ready_{false};
     std::atomic<bool> sleeping_{false};
+    // Held by the dispatcher thread while it works (not while it spins or sleeps), and by
+    // submit() while it writes tasks to the links itself: guards the dispatcher-thread state below.
+    std::mutex core_mutex_;
 
     // Dispatcher-thread state.
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -349,6 +355,7 @@ private:
     std::unordered_map<CallSite, std::uint32_t, CallSiteHash> site_ids_;
     std::optional<std::pair<CallSite, std::uint32_t>> last_site_;
     std::vector<pollfd> poll_fds_;
+    std::vector<bool> room_wanted_;
     SpinBudget spin_;
     std::vector<SiteInfo> sites_;
     // Workers that died before answering any task, in a row: a failing initializer, say. Past a
@@ -439,6 +446,9 @@ void PoolCore::submit(std::vector<ChunkTask> tasks) {
         for (auto& t : tasks) incoming_.push_back(std::move(t));
         incoming_ready_.store(true, std::memory_order_relaxed);
     }
+    // The calling thread writes the tasks to the workers' links itself when the dispatcher is
+    // not at work: that spares waking the dispatcher, which the workers' answers wake.
+    if (dispatch_inline()) return;
     // The dispatcher looks at incoming_ready_ after saying it sleeps (Dekker's handshake, as on
     // the links): a dispatcher that is awake takes the tasks without a system call here.
     std::atomic_thread_fence(std::memory_order_seq_cst);
@@ -447,11 +457,36 @@ void PoolCore::submit(std::vector<ChunkTask> tasks) {
 
 bool PoolCore::work_arrived() const noexcept {
     if (incoming_ready_.load(std::memory_order_relaxed)) return true;
-    for (const auto& w : workers_) {
-        if (w->link.has_incoming()) return true;
-        if (w->link.output_pending() && w->link.has_room()) return true;
+    for (std::size_t i = 0; i < workers_.size(); ++i) {
+        if (workers_[i]->link.has_incoming()) return true;
+        if (room_wanted_[i] && workers_[i]->link.has_room()) return true;
     }
     return false;
+}
+
+bool PoolCore::dispatch_inline() {
+    // Only where nothing else needs the dispatcher to wake for these tasks: not on the dispatcher
+    // thread (a callback submitting), and not under task_timeout (the dispatcher's poll timeout
+    // must count from them).
+    if (options_.task_timeout || std::this_thread::get_id() == thread_.get_id()) return false;
+    std::unique_lock core(core_mutex_, std::try_to_lock);
+    if (!core.owns_lock()) return false;  // the dispatcher is at work: it takes the tasks itself
+    {
+        std::lock_guard lock(mutex_);
+        if (state_ != State::running) return false;
+        incoming_ready_.store(false, std::memory_order_relaxed);
+        while (!incoming_.empty()) {
+            pending_.push_back(std::move(incoming_.front()));
+            incoming_.pop_front();
+        }
+    }
+    dispatch();
+    // What the rings could not take, or could not be sent for want of a window, is the
+    // dispatcher's to send.
+    bool left = !pending_.empty();
+    for (auto& w : workers_) left = left || w->link.output_pending();
+    if (left) incoming_ready_.store(true, std::memory_order_relaxed);
+    return !left;
 }
 
 void PoolCore::disarm() noexcept {
@@ -752,7 +787,9 @@ void PoolCore::run() {
     bool killed = false;
     auto last_poll = std::chrono::steady_clock::now();
     auto last_activity = last_poll;
+    std::unique_lock core(core_mutex_, std::defer_lock);
     for (;;) {
+        if (!core.owns_lock()) core.lock();
         State state;
         {
             std::lock_guard lock(mutex_);
@@ -830,23 +867,31 @@ void PoolCore::run() {
                 timeout_ms = timeout_ms < 0 ? ms : std::min(timeout_ms, ms);
             }
         }
+        // Which links wait for room: what work_arrived() looks at while submit() may be writing
+        // to the links (it holds core_mutex_ then, which this thread gives up until it wakes).
+        room_wanted_.assign(workers_.size(), false);
+        for (std::size_t i = 0; i < workers_.size(); ++i) room_wanted_[i] = workers_[i]->link.output_pending();
+        // Answers are due, or the pool was busy a moment ago: answers come within microseconds
+        // from a worker that runs, and a caller that just had its result often submits again at
+        // once. The budget shrinks when spins go unanswered (an idle pool).
+        const bool expecting = !running_tasks_.empty() ||
+                               std::chrono::steady_clock::now() - last_activity < kBusyPollInterval;
         bool armed = false;
         if (!active) {
-            // Answers are due, or the pool was busy a moment ago: answers come within
-            // microseconds from a worker that runs, and a caller that just had its result often
-            // submits again at once. The budget shrinks when spins go unanswered (an idle pool).
-            const bool expecting = !running_tasks_.empty() ||
-                                   std::chrono::steady_clock::now() - last_activity < kBusyPollInterval;
-            if (expecting && spin_until(spin_, 1, [this] { return work_arrived(); })) continue;
-            // About to sleep: say so (to submit() and to every worker), then look once more.
+            // About to sleep: say so (to submit() and to every worker), then look once more. The
+            // flags go up while core_mutex_ is held, so that tasks submit() writes to a link
+            // after it is released find the worker's answer ringing this thread.
             sleeping_.store(true, std::memory_order_relaxed);
-            for (auto& w : workers_) w->link.arm(true, w->link.output_pending());
+            for (std::size_t i = 0; i < workers_.size(); ++i) workers_[i]->link.arm(true, room_wanted_[i]);
             armed = true;
+            core.unlock();
             std::atomic_thread_fence(std::memory_order_seq_cst);  // the flags before the words they guard
-            if (work_arrived()) {
+            if ((expecting && spin_until(spin_, 1, [this] { return work_arrived(); })) || work_arrived()) {
                 disarm();
                 continue;
             }
+        } else {
+            core.unlock();
         }
 
         // Wait for a doorbell, a death, a wake-up, or the next task deadline.
@@ -858,6 +903,7 @@ void PoolCore::run() {
         }
         int ready = ::poll(poll_fds_.data(), poll_fds_.size(), timeout_ms);
         last_poll = std::chrono::steady_clock::now();
+        core.lock();
         if (armed) disarm();
         if (ready < 0 && errno != EINTR) {
             get_logger().error("pool dispatcher: poll failed: {}", std::strerror(errno));
