@@ -246,6 +246,8 @@ void fail_task(ChunkTask& task, const std::exception_ptr& error) {
 }
 }  // namespace
 
+bool pool_spin_pays() noexcept { return ::sysconf(_SC_NPROCESSORS_ONLN) > 1 && !machine_oversubscribed(); }
+
 void log_callback_failure(const char* what) { get_logger().error("a pool callback raised: {}", what); }
 
 // ---------------------------------------------------------------------------------------------

@@ -22,6 +22,11 @@
 
 namespace mproc::detail {
 
+// Whether a waiter should spin before it sleeps: false while the machine has more runnable tasks
+// than CPUs (src/base/spin.hpp's discipline, defined in src/pool/pool.cpp).
+bool pool_spin_pays() noexcept;
+
+
 // Logs an exception that a result callback threw (the pool goes on).
 void log_callback_failure(const char* what);
 
@@ -67,6 +72,10 @@ struct ResultState {
     // about a pool's round trip to an idle worker: past it, the caller should sleep on
     // ready_changed. Acquire: what set the result happens before a true answer.
     bool await_briefly(std::chrono::nanoseconds limit = std::chrono::microseconds(50)) const {
+        if (ready_seen.load(std::memory_order_acquire)) return true;
+        // On a machine with more runnable tasks than CPUs a yield hands the CPU to another task
+        // for the rest of its time slice: sleeping, and being woken, is then the faster way.
+        if (!pool_spin_pays()) return false;
         const auto until = std::chrono::steady_clock::now() + limit;
         do {
             if (ready_seen.load(std::memory_order_acquire)) return true;
