@@ -318,6 +318,8 @@ private:
     // Whether tasks were submitted, a worker published results, or a ring has room for output
     // that waits: what the dispatcher spins and sleeps for.
     bool work_arrived() const noexcept;
+    // Moves the submitted tasks to pending_; under mutex_.
+    void take_incoming();
     // Lowers the flags the dispatcher raised before sleeping.
     void disarm() noexcept;
     // submit()'s shortcut: the tasks go to the workers from the calling thread when the
@@ -457,6 +459,15 @@ void PoolCore::submit(std::vector<ChunkTask> tasks) {
     if (sleeping_.load(std::memory_order_relaxed)) wake();
 }
 
+void PoolCore::take_incoming() {
+    if (pending_.empty()) {
+        pending_.swap(incoming_);  // a map's chunks move once, not one by one
+        return;
+    }
+    for (auto& task : incoming_) pending_.push_back(std::move(task));
+    incoming_.clear();
+}
+
 bool PoolCore::work_arrived() const noexcept {
     if (incoming_ready_.load(std::memory_order_relaxed)) return true;
     for (std::size_t i = 0; i < workers_.size(); ++i) {
@@ -477,10 +488,7 @@ bool PoolCore::dispatch_inline() {
         std::lock_guard lock(mutex_);
         if (state_ != State::running) return false;
         incoming_ready_.store(false, std::memory_order_relaxed);
-        while (!incoming_.empty()) {
-            pending_.push_back(std::move(incoming_.front()));
-            incoming_.pop_front();
-        }
+        take_incoming();
     }
     dispatch();
     // What the rings could not take, or could not be sent for want of a window, is the
@@ -797,10 +805,7 @@ void PoolCore::run() {
             std::lock_guard lock(mutex_);
             state = state_;
             incoming_ready_.store(false, std::memory_order_relaxed);
-            while (!incoming_.empty()) {
-                pending_.push_back(std::move(incoming_.front()));
-                incoming_.pop_front();
-            }
+            take_incoming();
         }
         if (state == State::terminating && !killed) {
             for (auto& w : workers_) w->process.terminate();
