@@ -40,6 +40,9 @@ inline double process_seconds(int pid) {
 // and its value is in milliseconds of CPU per second.
 constexpr std::chrono::milliseconds idle_slice{10};
 constexpr std::size_t idle_slices_per_batch = 100;  // one second
+// The spread check's floor for these figures (Figure::spread_floor): a tenth of a millisecond of
+// CPU per second, 0.01% of a CPU, is as good as none.
+constexpr double idle_spread_floor = 0.1;
 
 inline Unit millis_per_idle_second() {
     return {"ms/idle_s", [](double cpu_seconds_per_slice) {

@@ -301,8 +301,9 @@ struct Bimodal {
 void collect_bimodal(const Figure& figure, const std::vector<Result>& results, std::vector<Bimodal>& bimodal) {
     for (const Result& r : results) {
         const auto [min, max] = std::minmax_element(r.per_round.begin(), r.per_round.end());
-        // A zero round (an idle figure that used no CPU time) against a nonzero one counts as spread.
-        const bool spread = *min > 0 ? *max / *min > max_spread : *max > 0;
+        const double low = std::max(*min, figure.spread_floor), high = std::max(*max, figure.spread_floor);
+        // Zero against anything more is spread, unless the figure has a floor.
+        const bool spread = low > 0 ? high / low > max_spread : high > 0;
         if (spread) bimodal.push_back({figure.name, figure.unit.name, r.impl, *min, median(r.per_round), *max});
     }
 }
@@ -374,15 +375,12 @@ void add_to_registry(Figure figure) {
 Register::Register(Figure figure) { add_to_registry(std::move(figure)); }
 
 Register::Register(Figure figure, LoadedTwin twin) {
-    Figure loaded{
-        .name = figure.name + ".loaded",
-        .unit = figure.unit,
-        .description = twin.description.empty() ? figure.description : std::move(twin.description),
-        .impls = {},
-        .fixed_iterations = figure.fixed_iterations,
-        .loaded = true,
-    };
+    Figure loaded = figure;
+    loaded.name += ".loaded";
+    if (!twin.description.empty()) loaded.description = std::move(twin.description);
     loaded.description += "; beside one busy-looping process per CPU";
+    loaded.impls.clear();
+    loaded.loaded = true;
     for (const std::string& name : twin.impls) {
         const auto impl = std::find_if(figure.impls.begin(), figure.impls.end(),
                                        [&](const Impl& i) { return i.name == name; });

@@ -71,6 +71,10 @@ struct Figure {
     // after the last round: the machine a pool runs on is rarely idle, and waiting by spinning,
     // which pays off on idle CPUs, competes there with the work. Set by LoadedTwin.
     bool loaded = false;
+    // In the spread check, rounds below this value count as this value: for a figure whose
+    // rounds can be zero (the CPU time of something idle), where none in one round and a few
+    // microseconds in the next is no bimodal behaviour.
+    double spread_floor = 0;
 };
 
 // The loaded twin of a figure: "<name>.loaded", the same unit, the same batch functions.

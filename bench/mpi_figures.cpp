@@ -407,6 +407,7 @@ const bench::Register idle_cpu{{
          }},
     },
     .fixed_iterations = bench::cpu_time::idle_slices_per_batch,
+    .spread_floor = bench::cpu_time::idle_spread_floor,
 }};
 
 // ---- Starting a job: mpirun, from a plain run ----

@@ -190,6 +190,7 @@ const bench::Register idle_cpu{{
                    "started in this process (the dispatcher) and its worker processes (their threads' schedstat)",
     .impls = {{"mproc", idle_pool_cpu}},
     .fixed_iterations = bench::cpu_time::idle_slices_per_batch,
+    .spread_floor = bench::cpu_time::idle_spread_floor,
 }};
 
 }  // namespace

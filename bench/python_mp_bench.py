@@ -30,17 +30,18 @@ FIGURES = []
 
 
 def figure(name, unit, description, bytes_per_iteration=None, loaded_twin=False, convert=None,
-           fixed_iterations=None):
+           fixed_iterations=None, spread_floor=0.0):
     """Registers a batch function: batch(iterations) -> seconds the measured part took. Figures in
     MB/s say how many bytes one iteration moves. With loaded_twin, "<name>.loaded" runs the same
     batches beside one busy-looping process per CPU. convert(seconds per iteration) gives the value
     for a unit to_unit does not know; fixed_iterations replaces the calibration (--iterations
-    still wins)."""
+    still wins). In the spread check, rounds below spread_floor count as spread_floor (for
+    figures whose rounds can be zero, as mproc_bench's Figure::spread_floor)."""
 
     def register(batch):
         entry = {"name": name, "unit": unit, "description": description, "batch": batch,
                  "bytes_per_iteration": bytes_per_iteration, "convert": convert,
-                 "fixed_iterations": fixed_iterations, "loaded": False}
+                 "fixed_iterations": fixed_iterations, "spread_floor": spread_floor, "loaded": False}
         FIGURES.append(entry)
         if loaded_twin:
             FIGURES.append(dict(entry, name=name + ".loaded", loaded=True,
@@ -518,7 +519,8 @@ IDLE_SLICE = 0.010  # seconds of idleness per iteration, as in mproc_bench
 
 @figure("pool.idle_cpu", "ms/idle_s", "CPU ms per second of a Pool(2) with nothing to do (after one apply), summed "
         "over the threads it started in this process (its handlers) and its worker processes (schedstat)",
-        convert=lambda cpu_seconds_per_slice: cpu_seconds_per_slice * 1e3 / IDLE_SLICE, fixed_iterations=100)
+        convert=lambda cpu_seconds_per_slice: cpu_seconds_per_slice * 1e3 / IDLE_SLICE, fixed_iterations=100,
+        spread_floor=0.1)  # 0.1 ms of CPU a second is as good as none
 def pool_idle_cpu(iterations):
     # A new pool each batch: its threads are those this process gained with it; the other
     # figures' pools idle meanwhile and are not counted.
@@ -721,8 +723,8 @@ def spread_checked(fig, args):
     return bool(fig["fixed_iterations"]) or args.min_time >= 0.05
 
 
-def is_bimodal(row):
-    low, high = row["min"], row["max"]
+def is_bimodal(fig, row):
+    low, high = max(row["min"], fig["spread_floor"]), max(row["max"], fig["spread_floor"])
     return high / low > MAX_SPREAD if low > 0 else high > 0
 
 
@@ -787,7 +789,7 @@ def main():
             print(json.dumps(row))
         # A forked child must not inherit unwritten output.
         sys.stdout.flush()
-        if spread_checked(fig, args) and is_bimodal(row):
+        if spread_checked(fig, args) and is_bimodal(fig, row):
             bimodal.append(row)
     for row in bimodal:
         print(f"python_mp_bench: bimodal: {row['name']} python: rounds from {row['min']:.4g} to {row['max']:.4g} "
