@@ -1,10 +1,18 @@
 #include "harness.hpp"
 
 #include <fmt/core.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <exception>
 #include <limits>
@@ -30,6 +38,7 @@ struct Options {
     int rounds = 7;
     Seconds min_time{0.2};
     std::optional<std::size_t> iterations;
+    bool spread_check = true;
     std::vector<std::string> prefixes;
 };
 
@@ -40,13 +49,20 @@ struct Result {
 };
 
 constexpr std::string_view usage_text =
-    R"(usage: mproc_bench [--json] [--rounds N] [--min-time SECONDS] [--iterations N] [--list]
-                   [NAME-PREFIX...]
+    R"(usage: mproc_bench [--json] [--rounds N] [--min-time SECONDS] [--iterations N]
+                   [--no-spread-check] [--list] [NAME-PREFIX...]
 
 Measures each selected figure for mproc and for the raw system primitive it stands on, in this
 process, alternating the implementations round by round. A figure's value is the median over the
 rounds of the cost per iteration of one batch. With no NAME-PREFIX every figure runs; a prefix
-such as "process." selects the figures whose names start with it.
+such as "process." selects the figures whose names start with it. Figures named "*.loaded" run
+beside one busy-looping process per CPU.
+
+A figure implementation whose slowest round differs from its fastest by more than 5x is bimodal,
+a behaviour to explain rather than noise: after all results, one line per such implementation
+names it with its min, median and max on stderr, and the exit status is 1. The check applies with
+3 rounds or more and batches of 50 ms or more (calibrated, or the figure's own size); shorter
+batches are swayed by a single time slice of another process.
 
   --json              one JSON line per figure and implementation:
                       {"name", "impl", "value", "unit", "min", "max", "rounds", "iterations"}
@@ -55,7 +71,9 @@ such as "process." selects the figures whose names start with it.
   --rounds N          rounds per figure (default 7)
   --min-time SECONDS  least duration of one batch; sets each implementation's iteration count,
                       found by a calibration that also warms up (default 0.2)
-  --iterations N      fixed iterations per batch instead of --min-time (no calibration)
+  --iterations N      fixed iterations per batch instead of --min-time (no calibration, and
+                      no spread check)
+  --no-spread-check   report bimodal figures as any other, with exit status 0
   --list              print the figures' names, units and descriptions, and exit
   --help              this text
 )";
@@ -105,6 +123,8 @@ Options parse_options(int argc, char** argv) {
             options.min_time = Seconds(parse_number<double>(arg, value()));
         } else if (arg == "--iterations") {
             options.iterations = parse_number<std::size_t>(arg, value());
+        } else if (arg == "--no-spread-check") {
+            options.spread_check = false;
         } else if (arg.starts_with("-")) {
             usage_error(fmt::format("unknown option '{}'", arg));
         } else {
@@ -176,7 +196,49 @@ std::string json_string(std::string_view text) {
     return out + '"';
 }
 
+// One busy-looping child process per CPU this process may run on, for the loaded figures. Not
+// pinned: the scheduler places them as it would any other work. Killed and reaped when the object
+// goes, however the figure ends; PR_SET_PDEATHSIG ends them with this process if it is killed.
+class CpuLoad {
+public:
+    CpuLoad() {
+        cpu_set_t cpus;
+        CPU_ZERO(&cpus);
+        const int count = ::sched_getaffinity(0, sizeof cpus, &cpus) == 0 ? CPU_COUNT(&cpus) : 1;
+        const pid_t parent = ::getpid();
+        for (int i = 0; i < count; ++i) {
+            const pid_t pid = ::fork();
+            if (pid == 0) burn(parent);
+            if (pid < 0) {
+                stop();
+                throw std::runtime_error("fork of a CPU-burning process failed");
+            }
+            burners_.push_back(pid);
+        }
+    }
+    ~CpuLoad() { stop(); }
+    CpuLoad(const CpuLoad&) = delete;
+    CpuLoad& operator=(const CpuLoad&) = delete;
+
+private:
+    [[noreturn]] static void burn(pid_t parent) {
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != parent) ::_exit(0);  // the parent died before prctl
+        for (std::uint64_t x = 0;; ++x) keep(x);
+    }
+    void stop() {
+        for (const pid_t pid : burners_) ::kill(pid, SIGKILL);
+        for (const pid_t pid : burners_)
+            while (::waitpid(pid, nullptr, 0) < 0 && errno == EINTR) {
+            }
+        burners_.clear();
+    }
+    std::vector<pid_t> burners_;
+};
+
 std::vector<Result> measure(const Figure& figure, const Options& options) {
+    std::optional<CpuLoad> load;
+    if (figure.loaded) load.emplace();
     std::vector<Result> results;
     for (const Impl& impl : figure.impls) {
         Result result;
@@ -213,6 +275,36 @@ void print_json(const Figure& figure, const std::vector<Result>& results) {
                    "\n",
                    json_string(figure.name), json_string(r.impl), median(r.per_round), json_string(figure.unit.name),
                    *min, *max, r.per_round.size(), r.iterations);
+    }
+}
+
+// A figure implementation whose rounds differ by more than this factor is bimodal: a behaviour
+// that depends on where and when the processes ran, to find and explain, not to average away.
+constexpr double max_spread = 5.0;
+
+// Whether a figure's rounds can tell bimodal behaviour from noise: with fewer than 3 rounds one
+// slow round is all there is, and a batch of a few milliseconds (the smoke test's --min-time
+// 0.001, or a fixed --iterations) can be slowed several times by one time slice of another
+// process. Calibrated batches of 50 ms or more, or the figure's own fixed size, average that out.
+bool spread_checked(const Figure& figure, const Options& options) {
+    if (!options.spread_check || options.rounds < 3 || options.iterations) return false;
+    return figure.fixed_iterations || options.min_time >= Seconds(0.05);
+}
+
+struct Bimodal {
+    std::string figure;
+    std::string unit;
+    std::string impl;
+    double min, median, max;
+};
+
+void collect_bimodal(const Figure& figure, const std::vector<Result>& results, std::vector<Bimodal>& bimodal) {
+    for (const Result& r : results) {
+        const auto [min, max] = std::minmax_element(r.per_round.begin(), r.per_round.end());
+        const double low = std::max(*min, figure.spread_floor), high = std::max(*max, figure.spread_floor);
+        // Zero against anything more is spread, unless the figure has a floor.
+        const bool spread = low > 0 ? high / low > max_spread : high > 0;
+        if (spread) bimodal.push_back({figure.name, figure.unit.name, r.impl, *min, median(r.per_round), *max});
     }
 }
 
@@ -267,13 +359,38 @@ Unit megabytes_per_second(double bytes_per_iteration) {
     return {"MB/s", [bytes_per_iteration](double s) { return bytes_per_iteration / s / 1e6; }};
 }
 
-Register::Register(Figure figure) {
+namespace {
+
+void add_to_registry(Figure figure) {
     auto& figures = registry();
     // Sorted by name so that the output order does not depend on the order of static
     // initialization across files.
     const auto at = std::upper_bound(figures.begin(), figures.end(), figure.name,
                                      [](const std::string& name, const Figure& f) { return name < f.name; });
     figures.insert(at, std::move(figure));
+}
+
+}  // namespace
+
+Register::Register(Figure figure) { add_to_registry(std::move(figure)); }
+
+Register::Register(Figure figure, LoadedTwin twin) {
+    Figure loaded = figure;
+    loaded.name += ".loaded";
+    if (!twin.description.empty()) loaded.description = std::move(twin.description);
+    loaded.description += "; beside one busy-looping process per CPU";
+    loaded.impls.clear();
+    loaded.loaded = true;
+    for (const std::string& name : twin.impls) {
+        const auto impl = std::find_if(figure.impls.begin(), figure.impls.end(),
+                                       [&](const Impl& i) { return i.name == name; });
+        if (impl == figure.impls.end())
+            throw std::logic_error(fmt::format("{}: no implementation '{}' for its loaded twin", figure.name, name));
+        loaded.impls.push_back(*impl);
+    }
+    for (Impl& impl : twin.own_impls) loaded.impls.push_back(std::move(impl));
+    add_to_registry(std::move(figure));
+    add_to_registry(std::move(loaded));
 }
 
 void require(bool condition, std::string_view what) {
@@ -297,10 +414,12 @@ int run_cli(int argc, char** argv) {
     }
     if (!options.json) print_table_header();
     int status = 0;
+    std::vector<Bimodal> bimodal;
     for (const Figure* figure : figures) {
         try {
             const std::vector<Result> results = measure(*figure, options);
             options.json ? print_json(*figure, results) : print_table(*figure, results);
+            if (spread_checked(*figure, options)) collect_bimodal(*figure, results, bimodal);
         } catch (const Skipped& e) {
             std::fflush(stdout);
             std::fprintf(stderr, "mproc_bench: %s: skipped: %s\n", figure->name.c_str(), e.what());
@@ -312,6 +431,16 @@ int run_cli(int argc, char** argv) {
         // Flushed per figure: a long run shows progress, and a forked child never inherits
         // unwritten output.
         std::fflush(stdout);
+    }
+    for (const Bimodal& b : bimodal) {
+        std::fprintf(stderr,
+                     "mproc_bench: bimodal: %s %s: rounds from %.4g to %.4g %s (median %.4g), more than %gx apart\n",
+                     b.figure.c_str(), b.impl.c_str(), b.min, b.max, b.unit.c_str(), b.median, max_spread);
+    }
+    if (!bimodal.empty()) {
+        std::fprintf(stderr, "mproc_bench: %zu bimodal figure implementation(s); --no-spread-check reports them "
+                     "without failing\n", bimodal.size());
+        status = 1;
     }
     return status;
 }

@@ -20,6 +20,12 @@
 //           {"raw", bench::each([] { /* one iteration */ })},
 //       },
 //   }};
+//
+// A figure that should also be measured on a busy machine registers its loaded twin with it:
+//
+//   static const bench::Register pipe_ping_pong{figure, bench::LoadedTwin{.impls = {"mproc", "raw"}}};
+//
+// adds "pipe.ping_pong.int.loaded", the same batches run beside one busy-looping process per CPU.
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -61,11 +67,29 @@ struct Figure {
     // Iterations per batch instead of the calibration, for a figure whose batch does not last
     // as long as it measures (the CPU time an idle pool uses): --iterations still overrides it.
     std::optional<std::size_t> fixed_iterations{};
+    // Measured beside one busy-looping child process per CPU, from before the calibration until
+    // after the last round: the machine a pool runs on is rarely idle, and waiting by spinning,
+    // which pays off on idle CPUs, competes there with the work. Set by LoadedTwin.
+    bool loaded = false;
+    // In the spread check, rounds below this value count as this value: for a figure whose
+    // rounds can be zero (the CPU time of something idle), where none in one round and a few
+    // microseconds in the next is no bimodal behaviour.
+    double spread_floor = 0;
+};
+
+// The loaded twin of a figure: "<name>.loaded", the same unit, the same batch functions.
+struct LoadedTwin {
+    std::vector<std::string> impls;    // the figure's implementations the twin measures too
+    std::vector<Impl> own_impls = {};  // and implementations only the twin has (a reference that
+                                       // makes sense under load only), added after those
+    std::string description = {};      // instead of the figure's, when own_impls change its meaning
 };
 
 // Registers a figure during static initialization; one object per figure.
 struct Register {
     explicit Register(Figure figure);
+    // The figure and its loaded twin.
+    Register(Figure figure, LoadedTwin twin);
 };
 
 // Keeps the compiler from dropping a computation whose result is otherwise unused.

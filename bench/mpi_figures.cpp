@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <ranges>
@@ -22,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_time.hpp"
 #include "harness.hpp"
 #include "mpi_bench.hpp"
 #include "mproc/mpi.hpp"
@@ -381,26 +381,9 @@ const bench::Register worker_lost{{
     },
 }};
 
-// The CPU time a process has used so far, from its threads' scheduler statistics (nanoseconds,
-// where /proc/<pid>/stat counts clock ticks).
-double cpu_seconds_of(int pid) {
-    double seconds = 0;
-    for (const auto& thread : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
-        std::ifstream schedstat(thread.path() / "schedstat");
-        long long run_ns = 0;
-        if (schedstat >> run_ns) seconds += static_cast<double>(run_ns) / 1e9;
-    }
-    return seconds;
-}
-
-constexpr auto kIdleSlice = std::chrono::milliseconds(10);
-
 const bench::Register idle_cpu{{
     .name = "mpi.pool.idle_cpu",
-    .unit = {"ms/idle_s",
-             [](double cpu_seconds_per_slice) {
-                 return cpu_seconds_per_slice * 1e3 / std::chrono::duration<double>(kIdleSlice).count();
-             }},
+    .unit = bench::cpu_time::millis_per_idle_second(),
     .description = "CPU ms per second of an mpi::Pool (fork workers) with nothing to do, summed over rank 0 and "
                    "the serving ranks of this host (their threads' schedstat)",
     .impls = {
@@ -415,15 +398,16 @@ const bench::Register idle_cpu{{
              std::this_thread::sleep_for(std::chrono::milliseconds(200));
              const auto used = [&pids] {
                  double total = 0;
-                 for (int pid : pids) total += cpu_seconds_of(pid);
+                 for (int pid : pids) total += bench::cpu_time::process_seconds(pid);
                  return total;
              };
              const double before = used();
-             std::this_thread::sleep_for(kIdleSlice * static_cast<long>(n));
+             std::this_thread::sleep_for(bench::cpu_time::idle_slice * static_cast<long>(n));
              return bench::Seconds(used() - before);
          }},
     },
-    .fixed_iterations = 100,  // one second of idleness per batch
+    .fixed_iterations = bench::cpu_time::idle_slices_per_batch,
+    .spread_floor = bench::cpu_time::idle_spread_floor,
 }};
 
 // ---- Starting a job: mpirun, from a plain run ----

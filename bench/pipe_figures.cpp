@@ -114,7 +114,7 @@ const bench::Register ping_pong{{
              return took;
          }},
     },
-}};
+}, bench::LoadedTwin{.impls = {"mproc", "raw"}}};
 
 // The child receives `iterations` messages of 1 MiB and then acknowledges them all; the time runs
 // from the first send to the acknowledgement, so it covers every byte arriving in the child.

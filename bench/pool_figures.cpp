@@ -1,5 +1,6 @@
 // Figures for mproc::Pool. Tasks are trivial (x*x) to measure the pool's own cost, except the
-// CPU-bound pair, which measures how much of two processes' worth of work two workers deliver.
+// CPU-bound pair, which measures how much of two processes' worth of work two workers deliver,
+// and pool.idle_cpu, what a pool with nothing to do costs.
 #include <malloc.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -7,8 +8,11 @@
 #include <cerrno>
 #include <memory>
 #include <ranges>
+#include <set>
+#include <thread>
 #include <vector>
 
+#include "cpu_time.hpp"
 #include "harness.hpp"
 #include "mproc/pool.hpp"
 
@@ -104,7 +108,7 @@ const bench::Register apply_round_trip{{
              return took;
          }},
     },
-}};
+}, bench::LoadedTwin{.impls = {"mproc", "raw"}}};
 
 // The same 8 CPU-bound tasks on 1 and on 2 workers; raw: forked processes splitting them alike.
 bench::Seconds burn_on_pool(std::size_t iterations, int processes) {
@@ -149,6 +153,44 @@ const bench::Register cpu_two{{
         {"mproc", [](std::size_t n) { return burn_on_pool(n, 2); }},
         {"raw", [](std::size_t n) { return burn_on_forks(n, 2); }},
     },
+}};
+
+// A new pool each batch: its threads are those this process gained with it, its workers those it
+// lists; the other figures' pools (pool_of) idle meanwhile and are not counted.
+bench::Seconds idle_pool_cpu(std::size_t slices) {
+    namespace cpu_time = bench::cpu_time;
+    const int self = static_cast<int>(::getpid());
+    const std::set<int> threads_before = cpu_time::threads_of(self);
+    mproc::Pool pool(mproc::PoolOptions{.processes = 2});
+    bench::require(pool.apply(square, 7) == 49, "wrong result");
+    std::set<int> pool_threads;
+    for (const int tid : cpu_time::threads_of(self))
+        if (!threads_before.contains(tid)) pool_threads.insert(tid);
+    std::vector<int> workers;
+    for (const mproc::Process& worker : pool.workers())
+        if (const auto pid = worker.pid()) workers.push_back(*pid);
+    bench::require(workers.size() == 2, "the pool has not 2 workers");
+    const auto used = [&] {
+        double seconds = 0;
+        for (const int tid : pool_threads) seconds += cpu_time::thread_seconds(self, tid);
+        for (const int pid : workers) seconds += cpu_time::process_seconds(pid);
+        return seconds;
+    };
+    // Past the short spin that follows activity: idleness is what is measured.
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    const double before = used();
+    std::this_thread::sleep_for(cpu_time::idle_slice * static_cast<long>(slices));
+    return bench::Seconds(used() - before);
+}
+
+const bench::Register idle_cpu{{
+    .name = "pool.idle_cpu",
+    .unit = bench::cpu_time::millis_per_idle_second(),
+    .description = "CPU ms per second of a Pool(2) with nothing to do (after one apply), summed over the threads it "
+                   "started in this process (the dispatcher) and its worker processes (their threads' schedstat)",
+    .impls = {{"mproc", idle_pool_cpu}},
+    .fixed_iterations = bench::cpu_time::idle_slices_per_batch,
+    .spread_floor = bench::cpu_time::idle_spread_floor,
 }};
 
 }  // namespace

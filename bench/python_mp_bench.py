@@ -6,9 +6,15 @@ Prints one JSON line per figure, {"name", "impl": "python", "value", "unit", "mi
 side by side. The method is mproc_bench's: each figure's batch size is calibrated to last at least
 --min-time, and the value is the median over --rounds batches of the cost per iteration.
 Processes are started with the fork start method, as mproc starts them. Standard library only.
+
+Figures named "*.loaded" run beside one busy-looping process per CPU, as mproc_bench's do. A
+figure whose rounds differ by more than 5x is bimodal: after all results it is named on stderr
+with its min, median and max, and the exit status is 1 (--no-spread-check turns that off; the
+check applies with 3 rounds or more and batches of 50 ms or more, as in mproc_bench).
 """
 
 import argparse
+import contextlib
 import json
 import math
 import multiprocessing
@@ -23,16 +29,59 @@ FORK = multiprocessing.get_context("fork")
 FIGURES = []
 
 
-def figure(name, unit, description, bytes_per_iteration=None):
+def figure(name, unit, description, bytes_per_iteration=None, loaded_twin=False, convert=None,
+           fixed_iterations=None, spread_floor=0.0):
     """Registers a batch function: batch(iterations) -> seconds the measured part took. Figures in
-    MB/s say how many bytes one iteration moves."""
+    MB/s say how many bytes one iteration moves. With loaded_twin, "<name>.loaded" runs the same
+    batches beside one busy-looping process per CPU. convert(seconds per iteration) gives the value
+    for a unit to_unit does not know; fixed_iterations replaces the calibration (--iterations
+    still wins). In the spread check, rounds below spread_floor count as spread_floor (for
+    figures whose rounds can be zero, as mproc_bench's Figure::spread_floor)."""
 
     def register(batch):
-        FIGURES.append({"name": name, "unit": unit, "description": description, "batch": batch,
-                        "bytes_per_iteration": bytes_per_iteration})
+        entry = {"name": name, "unit": unit, "description": description, "batch": batch,
+                 "bytes_per_iteration": bytes_per_iteration, "convert": convert,
+                 "fixed_iterations": fixed_iterations, "spread_floor": spread_floor, "loaded": False}
+        FIGURES.append(entry)
+        if loaded_twin:
+            FIGURES.append(dict(entry, name=name + ".loaded", loaded=True,
+                                description=description + "; beside one busy-looping process per CPU"))
         return batch
 
     return register
+
+
+class CpuLoad:
+    """One busy-looping child process per CPU this process may run on, for the loaded figures, as
+    in mproc_bench: not pinned, started before the calibration, killed and reaped on leaving the
+    with block however the figure ends. A burner whose parent is gone ends itself."""
+
+    def __enter__(self):
+        self.burners = []
+        parent = os.getpid()
+        try:
+            for _ in range(len(os.sched_getaffinity(0))):
+                pid = os.fork()
+                if pid == 0:
+                    try:
+                        while os.getppid() == parent:
+                            for _ in range(1_000_000):
+                                pass
+                    finally:
+                        os._exit(0)
+                self.burners.append(pid)
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        for pid in self.burners:
+            os.kill(pid, signal.SIGKILL)
+        for pid in self.burners:
+            os.waitpid(pid, 0)
+        self.burners = []
+        return False
 
 
 def time_loop(iterations, op):
@@ -110,7 +159,8 @@ def _pingpong_child(conn, iterations):
         conn.send(conn.recv() + 1)
 
 
-@figure("pipe.pingpong", "us/round_trip", "send(int) to a child and recv() its reply through a duplex Pipe(), fork context")
+@figure("pipe.pingpong", "us/round_trip", "send(int) to a child and recv() its reply through a duplex Pipe(), fork context",
+        loaded_twin=True)
 def pipe_pingpong(iterations):
     parent_end, child_end = FORK.Pipe()
     child = FORK.Process(target=_pingpong_child, args=(child_end, iterations))
@@ -245,7 +295,7 @@ def _event_child(ping, pong, iterations):
 
 
 @figure("event.pingpong", "us/round_trip", "two processes, two Events: set(ping), wait(pong), clear(pong) against "
-        "wait(ping), clear(ping), set(pong), fork context")
+        "wait(ping), clear(ping), set(pong), fork context", loaded_twin=True)
 def event_pingpong(iterations):
     ping, pong = FORK.Event(), FORK.Event()
     child = FORK.Process(target=_event_child, args=(ping, pong, iterations))
@@ -309,7 +359,7 @@ def _one_to_one(iterations, message, receive):
 
 
 @figure("queue.throughput.small", "msg/s", "1 producer process -> 1 consumer process, Queue().put/get of ints, "
-        "pinned to two CPUs, fork context")
+        "pinned to two CPUs, fork context", loaded_twin=True)
 def queue_throughput_small(iterations):
     took, total = _one_to_one(iterations, None, int)
     if total != iterations * (iterations + 1) // 2:
@@ -379,7 +429,7 @@ def queue_pingpong(iterations):
 
 
 @figure("queue.throughput.1mib", "MB/s", "1 producer process -> 1 consumer process, Queue().put/get of 1 MiB "
-        "bytes, pinned to two CPUs, fork context", bytes_per_iteration=MEBIBYTE)
+        "bytes, pinned to two CPUs, fork context", bytes_per_iteration=MEBIBYTE, loaded_twin=True)
 def queue_throughput_1mib(iterations):
     took, total = _one_to_one(iterations, bytes(MEBIBYTE), len)
     if total != iterations * MEBIBYTE:
@@ -432,7 +482,7 @@ def pool_map_default(iterations):
     return took * iterations / items
 
 
-@figure("pool.apply_async.rt", "us/call", "Pool(2).apply_async(square, (7,)).get()")
+@figure("pool.apply_async.rt", "us/call", "Pool(2).apply_async(square, (7,)).get()", loaded_twin=True)
 def pool_apply_rt(iterations):
     pool = pool_of(2)
 
@@ -441,6 +491,58 @@ def pool_apply_rt(iterations):
             raise RuntimeError("wrong result")
 
     return time_loop(iterations, call)
+
+
+def _threads_of_self():
+    return set(os.listdir("/proc/self/task"))
+
+
+def _cpu_seconds(pid, tid):
+    """A thread's CPU time from the scheduler's statistics (nanoseconds); 0 once it has ended."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as schedstat:
+            return int(schedstat.read().split()[0]) / 1e9
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+
+
+def _process_cpu_seconds(pid):
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except FileNotFoundError:
+        return 0.0
+    return sum(_cpu_seconds(pid, tid) for tid in tids)
+
+
+IDLE_SLICE = 0.010  # seconds of idleness per iteration, as in mproc_bench
+
+
+@figure("pool.idle_cpu", "ms/idle_s", "CPU ms per second of a Pool(2) with nothing to do (after one apply), summed "
+        "over the threads it started in this process (its handlers) and its worker processes (schedstat)",
+        convert=lambda cpu_seconds_per_slice: cpu_seconds_per_slice * 1e3 / IDLE_SLICE, fixed_iterations=100,
+        spread_floor=0.1)  # 0.1 ms of CPU a second is as good as none
+def pool_idle_cpu(iterations):
+    # A new pool each batch: its threads are those this process gained with it; the other
+    # figures' pools idle meanwhile and are not counted.
+    threads_before = _threads_of_self()
+    pool = FORK.Pool(2)
+    try:
+        if pool.apply(square, (7,)) != 49:
+            raise RuntimeError("wrong result")
+        own_pid = os.getpid()
+        pool_threads = _threads_of_self() - threads_before
+        workers = [worker.pid for worker in pool._pool]
+
+        def used():
+            return sum(_cpu_seconds(own_pid, tid) for tid in pool_threads) + sum(map(_process_cpu_seconds, workers))
+
+        time.sleep(0.2)  # as mproc_bench does, past whatever follows activity
+        before = used()
+        time.sleep(IDLE_SLICE * iterations)
+        return used() - before
+    finally:
+        pool.terminate()
+        pool.join()
 
 
 def burn_batch(processes, iterations):
@@ -544,7 +646,9 @@ def manager_start(iterations):
     return total
 
 
-def to_unit(unit, seconds_per_iteration, bytes_per_iteration=None):
+def to_unit(unit, seconds_per_iteration, bytes_per_iteration=None, convert=None):
+    if convert:
+        return convert(seconds_per_iteration)
     if unit.startswith("us/"):
         return seconds_per_iteration * 1e6
     if unit.startswith("ns/"):
@@ -576,6 +680,12 @@ def calibrate(batch, min_time):
 
 
 def measure(fig, rounds, min_time, fixed_iterations):
+    with CpuLoad() if fig["loaded"] else contextlib.nullcontext():
+        return measure_rounds(fig, rounds, min_time, fixed_iterations)
+
+
+def measure_rounds(fig, rounds, min_time, fixed_iterations):
+    fixed_iterations = fixed_iterations or fig["fixed_iterations"]
     if fixed_iterations:
         iterations = fixed_iterations
         fig["batch"](iterations)  # warm-up
@@ -583,7 +693,8 @@ def measure(fig, rounds, min_time, fixed_iterations):
         iterations = calibrate(fig["batch"], min_time)
     values = []
     for _ in range(rounds):
-        value = to_unit(fig["unit"], fig["batch"](iterations) / iterations, fig["bytes_per_iteration"])
+        value = to_unit(fig["unit"], fig["batch"](iterations) / iterations, fig["bytes_per_iteration"],
+                        fig["convert"])
         if not math.isfinite(value):
             raise RuntimeError("a batch took no measurable time; raise --min-time or --iterations")
         values.append(value)
@@ -597,6 +708,24 @@ def measure(fig, rounds, min_time, fixed_iterations):
         "rounds": rounds,
         "iterations": iterations,
     }
+
+
+# As in mproc_bench: rounds more than this factor apart are bimodal.
+MAX_SPREAD = 5.0
+
+
+def spread_checked(fig, args):
+    """Whether the rounds can tell bimodal behaviour from noise (mproc_bench's rule): 3 rounds or
+    more, and batches of 50 ms or more, calibrated or the figure's own size; a few milliseconds'
+    batch can be slowed several times by one time slice of another process."""
+    if args.no_spread_check or args.rounds < 3 or args.iterations:
+        return False
+    return bool(fig["fixed_iterations"]) or args.min_time >= 0.05
+
+
+def is_bimodal(fig, row):
+    low, high = max(row["min"], fig["spread_floor"]), max(row["max"], fig["spread_floor"])
+    return high / low > MAX_SPREAD if low > 0 else high > 0
 
 
 def positive(kind):
@@ -621,7 +750,10 @@ def main():
     parser.add_argument("--rounds", type=positive(int), default=7, help="rounds per figure (default 7)")
     parser.add_argument("--min-time", type=positive(float), default=0.2, metavar="SECONDS",
                         help="least duration of one batch, sets the iteration count (default 0.2)")
-    parser.add_argument("--iterations", type=positive(int), help="fixed iterations per batch (no calibration)")
+    parser.add_argument("--iterations", type=positive(int),
+                        help="fixed iterations per batch (no calibration, and no spread check)")
+    parser.add_argument("--no-spread-check", action="store_true",
+                        help="report figures whose rounds differ by more than 5x as any other, with exit status 0")
     parser.add_argument("--list", action="store_true", help="print the figures and exit")
     args = parser.parse_args()
 
@@ -642,6 +774,7 @@ def main():
     if args.table:
         print(f"{'figure':<34} {'median':>11} {'min':>11} {'max':>11}  {'unit':<14} rounds x iterations")
     status = 0
+    bimodal = []
     for fig in selected:
         try:
             row = measure(fig, args.rounds, args.min_time, args.iterations)
@@ -656,6 +789,15 @@ def main():
             print(json.dumps(row))
         # A forked child must not inherit unwritten output.
         sys.stdout.flush()
+        if spread_checked(fig, args) and is_bimodal(fig, row):
+            bimodal.append(row)
+    for row in bimodal:
+        print(f"python_mp_bench: bimodal: {row['name']} python: rounds from {row['min']:.4g} to {row['max']:.4g} "
+              f"{row['unit']} (median {row['value']:.4g}), more than {MAX_SPREAD:g}x apart", file=sys.stderr)
+    if bimodal:
+        print(f"python_mp_bench: {len(bimodal)} bimodal figure(s); --no-spread-check reports them without failing",
+              file=sys.stderr)
+        status = 1
     return status
 
 

@@ -17,12 +17,17 @@
 //                                                    message fits one record (no chunks, no feeder)
 //                         mproc.bounded              Queue(maxsize = 2): put() writes the chunks
 //                                                    itself instead of handing them to the feeder
+//
+// queue.throughput.small.loaded and queue.throughput.1mib.loaded measure mproc beside one
+// busy-looping process per CPU against a pipe(2) stream of the same messages: a ring that spins
+// for its messages is no reference on a machine whose CPUs are all busy.
 #include <sched.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <functional>
 #include <optional>
 #include <vector>
@@ -219,6 +224,44 @@ bench::Seconds raw_one_to_one(std::size_t n) {
     return took;
 }
 
+// A child writes n messages of `size` bytes (8 at least) into a pipe(2) behind a start line, each
+// beginning with its number, 1..n; the parent reads them whole and adds the numbers up. The time
+// runs from the start line to the parent having read all n.
+bench::Seconds raw_pipe_stream(std::size_t n, std::size_t size, bool pin) {
+    int fds[2];
+    bench::require(::pipe(fds) == 0, "pipe failed");
+    SharedObject<Gate> gate;
+    std::optional<PinnedToTwoCpus> pinned;
+    if (pin) pinned.emplace();
+    const pid_t pid = fork_child([&] {
+        if (pinned) pinned->pin_child();
+        ::close(fds[0]);
+        std::vector<char> message(size, 'x');
+        gate->wait();
+        for (std::size_t i = 1; i <= n; ++i) {
+            const auto number = static_cast<std::int64_t>(i);
+            std::memcpy(message.data(), &number, sizeof number);
+            bench::ipc::write_exactly(fds[1], message.data(), message.size());
+        }
+    });
+    ::close(fds[1]);
+    std::vector<char> buffer(size);
+    std::int64_t sum = 0;
+    const auto start = std::chrono::steady_clock::now();
+    gate->release();
+    for (std::size_t i = 0; i < n; ++i) {
+        bench::ipc::read_exactly(fds[0], buffer.data(), buffer.size());
+        std::int64_t number;
+        std::memcpy(&number, buffer.data(), sizeof number);
+        sum += number;
+    }
+    const bench::Seconds took = std::chrono::steady_clock::now() - start;
+    reap(pid);
+    ::close(fds[0]);
+    bench::require(sum == sum_to(n), "messages lost");
+    return took;
+}
+
 const bench::Register throughput_small{{
     .name = "queue.throughput.small",
     .unit = bench::per_second("msg"),
@@ -232,6 +275,11 @@ const bench::Register throughput_small{{
         {"raw", raw_one_to_one<SpscRing>},
         {"raw.plain", raw_one_to_one<PlainSpscRing>},
     },
+}, bench::LoadedTwin{
+    .impls = {"mproc"},
+    .own_impls = {{"raw", [](std::size_t n) { return raw_pipe_stream(n, sizeof(std::int64_t), true); }}},
+    .description = "1 producer process -> 1 consumer process, put/get of 8-byte integers (Queue<long>), pinned to "
+                   "two CPUs; raw: write/read of the same integers over a pipe(2), one system call each",
 }};
 
 // ---- 2 -> 2 ----------------------------------------------------------------------------------
@@ -394,35 +442,6 @@ bench::BatchFn mproc_1mib(long maxsize, std::size_t buffer_size, bool pin = true
     };
 }
 
-bench::Seconds raw_pipe_1mib(std::size_t n, bool pin) {
-    int fds[2];
-    bench::require(::pipe(fds) == 0, "pipe failed");
-    SharedObject<Gate> gate;
-    std::optional<PinnedToTwoCpus> pinned;
-    if (pin) pinned.emplace();
-    const pid_t pid = fork_child([&] {
-        if (pinned) pinned->pin_child();
-        ::close(fds[0]);
-        const std::vector<char> message(kMebibyte, 'x');
-        gate->wait();
-        for (std::size_t i = 0; i < n; ++i) bench::ipc::write_exactly(fds[1], message.data(), message.size());
-    });
-    ::close(fds[1]);
-    std::vector<char> buffer(kMebibyte);
-    std::size_t received = 0;
-    const auto start = std::chrono::steady_clock::now();
-    gate->release();
-    for (std::size_t i = 0; i < n; ++i) {
-        bench::ipc::read_exactly(fds[0], buffer.data(), buffer.size());
-        received += buffer.size();
-    }
-    const bench::Seconds took = std::chrono::steady_clock::now() - start;
-    reap(pid);
-    ::close(fds[0]);
-    bench::require(received == n * kMebibyte, "bytes lost");
-    return took;
-}
-
 const bench::Register throughput_1mib{{
     .name = "queue.throughput.1mib",
     .unit = bench::megabytes_per_second(static_cast<double>(kMebibyte)),
@@ -433,9 +452,9 @@ const bench::Register throughput_1mib{{
         {"mproc.buffer8mib", mproc_1mib(0, 8 * kMebibyte)},
         {"mproc.bounded", mproc_1mib(2, mproc::QueueOptions{}.buffer_size)},
         {"mproc.unpinned", mproc_1mib(0, mproc::QueueOptions{}.buffer_size, false)},
-        {"raw", [](std::size_t n) { return raw_pipe_1mib(n, true); }},
-        {"raw.unpinned", [](std::size_t n) { return raw_pipe_1mib(n, false); }},
+        {"raw", [](std::size_t n) { return raw_pipe_stream(n, kMebibyte, true); }},
+        {"raw.unpinned", [](std::size_t n) { return raw_pipe_stream(n, kMebibyte, false); }},
     },
-}};
+}, bench::LoadedTwin{.impls = {"mproc", "raw"}}};
 
 }  // namespace

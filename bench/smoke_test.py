@@ -2,7 +2,8 @@
 
 usage: smoke_test.py MPROC_BENCH REPORT COMPARE
 Runs one short round of the process figures, checks that every line is a well-formed row for
-both mproc and raw, that bench/report turns them into a markdown table, and that bench/compare
+both mproc and raw (median between min and max), that bench/report turns them into a markdown
+table with each figure's range of rounds, and that bench/compare
 lists every figure, finds a run within noise of itself and flags a figure that doubled. Built
 with the MPI pool, the program's mpi.pool figures skip cleanly when it runs without mpirun.
 """
@@ -19,8 +20,9 @@ output = subprocess.run([bench_program, "--json", "--rounds", "1", "--min-time",
 rows = [json.loads(line) for line in output.splitlines()]
 assert rows, "mproc_bench printed nothing"
 for row in rows:
-    assert set(row) >= {"name", "impl", "value", "unit"}, row
+    assert set(row) >= {"name", "impl", "value", "unit", "min", "max"}, row
     assert row["name"].startswith("process.") and row["value"] > 0, row
+    assert row["min"] <= row["value"] <= row["max"], row
 names = {row["name"] for row in rows}
 for name in names:
     impls = {row["impl"] for row in rows if row["name"] == name}
@@ -56,5 +58,8 @@ with tempfile.NamedTemporaryFile("w", suffix=".jsonl") as jsonl:
 lines = table.splitlines()
 assert lines[0].startswith("| figure | unit | mproc | raw | python |"), table
 for name in names:
-    assert any(f"`{name}`" in line for line in lines[2:]), (name, table)
+    line = next((line for line in lines[2:] if f"`{name}`" in line), None)
+    assert line, (name, table)
+    mproc_cell = line.split("|")[3].strip()
+    assert mproc_cell.endswith(")") and "–" in mproc_cell, ("no median (min–max)", line)
 print(table, end="")

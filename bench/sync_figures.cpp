@@ -141,6 +141,6 @@ const bench::Register event_pingpong{{
          }},
         {"raw", bench::ipc::raw_futex_pingpong},
     },
-}};
+}, bench::LoadedTwin{.impls = {"mproc", "raw"}}};
 
 }  // namespace
