@@ -36,6 +36,7 @@
 #include "base/mutex_state.hpp"
 #include "base/mutex_state_guard.hpp"
 #include "base/unique_fd.hpp"
+#include "shm/shared_buffer_sweep.hpp"
 
 namespace mproc::detail {
 namespace {
@@ -581,6 +582,6 @@ std::string SharedMemory::repr() const {
     return "SharedMemory('" + name_ + "', size=" + std::to_string(size_) + ")";
 }
 
-int sweep_shared_memory() { return detail::sweep(nullptr); }
+int sweep_shared_memory() { return detail::sweep(nullptr) + detail::sweep_shared_buffers(); }
 
 }  // namespace mproc
