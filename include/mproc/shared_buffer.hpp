@@ -43,9 +43,11 @@
 //    parent (the process that started it; for a fork server's child, the process that asked for
 //    it) lives. So a child may put a buffer and be killed at once: its parent, or a sibling, still
 //    receives it intact. A buffer whose message is never decoded (a queue nobody reads, a put()
-//    that raised Full after encoding, dumps() whose bytes were dropped) is removed by the first
-//    sweep after both have ended. A main program that is killed after putting a buffer for its
-//    child, before the child got it, leaves the child a DecodeError once a sweep has run.
+//    that raised Full after encoding, a message still waiting for the feeder thread of a producer
+//    that was killed, dumps() whose bytes were dropped) is removed by the first sweep after both
+//    have ended. Only those two keep it: a main program killed after putting a buffer for its
+//    child, or a grandchild and its parent both gone before the main program got the grandchild's
+//    buffer, leave the receiver a DecodeError once a sweep has run.
 // A forked child inherits its parent's handles with the mapping; it can read and write the memory
 // but does not own it: handing over an inherited handle is a UsageError, and the parent dropping
 // it removes only the name (the child's mapping stays valid until it drops its copy).
