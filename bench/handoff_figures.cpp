@@ -2,21 +2,22 @@
 // copying the same bytes once in memory (memcpy).
 //
 // queue.handoff.64mib, in MB/s of 64 MiB buffers (10^6 bytes per MB):
-//   mproc  A receiver process, started before the timed part, gets SharedBuffers from a
-//          Queue<SharedBuffer>. For each iteration the sender creates a 64 MiB buffer and fills
-//          it (memset, and the iteration's number in its first, middle and last 8-byte words),
-//          outside the time; the time runs from just before put() until the sender has the
-//          receiver's reply: the receiver got the buffer, checked those three words and one byte
-//          1 MiB in, and put a small reply on a second queue. So each iteration counts the
-//          handover (marking it in transit and unmapping it in the sender, opening and mapping
-//          it in the receiver, the page faults of the words read) plus one small message back and
-//          the wake-ups of both; the receiver drops the buffer after replying (outside the time).
+//   mproc  A forked child creates n SharedBuffers of 64 MiB and fills them (memset, and the
+//          buffer's number in its first, middle and last 8-byte words), then waits at a start
+//          line; none of that is timed. The time runs from opening the start line until the
+//          parent has got all n from a Queue<SharedBuffer> and, for each, checked those three
+//          words and one byte 1 MiB in. So it counts, per buffer, the handover in the child
+//          (the header's lock, unmapping its 64 MiB), the queue's message and wake-ups, and the
+//          takeover in the parent (open, mmap, the page faults of the four reads). The parent keeps
+//          the buffers until the time has stopped, then drops them: as the raw copy does not
+//          count allocating or freeing its memory, the handover does not count creating (zero-
+//          filling) or freeing a buffer.
 //   raw    memcpy of 64 MiB from a filled buffer into another one, both touched beforehand, in
 //          this process: what sending the bytes themselves would cost at the very least (a pipe or
 //          a queue copies them twice).
-// Eight iterations per batch: creating and filling 64 MiB outside the time takes far longer
-// than the handover itself, so the harness's calibration, which counts only the timed part,
-// would pick batches that run for minutes.
+// Eight buffers per batch (512 MiB of /dev/shm at once): creating and filling them outside the
+// time takes far longer than handing them over, so the harness's calibration, which counts only
+// the timed part, would pick batches that run for minutes.
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "ipc_helpers.hpp"
 #include "mproc/context.hpp"
 #include "mproc/process.hpp"
 #include "mproc/queue.hpp"
@@ -58,26 +60,34 @@ bool looks_filled_for(const mproc::SharedBuffer& buffer, std::uint64_t iteration
 
 bench::Seconds handoff_mproc(std::size_t n) {
     mproc::Queue<mproc::SharedBuffer> buffers;
-    mproc::Queue<std::uint64_t> replies;
-    auto receiver = mproc::fork_context.Process([buffers, replies, n]() mutable {
+    bench::ipc::SharedObject<bench::ipc::FinishLine> filled;
+    bench::ipc::SharedObject<bench::ipc::Gate> gate;
+    auto sender = mproc::fork_context.Process([buffers, n, &filled, &gate]() mutable {
+        std::vector<mproc::SharedBuffer> ready;
         for (std::size_t i = 0; i < n; ++i) {
-            const mproc::SharedBuffer buffer = buffers.get();
-            replies.put(looks_filled_for(buffer, i) ? i : ~std::uint64_t{0});
+            ready.emplace_back(kBufferSize);
+            fill_for(ready.back(), i);
         }
+        filled->cross();
+        gate->wait();
+        for (const auto& buffer : ready) buffers.put(buffer);
     });
-    receiver.start();
-    bench::Seconds took{0};
+    sender.start();
+    filled->wait_for(1);
+    std::vector<mproc::SharedBuffer> received;
+    received.reserve(n);
+    bool all_filled = true;
+    const auto start = std::chrono::steady_clock::now();
+    gate->release();
     for (std::size_t i = 0; i < n; ++i) {
-        mproc::SharedBuffer buffer(kBufferSize);
-        fill_for(buffer, i);
-        const auto start = std::chrono::steady_clock::now();
-        buffers.put(buffer);
-        const std::uint64_t reply = replies.get();
-        took += std::chrono::steady_clock::now() - start;
-        bench::require(reply == i, "the receiver did not find the buffer's words");
+        received.push_back(buffers.get());
+        all_filled = looks_filled_for(received.back(), i) && all_filled;
     }
-    receiver.join();
-    bench::require(receiver.exitcode() == 0, "the receiver failed");
+    const bench::Seconds took = std::chrono::steady_clock::now() - start;
+    received.clear();
+    sender.join();
+    bench::require(sender.exitcode() == 0, "the sender failed");
+    bench::require(all_filled, "a received buffer does not hold the sender's words");
     return took;
 }
 
@@ -93,7 +103,7 @@ bench::Seconds copy_raw(std::size_t n) {
 const bench::Register queue_handoff_64mib{{
     .name = "queue.handoff.64mib",
     .unit = bench::megabytes_per_second(double(kBufferSize)),
-    .description = "64 MiB SharedBuffer through a Queue to another process, which reads a few words; raw: memcpy",
+    .description = "64 MiB SharedBuffers, filled, through a Queue to another process, which reads a few words of each; raw: memcpy",
     .impls = {{"mproc", handoff_mproc}, {"raw", copy_raw}},
     .fixed_iterations = 8,
 }};
