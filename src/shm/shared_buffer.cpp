@@ -6,13 +6,11 @@
 // happen under the header's robust mutex, so a sweep never removes a buffer that a receiver is
 // taking over, and a receiver never takes over one that a sweep is removing. A buffer is created
 // under a temporary name of SharedMemory's kind (.mproc-new-<pid>-<start time>-<random>), complete
-// with its owner, and only then linked under its name; the SharedMemory sweep removes a temporary
-// file whose creator died.
+// with its owner, and only then linked under its name (dev_shm.hpp); the SharedMemory sweep
+// removes a temporary file whose creator died.
 #include "mproc/shared_buffer.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,6 +21,7 @@
 #include <mutex>
 #include <new>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -35,15 +34,14 @@
 #include "mproc/detail/timeout.hpp"
 #include "mproc/errors.hpp"
 #include "mproc/shared_memory.hpp"
+#include "shm/dev_shm.hpp"
 #include "shm/shared_buffer_sweep.hpp"
 
 namespace mproc::detail {
 namespace {
 
-constexpr const char* kDirectory = "/dev/shm/";
 constexpr const char* kNamePrefix = "psb_";
 constexpr std::size_t kNameDigits = 16;
-constexpr const char* kTemporaryPrefix = ".mproc-new-";  // the SharedMemory sweep's, on purpose
 constexpr std::size_t kPageSize = 4096;
 constexpr std::size_t kHeaderSize = kPageSize;
 constexpr std::uint64_t kHeaderMagic = 0x6d70726f632d6266ULL;  // "mproc-bf"
@@ -73,18 +71,10 @@ static_assert(sizeof(BufferHeader) <= kHeaderSize);
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-std::uint64_t random_u64(const char* what) {
-    std::uint64_t value = 0;
-    while (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
-        if (errno != EINTR) throw OSError(std::string(what) + " (getrandom)", errno);
-    }
-    return value;
-}
+std::string path_of(const std::string& name) { return dev_shm_path(name); }
 
-std::string path_of(const std::string& name) { return kDirectory + name; }
-
-bool is_buffer_name(const std::string& name) {
-    if (name.size() != std::strlen(kNamePrefix) + kNameDigits || name.rfind(kNamePrefix, 0) != 0) return false;
+bool is_buffer_name(std::string_view name) {
+    if (name.size() != std::strlen(kNamePrefix) + kNameDigits || !name.starts_with(kNamePrefix)) return false;
     for (std::size_t i = std::strlen(kNamePrefix); i < name.size(); ++i) {
         const char c = name[i];
         if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
@@ -207,51 +197,25 @@ private:
 namespace {
 
 std::unique_ptr<BufferMapping> create_buffer(std::size_t size) {
-    const ProcessIdentity self = self_identity();
-    const char* what_create = "creating a shared buffer";
     char name[32];
-    std::snprintf(name, sizeof name, "%s%016llx", kNamePrefix, static_cast<unsigned long long>(random_u64(what_create)));
-    char temporary[96];
-    std::snprintf(temporary, sizeof temporary, "%s%d-%llu-%016llx", kTemporaryPrefix, self.pid,
-                  static_cast<unsigned long long>(self.start_time),
-                  static_cast<unsigned long long>(random_u64(what_create)));
-    const std::string temporary_path = path_of(temporary);
-    const std::string what = std::string("creating shared buffer '") + name + "' of " + std::to_string(size) + " bytes";
-    UniqueFd fd(::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) throw OSError(what, errno);
+    std::snprintf(name, sizeof name, "%s%016llx", kNamePrefix,
+                  static_cast<unsigned long long>(random_u64("creating a shared buffer")));
     const std::size_t total = kHeaderSize + round_up(size, kPageSize);
-    MappedRegion m;
-    auto fail = [&](int error, const char* step) {
-        m.reset();
-        fd.reset();
-        ::unlink(temporary_path.c_str());
-        throw OSError(*step ? what + " (" + step + ")" : what, error);
-    };
-    if (::ftruncate(fd.get(), static_cast<off_t>(total)) != 0) fail(errno, "ftruncate");
-    // Every page now: a full /dev/shm fails here rather than as a SIGBUS in whoever writes first.
-    if (const int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(total)); rc != 0) fail(rc, "posix_fallocate");
-    try {
-        m = MappedRegion::map_shared(fd.get(), total, (what + " (mmap)").c_str());
-    } catch (const OSError& e) {
-        fail(e.code().value(), "mmap");
-    }
-    auto* h = new (m.bytes()) BufferHeader{};
+    FileInTheMaking file(total, std::string("creating shared buffer '") + name + "' of " + std::to_string(size) + " bytes");
+    auto* h = new (file.bytes()) BufferHeader{};
     try {
         mutex_init(&h->lock, false);
     } catch (const OSError& e) {
-        fail(e.code().value(), "pthread_mutex_init");
+        file.fail(e.code().value(), "pthread_mutex_init");
     }
     h->version = kHeaderVersion;
     h->header_size = kHeaderSize;
     h->data_size = size;
-    h->segment_id = random_u64(what_create);
-    h->owner = self;
+    h->segment_id = random_u64("creating a shared buffer");
+    h->owner = self_identity();
     h->state = BufferState::held;
     h->magic = kHeaderMagic;
-    // Visible under its name only now, complete; link() fails rather than replace a name.
-    if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "");
-    ::unlink(temporary_path.c_str());
-    return std::make_unique<BufferMapping>(name, std::move(m), size);
+    return std::make_unique<BufferMapping>(name, file.publish(name), size);
 }
 
 [[noreturn]] void decode_failure(const std::string& name, const std::string& cause) {
@@ -333,17 +297,9 @@ bool sweep_one(const std::string& name, const ProcessIdentity* ending) {
 }
 
 int sweep_buffers(const ProcessIdentity* ending) {
-    DIR* dir = ::opendir(kDirectory);
-    if (dir == nullptr) return 0;
-    std::vector<std::string> names;
-    while (dirent* e = ::readdir(dir)) {
-        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
-        std::string name = e->d_name;
-        if (is_buffer_name(name)) names.push_back(std::move(name));
-    }
-    ::closedir(dir);
     int removed = 0;
-    for (const auto& name : names) removed += sweep_one(name, ending) ? 1 : 0;
+    for (const auto& name : dev_shm_names([](const char* name) { return is_buffer_name(name); }))
+        removed += sweep_one(name, ending) ? 1 : 0;
     return removed;
 }
 
