@@ -334,3 +334,18 @@ TEST_F(SharedBufferMessages, InTransitIsKeptWhileItsSenderLives) {
     mproc::loads<SharedBuffer>(message).release();
     EXPECT_FALSE(mproc::testing::shm_exists(name));
 }
+
+// The same refusals reach a receiver through a pipe (which then closes the connection, as for
+// any message that does not decode).
+TEST_F(SharedBufferMessages, AForgedMessageOnAPipe) {
+    const std::pair<Handover, std::string> forged[] = {
+        {Handover{"psb_00000000deadbeef", 1, 1, 8}, "shared buffer 'psb_00000000deadbeef' no longer exists"},
+        {Handover{"/dev/shm/psm_x", 1, 1, 8}, "malformed SharedBuffer: '/dev/shm/psm_x'"},
+    };
+    for (const auto& [message, cause] : forged) {
+        auto [sender, receiver] = mproc::Pipe();
+        sender.send_bytes(mproc::dumps(message));
+        const std::string error = decode_error_of([&] { (void)receiver.recv<SharedBuffer>(); });
+        EXPECT_NE(error.find(cause), std::string::npos) << error;
+    }
+}
