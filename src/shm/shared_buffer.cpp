@@ -115,13 +115,16 @@ MutexStateGuard lock_header(BufferHeader& h, const std::string& what) {
     return MutexStateGuard(h.lock, std::adopt_lock);
 }
 
-// The identity of the process that started the calling one, when it is still the one of that pid.
+// The identity of the process that started the calling one; nobody (pid 0) in a main program, and
+// when that process has ended (its pid may belong to a process started after this one by now).
 ProcessIdentity parent_identity() {
     ProcessIdentity parent;
     const int pid = parent_process_pid();
     if (pid <= 0) return parent;
-    parent.start_time = process_start_time(pid);
-    if (parent.start_time != 0) parent.pid = pid;
+    const std::uint64_t start_time = process_start_time(pid);
+    if (start_time == 0 || start_time > self_identity().start_time) return parent;
+    parent.pid = pid;
+    parent.start_time = start_time;
     return parent;
 }
 
@@ -175,12 +178,13 @@ public:
         const std::string what = "handing over shared buffer '" + name_ + "'";
         BufferHeader& h = header();
         const ProcessIdentity self = self_identity();
+        const ProcessIdentity parent = parent_identity();  // reads /proc: not under the lock
         const MutexStateGuard guard = lock_header(h, what);
         if (h.state != BufferState::held || !same_process(h.owner, self))
             throw UsageError(what + ": this process does not own it (a handle inherited through fork belongs to the "
                                     "process that owned it then)");
         h.keepers[0] = self;
-        h.keepers[1] = parent_identity();
+        h.keepers[1] = parent;
         h.keeper_count = h.keepers[1].pid != 0 ? 2 : 1;
         h.owner = ProcessIdentity{};
         h.ticket += 1;
