@@ -114,6 +114,12 @@ void put_and_wait(mproc::Queue<SharedBuffer> q, std::uint64_t seed, mproc::Event
     for (;;) ::pause();
 }
 
+// Leaves the process owning a buffer it never drops; the process's end removes it.
+void create_and_leak(mproc::Queue<std::string> names) {
+    auto* leaked = new SharedBuffer(4096);
+    names.put(leaked->name());
+}
+
 }  // namespace
 
 TEST_P(SharedBufferHandover, ThroughAQueueFromChildToParent) {
@@ -161,6 +167,27 @@ TEST_P(SharedBufferHandover, ThroughAPipeInsideATupleAndBack) {
     EXPECT_EQ(first_difference(reply, 22), kOddSize) << "the child's writes are not there";
     reply.release();
     EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+// The sender ends (normally) before anyone got its buffer: its exit leaves the buffer in transit,
+// kept by its parent, until the parent takes it.
+TEST_P(SharedBufferHandover, ASenderThatEndedFirstStillDelivers) {
+    mproc::Queue<SharedBuffer> q;
+    auto child = started(put_filled, q, kOddSize, std::uint64_t{13});
+    EXPECT_EQ(joined(child), 0) << "the sender's checks failed";
+    EXPECT_EQ(mproc::sweep_shared_memory(), 0) << "a sweep removed the buffer in transit";
+    SharedBuffer received = q.get(true, 20s);
+    ASSERT_EQ(received.size(), kOddSize);
+    EXPECT_EQ(first_difference(received, 13), kOddSize);
+}
+
+// An owner that never drops its buffer: its end removes it, with no sweep by anyone else.
+TEST_P(SharedBufferHandover, AnOwnersEndRemovesWhatItNeverDropped) {
+    mproc::Queue<std::string> names;
+    auto child = started(create_and_leak, names);
+    const std::string name = names.get(true, 20s);
+    EXPECT_EQ(joined(child), 0);
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left by an owner that ended";
 }
 
 TEST_P(SharedBufferHandover, SixtyFourMebibytes) {
