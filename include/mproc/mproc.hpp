@@ -13,6 +13,7 @@
 #include "mproc/progress.hpp"
 #include "mproc/queue.hpp"
 #include "mproc/shareable_list.hpp"
+#include "mproc/shared_buffer.hpp"
 #include "mproc/shared_memory.hpp"
 #include "mproc/shared_memory_manager.hpp"
 #include "mproc/sharedctypes.hpp"

@@ -130,8 +130,9 @@ private:
     bool track_ = true;
 };
 
-// Removes from /dev/shm the mproc segments whose attached processes have all ended; returns how
-// many it removed. Runs by itself at every create/attach and at the end of every mproc program.
+// Removes from /dev/shm the mproc segments whose attached processes have all ended, and the
+// shared buffers nobody keeps any more (shared_buffer.hpp); returns how many it removed. Runs by
+// itself at every create/attach and at the end of every mproc program.
 int sweep_shared_memory();
 
 }  // namespace mproc

@@ -127,4 +127,6 @@ void install_exit_sequence() {
     if (process_hooks.install_exit_sequence) process_hooks.install_exit_sequence();
 }
 
+int parent_process_pid() { return process_hooks.parent_pid ? process_hooks.parent_pid() : 0; }
+
 }  // namespace mproc::detail

@@ -12,8 +12,8 @@
 // in two phases around the handling of the remaining children. They belong to the process that
 // registered them: a child starts with none.
 //
-// The process floor answers two questions the floors below ask: the calling process's name (for
-// log records and messages) and, when the first log record is made, making sure the exit
+// The process floor answers three questions the floors below ask: the calling process's name (for
+// log records and messages), who started it (the shared buffers' keepers) and, when the first log record is made, making sure the exit
 // sequence that logs "process shutting down" is installed.
 #include <atomic>
 #include <cstdint>
@@ -57,11 +57,15 @@ void forget_exit_tasks() noexcept;
 struct ProcessHooks {
     std::string (*process_name)() = nullptr;           // the calling process's name
     void (*install_exit_sequence)() = nullptr;         // idempotent
+    int (*parent_pid)() = nullptr;                     // the process that started this one; 0 in a main program
 };
 // Set once by the process floor (a static initialiser).
 void set_process_hooks(ProcessHooks hooks) noexcept;
 // The calling process's name; "MainProcess" when the process floor is not linked in.
 std::string current_process_name();
 void install_exit_sequence();
+// The pid of the process that started the calling one (for a fork server's child, the process
+// that asked for it), or 0 in a main program and when the process floor is not linked in.
+int parent_process_pid();
 
 }  // namespace mproc::detail

@@ -209,7 +209,8 @@ thread_local bool is_child_bootstrap_thread = false;
 
 // Answers the floors below about this process (base/lifecycle.hpp).
 [[maybe_unused]] const bool process_hooks_set = (set_process_hooks({.process_name = [] { return Runtime::get().current_process().name(); },
-                                                                    .install_exit_sequence = [] { Runtime::get(); }}),
+                                                                    .install_exit_sequence = [] { Runtime::get(); },
+                                                                    .parent_pid = [] { return Runtime::get().parent_pid(); }}),
                                                  true);
 
 Runtime& Runtime::get() {
@@ -290,6 +291,11 @@ void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin
     counter_ = 0;
     exiting_ = false;
     forget_exit_tasks();
+}
+
+int Runtime::parent_pid() {
+    std::lock_guard lock(mutex_);
+    return current_->role == ProcessRole::main ? 0 : parent_pid_;
 }
 
 std::optional<Process> Runtime::parent_process() {

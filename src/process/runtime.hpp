@@ -38,6 +38,8 @@ public:
     std::shared_ptr<ProcessState> current_state() { return current_; }
     Process& current_process() { return current_handle_; }
     std::optional<Process> parent_process();
+    // The pid of parent_process(); 0 in the main process.
+    int parent_pid();
 
     // Identity for a new Process object: this process's identity plus the next counter value.
     std::vector<int> next_identity();

@@ -12,10 +12,8 @@
 // temporary file that the sweep recognizes by name.
 #include "mproc/shared_memory.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -36,12 +34,12 @@
 #include "base/mutex_state.hpp"
 #include "base/mutex_state_guard.hpp"
 #include "base/unique_fd.hpp"
+#include "shm/dev_shm.hpp"
+#include "shm/shared_buffer_sweep.hpp"
 
 namespace mproc::detail {
 namespace {
 
-constexpr const char* kDirectory = "/dev/shm/";
-constexpr const char* kTemporaryPrefix = ".mproc-new-";
 constexpr std::size_t kPageSize = 4096;
 constexpr std::size_t kTrailerSize = 8192;
 constexpr std::uint64_t kTrailerMagic = 0x6d70726f632d6e6dULL;  // "mproc-nm"
@@ -65,16 +63,7 @@ static_assert(sizeof(Trailer) <= kTrailerSize);
 
 std::size_t round_up(std::size_t n, std::size_t to) { return (n + to - 1) / to * to; }
 
-// Random bits for a segment's name and identity, so only ever used while creating one.
-std::uint64_t random_u64() {
-    std::uint64_t value = 0;
-    while (::getrandom(&value, sizeof value, 0) != static_cast<ssize_t>(sizeof value)) {
-        if (errno != EINTR) throw OSError("creating shared memory (getrandom)", errno);
-    }
-    return value;
-}
-
-std::string path_of(const std::string& name) { return kDirectory + name; }
+std::string path_of(const std::string& name) { return dev_shm_path(name); }
 
 // Locks the trailer's robust mutex. An owner that died mid-update can at worst leave one slot
 // half-written: a slot's pid is written last and cleared first, so such a slot reads as free or as
@@ -330,7 +319,7 @@ std::string checked_name(std::string name, const char* operation) {
 
 std::string random_name() {
     char text[16];
-    std::snprintf(text, sizeof text, "psm_%08x", static_cast<unsigned>(random_u64()));
+    std::snprintf(text, sizeof text, "psm_%08x", static_cast<unsigned>(random_u64("creating shared memory")));
     return text;
 }
 
@@ -350,51 +339,24 @@ Trailer* trailer_of(const MappedRegion& m) {
 
 std::shared_ptr<Attachment> create_segment(const std::string& name, std::size_t size, bool track) {
     const ProcessIdentity self = self_identity();
-    char temporary[96];
-    std::snprintf(temporary, sizeof temporary, "%s%d-%llu-%016llx", kTemporaryPrefix, self.pid,
-                  static_cast<unsigned long long>(self.start_time), static_cast<unsigned long long>(random_u64()));
-    const std::string temporary_path = path_of(temporary);
-    const std::string what = "creating shared memory '" + name + "'";
-    UniqueFd fd(::open(temporary_path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600));
-    if (!fd) throw OSError(what, errno);
     const std::size_t total = round_up(size, kPageSize) + kTrailerSize;
-    MappedRegion m;
-    // `step`: the call that failed, after the operation; empty for the operation itself.
-    auto fail = [&](int error, const std::string& step) {
-        m.reset();
-        fd.reset();
-        ::unlink(temporary_path.c_str());
-        throw OSError(step.empty() ? what : what + " (" + step + ")", error);
-    };
-    if (::ftruncate(fd.get(), static_cast<off_t>(total)) != 0) fail(errno, "ftruncate");
-    // Reserve every page now: on a full /dev/shm this fails here, instead of a SIGBUS in whichever
-    // process first writes to a page that cannot be had.
-    if (int rc = ::posix_fallocate(fd.get(), 0, static_cast<off_t>(total)); rc != 0) fail(rc, "posix_fallocate");
-    try {
-        m = map_file(fd.get(), total, what);
-    } catch (const OSError& e) {
-        fail(e.code().value(), "mmap");
-    }
-    auto* t = new (m.bytes() + total - kTrailerSize) Trailer{};
+    FileInTheMaking file(total, "creating shared memory '" + name + "'");
+    auto* t = new (file.bytes() + total - kTrailerSize) Trailer{};
     pthread_mutexattr_t attributes;
     ::pthread_mutexattr_init(&attributes);
     ::pthread_mutexattr_setpshared(&attributes, PTHREAD_PROCESS_SHARED);
     ::pthread_mutexattr_setrobust(&attributes, PTHREAD_MUTEX_ROBUST);
     const int rc = ::pthread_mutex_init(&t->lock.mutex, &attributes);
     ::pthread_mutexattr_destroy(&attributes);
-    if (rc != 0) fail(rc, "pthread_mutex_init");
+    if (rc != 0) file.fail(rc, "pthread_mutex_init");
     t->version = kTrailerVersion;
     t->trailer_size = kTrailerSize;
     t->data_size = size;
-    t->segment_id = random_u64();
+    t->segment_id = random_u64("creating shared memory");
     t->auto_unlink = track ? 1 : 0;
     const int slot = track ? take_slot(*t, self) : -1;
     t->magic = kTrailerMagic;
-    // Visible under its name only now, complete; link() fails rather than replace an existing name.
-    if (::link(temporary_path.c_str(), path_of(name).c_str()) != 0) fail(errno, "");
-    ::unlink(temporary_path.c_str());
-    fd.reset();
-    return std::make_shared<Attachment>(name, std::move(m), size, t, slot);
+    return std::make_shared<Attachment>(name, file.publish(name), size, t, slot);
 }
 
 // Maps the whole file /dev/shm/<name>; an empty file is not mapped (an empty region). `what`
@@ -505,16 +467,10 @@ bool sweep_one(const char* entry, const ProcessIdentity* ending) {
 }
 
 int sweep(const ProcessIdentity* ending) {
-    DIR* dir = ::opendir(kDirectory);
-    if (dir == nullptr) return 0;
-    std::vector<std::string> names;
-    while (dirent* e = ::readdir(dir)) {
-        if (e->d_name[0] == '.' && std::strncmp(e->d_name, kTemporaryPrefix, std::strlen(kTemporaryPrefix)) != 0)
-            continue;
-        if (e->d_type != DT_REG && e->d_type != DT_UNKNOWN) continue;
-        names.emplace_back(e->d_name);
-    }
-    ::closedir(dir);
+    // Hidden files are not SharedMemory's, except its creations in progress.
+    const auto names = dev_shm_names([](const char* name) {
+        return name[0] != '.' || std::strncmp(name, kTemporaryPrefix, std::strlen(kTemporaryPrefix)) == 0;
+    });
     int removed = 0;
     for (const auto& name : names) removed += sweep_one(name.c_str(), ending) ? 1 : 0;
     return removed;
@@ -581,6 +537,6 @@ std::string SharedMemory::repr() const {
     return "SharedMemory('" + name_ + "', size=" + std::to_string(size_) + ")";
 }
 
-int sweep_shared_memory() { return detail::sweep(nullptr); }
+int sweep_shared_memory() { return detail::sweep(nullptr) + detail::sweep_shared_buffers(); }
 
 }  // namespace mproc

@@ -69,15 +69,16 @@ private:
     std::thread thread_;
 };
 
-// The names in /dev/shm that mproc or its tests make: automatic names (psm_...), the tests' own
-// (mproc_test_...), and creations in progress (.mproc-new-...). Other programs' entries (Python's
-// semaphores, say) come and go on their own and are not counted.
+// The names in /dev/shm that mproc or its tests make: automatic names (psm_...), shared buffers
+// (psb_...), the tests' own (mproc_test_...), and creations in progress (.mproc-new-...). Other
+// programs' entries (Python's semaphores, say) come and go on their own and are not counted.
 inline std::set<std::string> shm_entries() {
     std::set<std::string> names;
     if (DIR* dir = ::opendir("/dev/shm")) {
         while (dirent* e = ::readdir(dir)) {
             std::string name = e->d_name;
-            if (name.rfind("psm_", 0) == 0 || name.rfind("mproc_test_", 0) == 0 || name.rfind(".mproc-new-", 0) == 0)
+            if (name.rfind("psm_", 0) == 0 || name.rfind("psb_", 0) == 0 || name.rfind("mproc_test_", 0) == 0 ||
+                name.rfind(".mproc-new-", 0) == 0)
                 names.insert(name);
         }
         ::closedir(dir);

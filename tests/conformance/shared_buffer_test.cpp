@@ -1,0 +1,378 @@
+// SharedBuffer (shared_buffer.hpp): buffers handed over through a Queue and a Pipe once per start
+// method, the sender's handle after the handover, a 64 MiB buffer, a receiver killed while it
+// holds one and a sender killed after putting one (nothing left in /dev/shm either way), and
+// messages that name no buffer, a gone one, one received already, or one of another size.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdint>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <tuple>
+#include <utility>
+
+#include "helpers/sync_test_helpers.hpp"
+#include "helpers/test_helpers.hpp"
+#include "mproc/codec.hpp"
+#include "mproc/connection.hpp"
+#include "mproc/context.hpp"
+#include "mproc/errors.hpp"
+#include "mproc/process.hpp"
+#include "mproc/queue.hpp"
+#include "mproc/shared_buffer.hpp"
+#include "mproc/shared_memory.hpp"
+#include "mproc/synchronize.hpp"
+
+using namespace std::chrono_literals;
+using mproc::SharedBuffer;
+using mproc::StartMethod;
+
+namespace {
+
+constexpr std::size_t kOddSize = (std::size_t{1} << 20) + 13;  // not a whole number of pages or words
+constexpr std::size_t kLargeSize = std::size_t{64} << 20;
+
+// The byte at `i` of a buffer filled with `seed`: a pattern that a shifted, truncated or stale
+// copy does not match.
+std::byte pattern_byte(std::size_t i, std::uint64_t seed) {
+    const std::uint64_t x = (i / 8 + 1) * 0x9e3779b97f4a7c15ULL ^ seed;
+    return static_cast<std::byte>(x >> (8 * (i % 8)));
+}
+
+void fill(const SharedBuffer& buffer, std::uint64_t seed) {
+    const auto bytes = buffer.span();
+    for (std::size_t i = 0; i < bytes.size(); ++i) bytes[i] = pattern_byte(i, seed);
+}
+
+// The offset of the first byte that differs from the pattern, or the size when none does.
+std::size_t first_difference(const SharedBuffer& buffer, std::uint64_t seed) {
+    const auto bytes = buffer.span();
+    for (std::size_t i = 0; i < bytes.size(); ++i)
+        if (bytes[i] != pattern_byte(i, seed)) return i;
+    return bytes.size();
+}
+
+// In a child: fails the process (exit code 1, with the reason on stderr) unless `buffer` holds
+// `size` bytes of the pattern of `seed`.
+void require_pattern(const SharedBuffer& buffer, std::size_t size, std::uint64_t seed) {
+    if (buffer.size() != size)
+        throw std::runtime_error("received " + std::to_string(buffer.size()) + " bytes, expected " + std::to_string(size));
+    if (const std::size_t at = first_difference(buffer, seed); at != size)
+        throw std::runtime_error("received bytes differ at offset " + std::to_string(at));
+}
+
+void require_empty_after_handover(const SharedBuffer& buffer) {
+    if (buffer || buffer.data() != nullptr || buffer.size() != 0 || !buffer.name().empty())
+        throw std::runtime_error("the sender's handle is not empty after the handover");
+}
+
+class SharedBufferHandover : public mproc::testing::PerStartMethodTest {
+protected:
+    SharedBufferHandover() : PerStartMethodTest("a shared buffer test") {}
+};
+
+class SharedBufferMessages : public mproc::testing::LeakCheckedTest {
+protected:
+    SharedBufferMessages() : LeakCheckedTest("a shared buffer test", false) {}
+};
+
+// ---- children ---------------------------------------------------------------------------------
+
+void put_filled(mproc::Queue<SharedBuffer> q, std::size_t size, std::uint64_t seed) {
+    SharedBuffer buffer(size);
+    fill(buffer, seed);
+    q.put(buffer);
+    require_empty_after_handover(buffer);
+}
+
+void get_and_check(mproc::Queue<SharedBuffer> q, std::size_t size, std::uint64_t seed) {
+    require_pattern(q.get(true, 20s), size, seed);
+}
+
+// Receives a buffer with a label, checks it, and sends back a new pattern in the same memory.
+void answer_on_pipe(mproc::Connection conn, std::uint64_t seed, std::uint64_t reply_seed) {
+    auto [label, buffer] = conn.recv<std::tuple<std::string, SharedBuffer>>();
+    if (label != "request") throw std::runtime_error("label " + label);
+    require_pattern(buffer, kOddSize, seed);
+    fill(buffer, reply_seed);
+    conn.send(std::tuple<std::string, SharedBuffer>{"reply", std::move(buffer)});
+}
+
+void get_and_hold(mproc::Queue<SharedBuffer> q, mproc::Queue<std::string> names) {
+    SharedBuffer buffer = q.get(true, 20s);
+    names.put(buffer.name());
+    for (;;) ::pause();
+}
+
+void put_and_wait(mproc::Queue<SharedBuffer> q, std::uint64_t seed, mproc::Event put_done) {
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, seed);
+    q.put(buffer);  // a bounded queue: put() returns once the message is in the shared ring
+    put_done.set();
+    for (;;) ::pause();
+}
+
+// Leaves the process owning a buffer it never drops; the process's end removes it.
+void create_and_leak(mproc::Queue<std::string> names) {
+    auto* leaked = new SharedBuffer(4096);
+    names.put(leaked->name());
+}
+
+}  // namespace
+
+TEST_P(SharedBufferHandover, ThroughAQueueFromChildToParent) {
+    mproc::Queue<SharedBuffer> q;
+    auto child = started(put_filled, q, kOddSize, std::uint64_t{11});
+    SharedBuffer received = q.get(true, 20s);
+    EXPECT_EQ(joined(child), 0) << "the sender's checks failed";
+    ASSERT_EQ(received.size(), kOddSize);
+    EXPECT_EQ(first_difference(received, 11), kOddSize);
+    const std::string name = received.name();
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "gone while its receiver holds it";
+    received.release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "still there after its owner dropped it";
+}
+
+TEST_P(SharedBufferHandover, ThroughAQueueFromParentToChild) {
+    mproc::Queue<SharedBuffer> q;
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 12);
+    const std::string name = buffer.name();
+    q.put(buffer);
+    EXPECT_FALSE(buffer);
+    EXPECT_EQ(buffer.data(), nullptr);
+    EXPECT_EQ(buffer.size(), 0u);
+    EXPECT_THROW((void)buffer.span(), mproc::UsageError);
+    EXPECT_THROW(q.put(buffer), mproc::UsageError) << "an emptied handle handed over twice";
+    auto child = started(get_and_check, q, kOddSize, std::uint64_t{12});
+    EXPECT_EQ(joined(child), 0) << "the receiver's checks failed";
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "the receiver ended without removing it";
+}
+
+TEST_P(SharedBufferHandover, ThroughAPipeInsideATupleAndBack) {
+    auto [parent_end, child_end] = mproc::Pipe();
+    auto child = started(answer_on_pipe, child_end, std::uint64_t{21}, std::uint64_t{22});
+    child_end.close();
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 21);
+    const std::string name = buffer.name();
+    parent_end.send(std::tuple<std::string, SharedBuffer>{"request", std::move(buffer)});
+    auto [label, reply] = parent_end.recv<std::tuple<std::string, SharedBuffer>>();
+    EXPECT_EQ(joined(child), 0) << "the child's checks failed";
+    EXPECT_EQ(label, "reply");
+    EXPECT_EQ(reply.name(), name) << "the same memory comes back";
+    ASSERT_EQ(reply.size(), kOddSize);
+    EXPECT_EQ(first_difference(reply, 22), kOddSize) << "the child's writes are not there";
+    reply.release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+// The sender ends (normally) before anyone got its buffer: its exit leaves the buffer in transit,
+// kept by its parent, until the parent takes it.
+TEST_P(SharedBufferHandover, ASenderThatEndedFirstStillDelivers) {
+    mproc::Queue<SharedBuffer> q;
+    auto child = started(put_filled, q, kOddSize, std::uint64_t{13});
+    EXPECT_EQ(joined(child), 0) << "the sender's checks failed";
+    EXPECT_EQ(mproc::sweep_shared_memory(), 0) << "a sweep removed the buffer in transit";
+    SharedBuffer received = q.get(true, 20s);
+    ASSERT_EQ(received.size(), kOddSize);
+    EXPECT_EQ(first_difference(received, 13), kOddSize);
+}
+
+// An owner that never drops its buffer: its end removes it, with no sweep by anyone else.
+TEST_P(SharedBufferHandover, AnOwnersEndRemovesWhatItNeverDropped) {
+    mproc::Queue<std::string> names;
+    auto child = started(create_and_leak, names);
+    const std::string name = names.get(true, 20s);
+    EXPECT_EQ(joined(child), 0);
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left by an owner that ended";
+}
+
+TEST_P(SharedBufferHandover, SixtyFourMebibytes) {
+    mproc::Queue<SharedBuffer> q;
+    SharedBuffer buffer(kLargeSize);
+    fill(buffer, 31);
+    q.put(buffer);
+    auto child = started(get_and_check, q, kLargeSize, std::uint64_t{31});
+    EXPECT_EQ(joined(child, 60s), 0) << "the receiver's checks failed";
+}
+
+// The receiver dies (SIGKILL) holding the buffer: its death frees it at the next sweep, which
+// any creation of a SharedBuffer or SharedMemory runs.
+TEST_P(SharedBufferHandover, ReceiverKilledWhileHoldingLeavesNothing) {
+    mproc::Queue<SharedBuffer> q;
+    mproc::Queue<std::string> names;
+    auto child = started(get_and_hold, q, names);
+    SharedBuffer buffer(kOddSize);
+    q.put(buffer);
+    const std::string name = names.get(true, 20s);  // the child holds it now
+    EXPECT_EQ(mproc::sweep_shared_memory(), 0) << "a sweep removed something while its owner lives";
+    EXPECT_TRUE(mproc::testing::shm_exists(name));
+    child.kill();
+    child.join();
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "a SIGKILL runs no code: the next sweep removes it";
+    SharedBuffer other(8);  // creating one sweeps
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left after its owner was killed";
+}
+
+// The sender dies (SIGKILL) right after the put: the buffer is in transit, kept by the sender's
+// parent, and arrives intact; once its receiver drops it nothing is left.
+TEST_P(SharedBufferHandover, SenderKilledAfterPutStillDelivers) {
+    mproc::Queue<SharedBuffer> q(1);
+    mproc::Event put_done;
+    auto child = started(put_and_wait, q, std::uint64_t{41}, put_done);
+    ASSERT_TRUE(put_done.wait(20s));
+    child.kill();
+    child.join();
+    EXPECT_EQ(mproc::sweep_shared_memory(), 0) << "a sweep removed the buffer in transit";
+    SharedBuffer received = q.get(true, 20s);
+    ASSERT_EQ(received.size(), kOddSize);
+    EXPECT_EQ(first_difference(received, 41), kOddSize);
+    const std::string name = received.name();
+    received.release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+INSTANTIATE_TEST_SUITE_P(StartMethods, SharedBufferHandover,
+                         ::testing::Values(StartMethod::fork, StartMethod::spawn, StartMethod::forkserver),
+                         mproc::testing::start_method_name);
+
+// ---- within one process: the handle, and messages that do not name a buffer to take ------------
+
+namespace {
+
+using Handover = std::tuple<std::string, std::uint64_t, std::uint64_t, std::uint64_t>;  // the wire's fields
+
+template <class F>
+std::string decode_error_of(F f) {
+    try {
+        f();
+    } catch (const mproc::DecodeError& e) {
+        return e.what();
+    }
+    return "(no DecodeError)";
+}
+
+}  // namespace
+
+TEST_F(SharedBufferMessages, HandleBasics) {
+    EXPECT_THROW(SharedBuffer(0), mproc::UsageError);
+    EXPECT_THROW(SharedBuffer(std::size_t{1} << 50), mproc::OSError);
+    SharedBuffer empty;
+    EXPECT_FALSE(empty);
+    EXPECT_THROW((void)empty.span(), mproc::UsageError);
+    EXPECT_THROW((void)mproc::dumps(empty), mproc::UsageError);
+    SharedBuffer buffer(100);
+    EXPECT_EQ(buffer.size(), 100u);
+    EXPECT_EQ(buffer.span().size(), 100u);
+    EXPECT_EQ(buffer.span()[99], std::byte{0}) << "not zero-filled";
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(buffer.data()) % 4096, 0u) << "not page aligned";
+    const std::string name = buffer.name();
+    EXPECT_EQ(name.rfind("psb_", 0), 0u);
+    SharedBuffer moved = std::move(buffer);
+    EXPECT_FALSE(buffer);
+    EXPECT_EQ(moved.name(), name);
+    moved.release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+// A forked child can use its parent's memory but cannot hand it over: the parent owns it.
+TEST_F(SharedBufferMessages, AnInheritedHandleIsNotTheChildsToHandOver) {
+    SharedBuffer buffer(64);
+    buffer.span()[0] = std::byte{5};
+    auto child = mproc::fork_context.Process([&buffer] {
+        if (buffer.span()[0] != std::byte{5}) throw std::runtime_error("the inherited mapping does not show the bytes");
+        try {
+            (void)mproc::dumps(buffer);
+        } catch (const mproc::UsageError&) {
+            return;
+        }
+        throw std::runtime_error("the child handed over its parent's buffer");
+    });
+    child.start();
+    child.join();
+    EXPECT_EQ(child.exitcode(), 0);
+    EXPECT_TRUE(buffer) << "the child's attempt changed the parent's handle";
+    auto bytes = mproc::dumps(buffer);  // the parent still owns it
+    EXPECT_EQ(mproc::loads<SharedBuffer>(bytes).span()[0], std::byte{5});
+}
+
+TEST_F(SharedBufferMessages, MalformedNamesAreRefused) {
+    for (const std::string name : {"../../etc/passwd", "psm_0123456789abcdef", "psb_0123", "psb_0123456789ABCDEF", ""}) {
+        const auto bytes = mproc::dumps(Handover{name, 1, 1, 8});
+        const std::string error = decode_error_of([&] { (void)mproc::loads<SharedBuffer>(bytes); });
+        EXPECT_NE(error.find("malformed SharedBuffer: '" + name + "' is not a shared buffer's name"), std::string::npos)
+            << error;
+    }
+    const auto bytes = mproc::dumps(Handover{"psb_0123456789abcdef", 1, 1, 8});
+    const auto truncated = std::span(bytes).first(bytes.size() - 3);
+    EXPECT_NE(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(truncated); }).find("truncated"), std::string::npos);
+}
+
+TEST_F(SharedBufferMessages, ABufferThatNoLongerExists) {
+    const auto bytes = mproc::dumps(Handover{"psb_00000000deadbeef", 1, 1, 8});
+    EXPECT_EQ(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(bytes); }),
+              "mproc codec: shared buffer 'psb_00000000deadbeef' no longer exists (received already, dropped, or "
+              "removed after its sender and the sender's parent ended)");
+    SharedBuffer buffer(10);
+    const auto message = mproc::dumps(buffer);
+    mproc::loads<SharedBuffer>(message).release();  // received and dropped
+    EXPECT_NE(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(message); }).find("no longer exists"),
+              std::string::npos);
+}
+
+TEST_F(SharedBufferMessages, AMessageDecodesOnce) {
+    SharedBuffer buffer(10);
+    const auto message = mproc::dumps(buffer);
+    SharedBuffer received = mproc::loads<SharedBuffer>(message);
+    EXPECT_EQ(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(message); }),
+              "mproc codec: shared buffer '" + received.name() + "' was received already (a message can be decoded once)");
+    EXPECT_TRUE(received) << "the refused second decode took the buffer from its receiver";
+}
+
+TEST_F(SharedBufferMessages, WrongSizeOrAnotherSegment) {
+    SharedBuffer buffer(5000);
+    const std::string name = buffer.name();
+    const auto message = mproc::dumps(buffer);
+    auto [wire_name, id, ticket, size] = mproc::loads<Handover>(message);
+    EXPECT_EQ(wire_name, name);
+    EXPECT_EQ(size, 5000u);
+    EXPECT_EQ(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(mproc::dumps(Handover{name, id, ticket, 4096})); }),
+              "mproc codec: shared buffer '" + name + "' holds 5000 bytes, the message says 4096");
+    EXPECT_EQ(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(mproc::dumps(Handover{name, id, ticket, 0})); }),
+              "mproc codec: shared buffer '" + name + "' cannot hold the 0 bytes the message says");
+    EXPECT_EQ(decode_error_of([&] { (void)mproc::loads<SharedBuffer>(mproc::dumps(Handover{name, id + 1, ticket, 5000})); }),
+              "mproc codec: shared buffer '" + name + "' is not the one the message names (another buffer of that name)");
+    // The refusals left it in transit: the real message still takes it over.
+    SharedBuffer received = mproc::loads<SharedBuffer>(message);
+    EXPECT_EQ(received.size(), 5000u);
+}
+
+// A message never decoded: the buffer stays while its sender lives (here, this process), and
+// goes once the sender and its parent have ended.
+TEST_F(SharedBufferMessages, InTransitIsKeptWhileItsSenderLives) {
+    SharedBuffer buffer(10);
+    const std::string name = buffer.name();
+    const auto message = mproc::dumps(buffer);
+    EXPECT_EQ(mproc::sweep_shared_memory(), 0);
+    EXPECT_TRUE(mproc::testing::shm_exists(name));
+    mproc::loads<SharedBuffer>(message).release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name));
+}
+
+// The same refusals reach a receiver through a pipe (which then closes the connection, as for
+// any message that does not decode).
+TEST_F(SharedBufferMessages, AForgedMessageOnAPipe) {
+    const std::pair<Handover, std::string> forged[] = {
+        {Handover{"psb_00000000deadbeef", 1, 1, 8}, "shared buffer 'psb_00000000deadbeef' no longer exists"},
+        {Handover{"/dev/shm/psm_x", 1, 1, 8}, "malformed SharedBuffer: '/dev/shm/psm_x'"},
+    };
+    for (const auto& [message, cause] : forged) {
+        auto [sender, receiver] = mproc::Pipe();
+        sender.send_bytes(mproc::dumps(message));
+        const std::string error = decode_error_of([&] { (void)receiver.recv<SharedBuffer>(); });
+        EXPECT_NE(error.find(cause), std::string::npos) << error;
+    }
+}
