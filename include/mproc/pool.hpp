@@ -169,6 +169,7 @@ public:
 
     void wait() const {
         if (state_->await_briefly()) return;
+        state_->help_until(std::chrono::steady_clock::time_point::max());
         std::unique_lock lock(state_->mutex);
         state_->ready_changed.wait(lock, [this] { return state_->ready; });
     }
@@ -179,6 +180,13 @@ public:
             state_->await_briefly(std::min<std::chrono::nanoseconds>(std::chrono::microseconds(50),
                                                                      std::chrono::ceil<std::chrono::nanoseconds>(timeout))))
             return true;
+        if (timeout > std::chrono::duration<Rep, Period>::zero()) {
+            const auto now = std::chrono::steady_clock::now();
+            const auto left = std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
+            state_->help_until(left < std::chrono::steady_clock::time_point::max() - now
+                                   ? now + left
+                                   : std::chrono::steady_clock::time_point::max());
+        }
         std::unique_lock lock(state_->mutex);
         return state_->ready_changed.wait_for(lock, timeout, [this] { return state_->ready; });
     }
@@ -355,6 +363,9 @@ protected:
     // Whether submit() still takes chunks; check_running() throws UsageError("Pool not running")
     // when not.
     virtual bool running() const noexcept = 0;
+    // Where a thread waiting for a result may collect answers itself (detail::WaitHelper); none by
+    // default.
+    virtual std::weak_ptr<detail::WaitHelper> wait_helper() const noexcept { return {}; }
 
     // Sends the rest of the input of every imap started before close(), while the pool still takes
     // tasks, so that their results keep coming (read lazily until here; Python's task handler reads
@@ -410,6 +421,7 @@ public:
 private:
     void submit(std::vector<detail::ChunkTask> tasks) override;
     bool running() const noexcept override;
+    std::weak_ptr<detail::WaitHelper> wait_helper() const noexcept override;
 
     std::unique_ptr<detail::PoolCore> core_;
 };
@@ -422,6 +434,7 @@ AsyncResult<R> BasicPool::apply_like(ApplyOptions<R> options, F&& function, Args
     auto state = std::make_shared<detail::ResultState<R>>();
     state->callback = std::move(options.callback);
     state->error_callback = std::move(options.error_callback);
+    state->helper = wait_helper();
     detail::ChunkTask task;
     task.site = detail::call_site<Fn>(&detail::run_apply<Fn, std::decay_t<Args>...>, function);
     task.arguments = dumps(std::tuple<std::decay_t<Args>...>(std::forward<Args>(args)...));
@@ -442,6 +455,7 @@ AsyncResult<std::vector<R>> BasicPool::map_like(detail::ChunkEntry entry, F func
     auto state = std::make_shared<detail::ResultState<std::vector<R>>>();
     state->callback = std::move(options.callback);
     state->error_callback = std::move(options.error_callback);
+    state->helper = wait_helper();
     std::vector<std::size_t> offsets;
     for (std::size_t begin = 0; begin < all.size(); begin += chunksize) offsets.push_back(begin);
     if (all.empty()) {

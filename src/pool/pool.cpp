@@ -51,6 +51,7 @@
 #include "base/descriptor_transfer.hpp"
 #include "base/unique_fd.hpp"
 #include "process/runtime.hpp"
+#include "base/futex.hpp"
 #include "pool/worker_link.hpp"
 
 namespace mproc {
@@ -85,10 +86,12 @@ struct WorkerSettings {
 struct WorkerChannel {
     int fd = -1;
     SharedBlock link;
+    SharedBlock waiter;  // the pool's WaiterWord
     template <class Archive>
     void save(Archive& ar) const {
         ar(DescriptorRef{fd, "a pool worker's doorbell socket"});
         save_shared_block(ar, link, "a pool worker's link");
+        save_shared_block(ar, waiter, "a pool's waiter word");
     }
     template <class Archive>
     void load(Archive& ar) {
@@ -97,6 +100,7 @@ struct WorkerChannel {
         fd = channel.fd;
         link = load_shared_block(ar, BlockKind::pool_link);
         check_link_block(link);
+        waiter = load_shared_block(ar, BlockKind::pool_waiter);
     }
 };
 
@@ -141,6 +145,7 @@ void pool_worker_main(WorkerChannel channel, WorkerSettings settings) {
     if (settings.inherited_parent_end >= 0) close_fd(settings.inherited_parent_end);
     // `channel` keeps the block mapped.
     WorkerLink link(channel.link, WorkerLink::Side::worker, channel.fd);
+    link.set_waiter(channel.waiter.as<WaiterWord>());
     ProgressWord& running = link.progress();
     settings.initializer();
     struct Site {
@@ -258,6 +263,8 @@ struct CallSiteHash {
     }
 };
 
+class WaitGate;
+
 class PoolCore {
 public:
     PoolCore(PoolOptions options);
@@ -275,6 +282,7 @@ public:
 
     int processes = 0;
     StartMethod method = StartMethod::fork;
+    std::weak_ptr<WaitHelper> wait_helper() const noexcept;
 
 private:
     enum class State { running, closing, terminating, finished };
@@ -305,7 +313,13 @@ private:
 
     void run();
     void start_worker();
-    void on_worker_readable(Worker& w);
+    // Takes the worker's answers and delivers them; for a waiter (collect_until), stops before an
+    // answer whose sink runs callbacks and returns false.
+    bool on_worker_readable(Worker& w, bool for_waiter = false);
+    // Takes core_mutex_ for the dispatcher thread, waking a waiter that holds it.
+    void lock_core(std::unique_lock<std::mutex>& core);
+    // Whether chunks may still go to the workers (not after terminate()).
+    bool dispatching_allowed() const;
     void on_worker_ended(std::size_t index);
     void dispatch();
     void replace_workers(State state);
@@ -322,6 +336,9 @@ private:
     void take_incoming();
     // Lowers the flags the dispatcher raised before sleeping.
     void disarm() noexcept;
+    // A waiting caller collects answers itself (WaitHelper, through gate_).
+    friend class WaitGate;
+    void collect_until(const std::atomic<bool>& ready, std::chrono::steady_clock::time_point until);
     // submit()'s shortcut: the tasks go to the workers from the calling thread when the
     // dispatcher sleeps (or spins). True when they all went (the dispatcher need not wake).
     bool dispatch_inline();
@@ -350,6 +367,11 @@ private:
     // Held by the dispatcher thread while it works (not while it spins or sleeps), and by
     // submit() while it writes tasks to the links itself: guards the dispatcher-thread state below.
     std::mutex core_mutex_;
+    // A thread in collect_until() holds core_mutex_: the dispatcher raises this to get it back.
+    std::atomic<bool> dispatcher_wants_core_{false};
+    SharedBlock waiter_block_;
+    WaiterWord* waiter_ = nullptr;
+    std::shared_ptr<WaitGate> gate_;
 
     // Dispatcher-thread state.
     std::vector<std::unique_ptr<Worker>> workers_;
@@ -367,6 +389,27 @@ private:
     int early_deaths_ = 0;
     std::string last_early_death_;
 };
+
+// What results hold to reach their pool's collect_until(): it outlives the core, which it
+// forgets (under its mutex) before the core goes.
+class WaitGate final : public WaitHelper {
+public:
+    explicit WaitGate(PoolCore* core) noexcept : core_(core) {}
+    void collect_until(const std::atomic<bool>& ready, std::chrono::steady_clock::time_point until) override {
+        std::lock_guard lock(mutex_);
+        if (core_ != nullptr) core_->collect_until(ready, until);
+    }
+    void forget() noexcept {
+        std::lock_guard lock(mutex_);
+        core_ = nullptr;
+    }
+
+private:
+    std::mutex mutex_;
+    PoolCore* core_;
+};
+
+std::weak_ptr<WaitHelper> PoolCore::wait_helper() const noexcept { return gate_; }
 
 // The pools of this process, terminated by the exit sequence like Python's pool finalizer.
 struct LivePools {
@@ -395,6 +438,9 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
         Encoder out(probe);
         initializer_.target->encode_portable(out);
     }
+    waiter_block_ = allocate_shared_block(BlockKind::pool_waiter, sizeof(WaiterWord), alignof(WaiterWord));
+    waiter_ = new (waiter_block_.payload()) WaiterWord{};
+    gate_ = std::make_shared<WaitGate>(this);
     wake_fd_.reset(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
     if (!wake_fd_) throw OSError("eventfd", errno);
     {
@@ -436,7 +482,8 @@ PoolCore::PoolCore(PoolOptions options) : options_(std::move(options)) {
 }
 
 PoolCore::~PoolCore() {
-    terminate();
+    terminate();  // wakes the dispatcher, which takes the core back from a waiter collecting
+    gate_->forget();
     join();
     LivePools& pools = live_pools();
     std::lock_guard lock(pools.mutex);
@@ -583,7 +630,7 @@ void PoolCore::start_worker() {
     settings.initializer = initializer_;
     if (method == StartMethod::fork) settings.inherited_parent_end = sv[0];
     Process process(ProcessOptions{.daemon = true, .start_method = method}, &pool_worker_main,
-                    WorkerChannel{sv[1], block}, settings);
+                    WorkerChannel{sv[1], block, waiter_block_}, settings);
     const char* prefix = method == StartMethod::fork ? "ForkPoolWorker"
                          : method == StartMethod::spawn ? "SpawnPoolWorker"
                                                         : "ForkServerPoolWorker";
@@ -691,13 +738,19 @@ std::optional<std::chrono::steady_clock::time_point> PoolCore::task_deadline(
     return began + *options_.task_timeout;
 }
 
-void PoolCore::on_worker_readable(Worker& w) {
-    if (!w.link.take_incoming()) return;
-    drain_frames(w.link, [&](FrameKind kind, std::span<const std::byte> payload) {
-        Decoder d(payload);
+bool PoolCore::on_worker_readable(Worker& w, bool for_waiter) {
+    w.link.take_incoming();
+    while (const auto frame = w.link.next_frame()) {
+        if (frame->empty()) throw DecodeError("pool link: empty frame");
+        const auto kind = static_cast<FrameKind>((*frame)[0]);
+        Decoder d(frame->subspan(1));
         const auto task_id = d.read<std::uint64_t>();
         auto it = running_tasks_.find(task_id);
-        if (it == running_tasks_.end()) return;
+        if (it == running_tasks_.end()) continue;
+        if (for_waiter && it->second.sink->runs_callbacks()) {
+            w.link.unread_frame(*frame);  // callbacks run on the dispatcher thread
+            return false;
+        }
         ChunkTask task = std::move(it->second);
         running_tasks_.erase(it);
         // Answers come in the order the tasks were sent, but for a task that failed to decode.
@@ -721,7 +774,78 @@ void PoolCore::on_worker_readable(Worker& w) {
         } catch (...) {
             get_logger().error("a pool callback raised an exception");
         }
-    });
+    }
+    return true;
+}
+
+void PoolCore::collect_until(const std::atomic<bool>& ready, std::chrono::steady_clock::time_point until) {
+    // Not on the dispatcher thread (a callback waiting), and not under task_timeout, whose
+    // deadlines the dispatcher's poll keeps.
+    if (options_.task_timeout || std::this_thread::get_id() == thread_.get_id()) return;
+    std::unique_lock core(core_mutex_, std::try_to_lock);
+    if (!core.owns_lock()) return;  // the dispatcher (or another waiter) is at work
+    // Only while the dispatcher sleeps: awake, it delivers at once. Its readers' flags go down,
+    // so that the workers' answers wake this thread (through the waiter word), not its poll.
+    if (!sleeping_.load(std::memory_order_relaxed)) return;
+    for (auto& w : workers_) w->link.lower_reader_flag();
+    bool left_for_dispatcher = false;
+    for (;;) {
+        for (auto& w : workers_) {
+            if ((w->link.has_incoming() || w->link.frame_ready()) && !on_worker_readable(*w, true)) {
+                left_for_dispatcher = true;
+                break;
+            }
+        }
+        // Answers taken free windows: the chunks waiting for them go now, from this thread, as
+        // the dispatcher would send them.
+        if (!pending_.empty() && dispatching_allowed()) dispatch();
+        for (auto& w : workers_)
+            if (w->link.output_pending()) flush(*w);
+        if (left_for_dispatcher || ready.load(std::memory_order_acquire) ||
+            dispatcher_wants_core_.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() >= until)
+            break;
+        // Sleep until a worker publishes, or the dispatcher needs the core (lock_core()).
+        waiter_->asleep.store(1, std::memory_order_relaxed);
+        const std::uint32_t seq = waiter_->seq.load(std::memory_order_relaxed);
+        std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the words it guards
+        bool arrived = dispatcher_wants_core_.load(std::memory_order_relaxed);
+        for (auto& w : workers_) arrived = arrived || w->link.has_incoming();
+        if (!arrived) {
+            const auto now = std::chrono::steady_clock::now();
+            futex_wait(&waiter_->seq, seq,
+                       until == std::chrono::steady_clock::time_point::max() ? Deadline::never()
+                                                                             : Deadline::after(until - now));
+        }
+        waiter_->asleep.store(0, std::memory_order_relaxed);
+    }
+    // Hand the reading back: the dispatcher's flags up again while it sleeps, then one more look
+    // for what came meanwhile (or was left for its callbacks).
+    if (sleeping_.load(std::memory_order_relaxed)) {
+        for (auto& w : workers_) w->link.arm(true, false);
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        bool left = left_for_dispatcher || !pending_.empty() || incoming_ready_.load(std::memory_order_relaxed);
+        for (auto& w : workers_)
+            left = left || w->link.has_incoming() || w->link.frame_ready() || w->link.output_pending();
+        if (left) wake();
+    }
+}
+
+bool PoolCore::dispatching_allowed() const {
+    std::lock_guard lock(mutex_);
+    return state_ == State::running || state_ == State::closing;
+}
+
+void PoolCore::lock_core(std::unique_lock<std::mutex>& core) {
+    if (core.try_lock()) return;
+    // A waiter collecting answers holds it, perhaps asleep: wake it, it gives the core back.
+    dispatcher_wants_core_.store(true, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the waiter's
+    if (waiter_->asleep.load(std::memory_order_relaxed) != 0 && waiter_->asleep.exchange(0, std::memory_order_relaxed) != 0) {
+        waiter_->seq.fetch_add(1, std::memory_order_relaxed);
+        futex_wake(&waiter_->seq, 1);
+    }
+    core.lock();
+    dispatcher_wants_core_.store(false, std::memory_order_relaxed);
 }
 
 void PoolCore::on_worker_ended(std::size_t index) {
@@ -799,7 +923,7 @@ void PoolCore::run() {
     auto last_activity = last_poll;
     std::unique_lock core(core_mutex_, std::defer_lock);
     for (;;) {
-        if (!core.owns_lock()) core.lock();
+        if (!core.owns_lock()) lock_core(core);
         State state;
         {
             std::lock_guard lock(mutex_);
@@ -850,7 +974,7 @@ void PoolCore::run() {
         // Results first: taking them frees windows for the next dispatch.
         bool active = false;
         for (auto& w : workers_) {
-            if (w->link.has_incoming()) {
+            if (w->link.has_incoming() || w->link.frame_ready()) {
                 on_worker_readable(*w);
                 active = true;
             }
@@ -910,7 +1034,7 @@ void PoolCore::run() {
         }
         int ready = ::poll(poll_fds_.data(), poll_fds_.size(), timeout_ms);
         last_poll = std::chrono::steady_clock::now();
-        core.lock();
+        lock_core(core);
         if (armed) disarm();
         if (ready < 0 && errno != EINTR) {
             get_logger().error("pool dispatcher: poll failed: {}", std::strerror(errno));
@@ -944,6 +1068,7 @@ void PoolCore::run() {
             }
         }
     }
+    sleeping_.store(false, std::memory_order_relaxed);  // no waiter may wait for this thread now
     // Only a failing poll ends the loop with work left; that work fails rather than stay unready.
     fail_everything(std::make_exception_ptr(ProcessError("the pool's dispatcher stopped")));
     {
@@ -1002,6 +1127,7 @@ int Pool::processes() const noexcept { return core_->processes; }
 StartMethod Pool::start_method() const noexcept { return core_->method; }
 void Pool::submit(std::vector<detail::ChunkTask> tasks) { core_->submit(std::move(tasks)); }
 bool Pool::running() const noexcept { return core_->running(); }
+std::weak_ptr<detail::WaitHelper> Pool::wait_helper() const noexcept { return core_->wait_helper(); }
 void Pool::close() {
     send_open_inputs();
     core_->close();

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "base/futex.hpp"
 #include "mproc/errors.hpp"
 
 namespace mproc::detail {
@@ -94,6 +95,11 @@ bool WorkerLink::flush() {
         if (writes_->reader_asleep.load(std::memory_order_relaxed) != 0 &&
             writes_->reader_asleep.exchange(0, std::memory_order_relaxed) != 0)
             ring_doorbell();
+        if (waiter_ != nullptr && waiter_->asleep.load(std::memory_order_relaxed) != 0 &&
+            waiter_->asleep.exchange(0, std::memory_order_relaxed) != 0) {
+            waiter_->seq.fetch_add(1, std::memory_order_relaxed);
+            futex_wake(&waiter_->seq, 1);
+        }
     }
     if (sent_ < out_.size()) return false;
     out_.clear();
@@ -137,6 +143,17 @@ std::optional<std::span<const std::byte>> WorkerLink::next_frame() {
     begin_ += kHeaderBytes + length;
     return frame;
 }
+
+void WorkerLink::unread_frame(std::span<const std::byte> frame) noexcept { begin_ -= kHeaderBytes + frame.size(); }
+
+bool WorkerLink::frame_ready() const noexcept {
+    if (end_ - begin_ < kHeaderBytes) return false;
+    std::uint64_t length;
+    std::memcpy(&length, in_.data() + begin_, sizeof length);
+    return end_ - begin_ - kHeaderBytes >= length;
+}
+
+void WorkerLink::lower_reader_flag() noexcept { reads_->reader_asleep.store(0, std::memory_order_relaxed); }
 
 void WorkerLink::arm(bool for_input, bool for_room) noexcept {
     if (for_input) reads_->reader_asleep.store(1, std::memory_order_relaxed);

@@ -67,6 +67,14 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std
                   std::atomic<std::uint32_t>::is_always_lock_free,
               "the link's words must work across processes");
 
+// The pool's one word for a thread that waits for a result and collects answers itself
+// (detail::WaitHelper): it sleeps on `seq` (a futex) after raising `asleep`; a worker that
+// publishes answers and finds `asleep` raised lowers it, bumps `seq` and wakes it.
+struct WaiterWord {
+    alignas(64) std::atomic<std::uint32_t> seq{0};
+    std::atomic<std::uint32_t> asleep{0};
+};
+
 // Bytes of each ring: room for a few hundred batched tasks or results.
 inline constexpr std::size_t kLinkRingBytes = std::size_t{256} << 10;
 
@@ -84,6 +92,8 @@ public:
     WorkerLink(const SharedBlock& block, Side side, int socket_fd) noexcept;
 
     ProgressWord& progress() const noexcept { return shared_->progress; }
+    // The worker's side: the pool's waiter word, woken with every publication it finds asleep.
+    void set_waiter(WaiterWord* waiter) noexcept { waiter_ = waiter; }
     int fd() const noexcept { return fd_; }
 
     // --- Writing: frames are built in a local buffer, then flushed into the ring.
@@ -106,6 +116,10 @@ public:
     bool take_incoming();
     // The next complete frame in the input buffer, or nullopt. Valid until the next take_incoming().
     std::optional<std::span<const std::byte>> next_frame();
+    // Puts back the frame next_frame() just returned, for a later next_frame().
+    void unread_frame(std::span<const std::byte> frame) noexcept;
+    // Whether the input buffer holds a complete frame.
+    bool frame_ready() const noexcept;
     // Whether the input buffer and the ring hold no byte.
     bool input_empty() const noexcept { return begin_ == end_ && !has_incoming(); }
 
@@ -114,6 +128,8 @@ public:
     // flags (disarm). Returns false from drain_doorbells when the other side has gone.
     void arm(bool for_input, bool for_room) noexcept;
     void disarm() noexcept;
+    // Lowers only the reader's flag: another thread of the pool reads in its place for a while.
+    void lower_reader_flag() noexcept;
     bool drain_doorbells() noexcept;
 
     // The worker's blocking wait: until there is input (for_input) or room for the pending output
@@ -132,6 +148,7 @@ private:
     std::byte* write_bytes_ = nullptr;
     std::byte* read_bytes_ = nullptr;
     int fd_ = -1;
+    WaiterWord* waiter_ = nullptr;
     std::vector<std::byte> out_;
     std::size_t sent_ = 0;
     std::vector<std::byte> in_;  // bytes [begin_, end_) taken from the ring, not yet framed out

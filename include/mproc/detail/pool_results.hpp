@@ -44,6 +44,14 @@ struct ResultState {
     std::exception_ptr error;
     std::function<void(const T&)> callback;
     std::function<void(const std::exception_ptr&)> error_callback;
+    // The pool that runs the task, if a waiter may collect answers there (WaitHelper).
+    std::weak_ptr<WaitHelper> helper;
+
+    // Collects answers on the waiting thread while the pool allows it (see WaitHelper).
+    void help_until(std::chrono::steady_clock::time_point until) const {
+        if (ready_seen.load(std::memory_order_acquire)) return;
+        if (auto pool = helper.lock()) pool->collect_until(ready_seen, until);
+    }
 
     // The callback runs before the result becomes ready, as in Python, so that a caller who
     // waited sees its effects; an exception from it is logged and the result is still set.
@@ -122,6 +130,7 @@ public:
         state_->set_value(std::move(value));
     }
     void fail(std::size_t, std::exception_ptr error) override { state_->set_error(std::move(error)); }
+    bool runs_callbacks() const noexcept override { return state_->callback || state_->error_callback; }
 
 private:
     std::shared_ptr<ResultState<R>> state_;
@@ -157,6 +166,9 @@ public:
     void fail(std::size_t, std::exception_ptr error) override {
         --remaining_;
         state_->set_error(std::move(error));
+    }
+    bool runs_callbacks() const noexcept override {
+        return progress_ || state_->callback || state_->error_callback;
     }
 
 private:

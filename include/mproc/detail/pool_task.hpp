@@ -4,6 +4,8 @@
 // goes (ResultSink), the chunk itself (ChunkTask), and the one way in to a pool's implementation
 // for the code beside the pool that makes tasks (PoolAccess: the imap feeds, the managed pool's
 // server side).
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <exception>
 #include <functional>
@@ -123,6 +125,21 @@ public:
     virtual ~ResultSink() = default;
     virtual void deliver(std::size_t chunk, std::span<const std::byte> results) = 0;
     virtual void fail(std::size_t chunk, std::exception_ptr error) = 0;
+    // Whether delivering runs the caller's callbacks (callback, error_callback, on_progress):
+    // those run on the pool's dispatcher thread only, never on a thread that waits for a result.
+    virtual bool runs_callbacks() const noexcept { return false; }
+};
+
+// A thread that waits for a result may collect the workers' answers itself instead of sleeping
+// until the pool's dispatcher hands them over: the answer then wakes the waiter directly, one
+// wake-up instead of two. A pool that can do so implements this; results keep a weak reference,
+// so a pool that is gone is not asked.
+class WaitHelper {
+public:
+    virtual ~WaitHelper() = default;
+    // Collects answers on the calling thread until `ready` is true, `until` passes, or the pool
+    // needs its dispatcher; returns at once when it cannot help now.
+    virtual void collect_until(const std::atomic<bool>& ready, std::chrono::steady_clock::time_point until) = 0;
 };
 
 // A chunk of work as the dispatcher sees it.

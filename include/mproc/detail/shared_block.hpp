@@ -34,6 +34,7 @@ enum class BlockKind : std::uint32_t {
     value = 6,      // the storage of Value, Array, RawValue, RawArray
     queue = 7,      // Queue, SimpleQueue, JoinableQueue
     pool_link = 8,  // a Pool worker's link: its progress word and its task and result rings
+    pool_waiter = 9,  // a Pool's word for a thread that waits for a result and collects answers
 };
 
 // A handle to one block. Copies share the block (and keep its segment mapped).
