@@ -10,8 +10,9 @@
 //
 // A queue is a ring buffer in shared memory (a sealed memfd, like every primitive in
 // synchronize.hpp) with two robust locks, one for producers and one for consumers, and futex
-// wake-ups; a consumer spins (up to 50 µs, yielding the CPU, less when spins keep failing) before
-// it sleeps, so a reply that comes from a running process never pays for a wake-up. Handles are references: copies share the queue, and a
+// wake-ups; a consumer spins (up to 50 µs, yielding the CPU, less when spins keep failing, not at
+// all while the machine has more runnable tasks than CPUs) before it sleeps, so a reply that comes
+// from a running process never pays for a wake-up. Handles are references: copies share the queue, and a
 // copy given to a Process as an argument is the same queue in the child under every start method
 // (inherited under fork; its memory sent with the start request under spawn and forkserver).
 // Sending a queue anywhere else (a Connection, another Queue, a Pool task) is a UsageError, as
@@ -23,7 +24,8 @@
 //    most QueueOptions::room_wait (1 ms) for room in the shared buffer. A message that finds none
 //    in that time (the consumers are stalled) waits in this process's memory and a feeder thread,
 //    started on demand, writes it out in order; later messages of this process queue up behind
-//    it, so each producer's order is kept. Memory: the shared buffer has a fixed size (QueueOptions::buffer_size); what waits
+//    it, so each producer's order is kept (a later put() waits for the feeder while consumers keep
+//    taking something every room_wait, then writes to the shared buffer itself again). Memory: the shared buffer has a fixed size (QueueOptions::buffer_size); what waits
 //    beyond it costs the producer's own heap, one encoded copy per message, until consumers catch
 //    up.
 //  - A bounded Queue (maxsize > 0): put() waits until fewer than maxsize messages are in the

@@ -20,11 +20,14 @@ std::int64_t coarse_now_ns() noexcept {
 
 // The fourth field of /proc/loadavg, "running/total": tasks runnable right now, the reader
 // included; -1 when it cannot be read (then spinning goes on as if the machine were idle).
+// Opened for each sample (every 10 ms at most): a descriptor kept open would be one more in every
+// process, where tests count them.
 long runnable_tasks() noexcept {
-    static const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+    const int fd = ::open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
     if (fd < 0) return -1;
     char text[128];
-    const ssize_t n = ::pread(fd, text, sizeof text - 1, 0);
+    const ssize_t n = ::read(fd, text, sizeof text - 1);
+    ::close(fd);
     if (n <= 0) return -1;
     text[n] = '\0';
     const char* p = text;

@@ -54,9 +54,9 @@ void event_set(const SharedBlock& block) {
 
 void event_clear(const SharedBlock& block) {
     auto& word = word_of(block);
-    std::uint32_t v = word.load(std::memory_order_relaxed);
-    while ((v & kSet) && !word.compare_exchange_weak(v, v & ~kSet, std::memory_order_relaxed)) {
-    }
+    // One locked instruction, no retry when a waiter raises kSleepers meanwhile; no write at all
+    // when the flag is already clear.
+    if (word.load(std::memory_order_relaxed) & kSet) word.fetch_and(~kSet, std::memory_order_relaxed);
 }
 
 bool event_wait(const SharedBlock& block, std::int64_t timeout) {
