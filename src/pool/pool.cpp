@@ -13,6 +13,12 @@
 // sleep; when it sleeps it polls the wake eventfd, every worker's doorbell socket and sentinel,
 // having said so first, so that a worker or submit() rings only then.
 //
+// Two shortcuts spare wake-ups while the dispatcher sleeps or spins (it then gives up
+// core_mutex_, which guards its state): submit() writes the tasks into the links itself, and a
+// thread waiting for a result collects the answers itself (collect_until), sleeping on the pool's
+// waiter word, which the workers wake. The dispatcher takes core_mutex_ back whenever it wakes
+// (lock_core), waking such a waiter first; answers whose sinks run callbacks are left to it.
+//
 // Frames on a link: a u8 kind, then the kind's fields:
 //   to the worker:   DEFINE site-id, entry code reference, optional function code reference
 //                    TASK   task-id, site-id, the chunk's encoded inputs

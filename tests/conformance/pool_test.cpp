@@ -359,6 +359,71 @@ TEST_P(PoolTest, AnIdlePoolWaitsInTheKernel) {
     EXPECT_EQ(pool.apply(square, 9), 81);  // and it wakes for the next task
 }
 
+namespace {
+int sleeps_ms_then_squares(int x) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return x * x;
+}
+int dies_at_once(int) {
+    std::raise(SIGKILL);
+    return 0;
+}
+}  // namespace
+
+TEST_P(PoolTest, CallbacksRunOnTheDispatcherEvenWhileTheCallerCollects) {
+    // A caller waiting in get() may collect answers itself; callbacks and progress still run on
+    // the pool's dispatcher thread, never on the caller's.
+    mproc::Pool pool(options());
+    const auto caller = std::this_thread::get_id();
+    std::atomic<int> on_caller{0};
+    std::atomic<int> calls{0};
+    for (int round = 0; round < 5; ++round) {
+        auto r = pool.apply_async(mproc::ApplyOptions<int>{.callback = [&](const int&) {
+                                      ++calls;
+                                      if (std::this_thread::get_id() == caller) ++on_caller;
+                                  }},
+                                  sleeps_ms_then_squares, round);
+        EXPECT_EQ(r.get(), round * round);
+        mproc::MapOptions<int> map_options;
+        map_options.chunksize = 1;
+        map_options.on_progress = [&](std::size_t, std::size_t) {
+            ++calls;
+            if (std::this_thread::get_id() == caller) ++on_caller;
+        };
+        EXPECT_EQ(pool.map(sleeps_ms_then_squares, std::vector<int>{1, 2, 3}, map_options), (std::vector<int>{1, 4, 9}));
+    }
+    EXPECT_EQ(calls.load(), 5 * 4);
+    EXPECT_EQ(on_caller.load(), 0);
+    // And a plain result, which the caller may take itself, is right too.
+    EXPECT_EQ(pool.apply(sleeps_ms_then_squares, 12), 144);
+}
+
+TEST_P(PoolTest, AWaitingCallerLearnsOfItsWorkersDeath) {
+    // The caller sleeps waiting for its answer; the worker dies instead: the dispatcher, woken by
+    // the sentinel, takes over and fails the task, and the caller wakes with the error.
+    mproc::Pool pool(options());
+    for (int round = 0; round < 3; ++round) {
+        auto r = pool.apply_async(dies_at_once, round);
+        EXPECT_THROW(r.get(30s), mproc::WorkerLostError);
+        EXPECT_EQ(pool.apply(square, round), round * round);
+    }
+}
+
+TEST_P(PoolTest, TerminateWakesACallerWaitingForAnAnswer) {
+    mproc::Pool pool(options());
+    auto r = pool.apply_async(sleeps_when_asked, 60);
+    std::thread stopper([&] {
+        // The caller is in get() by now or soon; terminate() must reach it either way.
+        std::this_thread::sleep_for(100ms);
+        pool.terminate();
+    });
+    const auto began = std::chrono::steady_clock::now();
+    EXPECT_THROW(r.get(30s), mproc::ProcessError);
+    EXPECT_LT(std::chrono::steady_clock::now() - began, 20s);
+    stopper.join();
+    pool.join();
+}
+
 TEST_P(PoolTest, AWorkerThatDiesFailsItsTaskAndIsReplaced) {
     mproc::Pool pool(options());
     auto results = pool.imap_unordered(dies_on_13, std::views::iota(0, 40));
