@@ -168,24 +168,25 @@ public:
     }
 
     void wait() const {
-        if (state_->await_briefly()) return;
+        // Collecting the answer here, where the pool allows it, spares a wake-up; otherwise the
+        // pool's dispatcher delivers it.
         state_->help_until(std::chrono::steady_clock::time_point::max());
+        if (state_->await_briefly()) return;
         std::unique_lock lock(state_->mutex);
         state_->ready_changed.wait(lock, [this] { return state_->ready; });
     }
     // True when the result became ready within `timeout`.
     template <class Rep, class Period>
     bool wait(std::chrono::duration<Rep, Period> timeout) const {
-        if (timeout > std::chrono::duration<Rep, Period>::zero() &&
-            state_->await_briefly(std::min<std::chrono::nanoseconds>(std::chrono::microseconds(50),
-                                                                     std::chrono::ceil<std::chrono::nanoseconds>(timeout))))
-            return true;
         if (timeout > std::chrono::duration<Rep, Period>::zero()) {
             const auto now = std::chrono::steady_clock::now();
             const auto left = std::chrono::ceil<std::chrono::steady_clock::duration>(timeout);
             state_->help_until(left < std::chrono::steady_clock::time_point::max() - now
                                    ? now + left
                                    : std::chrono::steady_clock::time_point::max());
+            if (state_->await_briefly(std::min<std::chrono::nanoseconds>(
+                    std::chrono::microseconds(50), std::chrono::ceil<std::chrono::nanoseconds>(timeout))))
+                return true;
         }
         std::unique_lock lock(state_->mutex);
         return state_->ready_changed.wait_for(lock, timeout, [this] { return state_->ready; });

@@ -375,6 +375,8 @@ private:
     std::mutex core_mutex_;
     // A thread in collect_until() holds core_mutex_: the dispatcher raises this to get it back.
     std::atomic<bool> dispatcher_wants_core_{false};
+    std::atomic<bool> waiter_active_{false};  // a thread is in collect_until()
+    SpinBudget waiter_spin_;
     SharedBlock waiter_block_;
     WaiterWord* waiter_ = nullptr;
     std::shared_ptr<WaitGate> gate_;
@@ -793,8 +795,15 @@ void PoolCore::collect_until(const std::atomic<bool>& ready, std::chrono::steady
     // Only while the dispatcher sleeps: awake, it delivers at once. Its readers' flags go down,
     // so that the workers' answers wake this thread (through the waiter word), not its poll.
     if (!sleeping_.load(std::memory_order_relaxed)) return;
+    waiter_active_.store(true, std::memory_order_relaxed);
     for (auto& w : workers_) w->link.lower_reader_flag();
     bool left_for_dispatcher = false;
+    const auto answers_or_dispatcher = [this] {
+        if (dispatcher_wants_core_.load(std::memory_order_relaxed)) return true;
+        for (auto& w : workers_)
+            if (w->link.has_incoming()) return true;
+        return false;
+    };
     for (;;) {
         for (auto& w : workers_) {
             if ((w->link.has_incoming() || w->link.frame_ready()) && !on_worker_readable(*w, true)) {
@@ -810,13 +819,13 @@ void PoolCore::collect_until(const std::atomic<bool>& ready, std::chrono::steady
         if (left_for_dispatcher || ready.load(std::memory_order_acquire) ||
             dispatcher_wants_core_.load(std::memory_order_relaxed) || std::chrono::steady_clock::now() >= until)
             break;
+        // An answer from a worker that runs comes within microseconds: spin for it first.
+        if (spin_until(waiter_spin_, 1, answers_or_dispatcher)) continue;
         // Sleep until a worker publishes, or the dispatcher needs the core (lock_core()).
         waiter_->asleep.store(1, std::memory_order_relaxed);
         const std::uint32_t seq = waiter_->seq.load(std::memory_order_relaxed);
         std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the words it guards
-        bool arrived = dispatcher_wants_core_.load(std::memory_order_relaxed);
-        for (auto& w : workers_) arrived = arrived || w->link.has_incoming();
-        if (!arrived) {
+        if (!answers_or_dispatcher()) {
             const auto now = std::chrono::steady_clock::now();
             futex_wait(&waiter_->seq, seq,
                        until == std::chrono::steady_clock::time_point::max() ? Deadline::never()
@@ -834,6 +843,7 @@ void PoolCore::collect_until(const std::atomic<bool>& ready, std::chrono::steady
             left = left || w->link.has_incoming() || w->link.frame_ready() || w->link.output_pending();
         if (left) wake();
     }
+    waiter_active_.store(false, std::memory_order_relaxed);
 }
 
 bool PoolCore::dispatching_allowed() const {
@@ -1023,7 +1033,12 @@ void PoolCore::run() {
             armed = true;
             core.unlock();
             std::atomic_thread_fence(std::memory_order_seq_cst);  // the flags before the words they guard
-            if ((expecting && spin_until(spin_, 1, [this] { return work_arrived(); })) || work_arrived()) {
+            // A waiter collecting answers (collect_until) does this thread's watching meanwhile:
+            // it is not to be raced for them, and it hands back what it leaves.
+            const auto woken = [this] { return !waiter_active_.load(std::memory_order_relaxed) && work_arrived(); };
+            if ((expecting && spin_until(spin_, 1, [&] { return waiter_active_.load(std::memory_order_relaxed) || work_arrived(); }) &&
+                 woken()) ||
+                woken()) {
                 disarm();
                 continue;
             }
