@@ -8,10 +8,13 @@
 #include <chrono>
 #include <cstdint>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "helpers/sync_test_helpers.hpp"
 #include "helpers/test_helpers.hpp"
@@ -375,4 +378,123 @@ TEST_F(SharedBufferMessages, AForgedMessageOnAPipe) {
         const std::string error = decode_error_of([&] { (void)receiver.recv<SharedBuffer>(); });
         EXPECT_NE(error.find(cause), std::string::npos) << error;
     }
+}
+
+// ---- a handover that fails keeps the buffer with its sender -------------------------------------
+
+namespace {
+
+// The buffer is this process's again: it can be written, handed over and received intact.
+void expect_still_owned(SharedBuffer& buffer, std::size_t size, std::uint64_t seed) {
+    ASSERT_TRUE(buffer) << "the failed handover emptied the handle";
+    ASSERT_EQ(buffer.size(), size);
+    EXPECT_EQ(first_difference(buffer, seed), size);
+    const std::string name = buffer.name();
+    SharedBuffer received = mproc::loads<SharedBuffer>(mproc::dumps(buffer));
+    EXPECT_FALSE(buffer);
+    EXPECT_EQ(received.name(), name);
+    EXPECT_EQ(first_difference(received, seed), size);
+    received.release();
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left after its owner dropped it";
+}
+
+}  // namespace
+
+TEST_F(SharedBufferMessages, APutThatRaisesFullKeepsTheBuffer) {
+    mproc::Queue<SharedBuffer> q(1);
+    SharedBuffer first(16);
+    q.put(first);
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 51);
+    EXPECT_THROW(q.put_nowait(buffer), mproc::Full);
+    EXPECT_THROW(q.put(buffer, true, 10ms), mproc::Full);
+    expect_still_owned(buffer, kOddSize, 51);
+    SharedBuffer again(kOddSize);
+    fill(again, 52);
+    (void)q.get(true, 20s);
+    q.put(again);  // after a Full, the queue takes the next put
+    EXPECT_EQ(first_difference(q.get(true, 20s), 52), kOddSize);
+}
+
+TEST_F(SharedBufferMessages, ASendThatRaisesEpipeKeepsTheBuffer) {
+    auto [receiver, sender] = mproc::Pipe(false);
+    receiver.close();
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 53);
+    try {
+        sender.send(buffer);
+        ADD_FAILURE() << "send() on a pipe whose reader is closed did not raise";
+    } catch (const mproc::OSError& e) {
+        EXPECT_EQ(e.code().value(), EPIPE) << e.what();
+    }
+    expect_still_owned(buffer, kOddSize, 53);
+}
+
+// The second element cannot be handed over: the first, handed over already, comes back.
+TEST_F(SharedBufferMessages, AValueThatFailsHalfEncodedKeepsItsBuffers) {
+    std::vector<SharedBuffer> buffers;
+    buffers.emplace_back(kOddSize);
+    buffers.emplace_back();
+    fill(buffers[0], 54);
+    EXPECT_THROW((void)mproc::dumps(buffers), mproc::UsageError);
+    expect_still_owned(buffers[0], kOddSize, 54);
+}
+
+// A forked child inherits a handle, then receives the same buffer through a queue: the process
+// owns the buffer again, but the inherited handle still does not.
+TEST_F(SharedBufferMessages, AnInheritedHandleStaysForeignWhenItsBufferComesBack) {
+    mproc::Queue<SharedBuffer> q;
+    mproc::Queue<std::string> verdict;
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 55);
+    auto child = mproc::fork_context.Process([&buffer, q, verdict]() mutable {
+        SharedBuffer received = q.get(true, 20s);
+        try {
+            (void)mproc::dumps(buffer);
+            verdict.put("the inherited handle was handed over");
+            return;
+        } catch (const mproc::UsageError&) {
+        }
+        buffer.release();
+        if (!mproc::testing::shm_exists(received.name())) {
+            verdict.put("dropping the inherited handle removed the received buffer");
+            return;
+        }
+        verdict.put(first_difference(received, 55) == kOddSize ? "ok" : "the received bytes differ");
+    });
+    child.start();
+    q.put(buffer);
+    EXPECT_EQ(verdict.get(true, 20s), "ok");
+    child.join();
+    EXPECT_EQ(child.exitcode(), 0);
+}
+
+// SharedMemory and SharedBuffer do not read each other's files: SharedMemory refuses a buffer's
+// name, and its sweep leaves a buffer alone even when the buffer's last bytes hold a trailer whose
+// processes have all ended.
+TEST_F(SharedBufferMessages, TheSharedMemorySweepLeavesBuffersAlone) {
+    constexpr std::size_t kTrailer = 8192;
+    try {
+        mproc::SharedMemory impostor({.name = "psb_0123456789abcdef", .create = true, .size = 4096});
+        ADD_FAILURE() << "a SharedMemory took a buffer's name";
+    } catch (const mproc::OSError& e) {
+        EXPECT_EQ(e.code().value(), EINVAL) << e.what();
+    }
+    // A trailer of a segment whose creator has ended: a copy of it, taken while the segment lived.
+    mproc::Queue<std::string> trailer_text;
+    auto child = mproc::fork_context.Process([trailer_text]() mutable {
+        mproc::SharedMemory segment({.create = true, .size = 4096});
+        std::ifstream file("/dev/shm/" + segment.name(), std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+        trailer_text.put(bytes.substr(bytes.size() - kTrailer));
+        segment.unlink();
+    });
+    child.start();
+    const std::string trailer = trailer_text.get(true, 20s);
+    child.join();
+    ASSERT_EQ(trailer.size(), kTrailer);
+    SharedBuffer buffer(4 * kTrailer);
+    std::memcpy(buffer.data() + buffer.size() - kTrailer, trailer.data(), kTrailer);
+    (void)mproc::sweep_shared_memory();
+    EXPECT_TRUE(mproc::testing::shm_exists(buffer.name())) << "the SharedMemory sweep removed a live buffer";
 }
