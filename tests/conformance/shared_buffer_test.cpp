@@ -493,8 +493,9 @@ TEST_F(SharedBufferMessages, TheSharedMemorySweepLeavesBuffersAlone) {
     const std::string trailer = trailer_text.get(true, 20s);
     child.join();
     ASSERT_EQ(trailer.size(), kTrailer);
-    SharedBuffer buffer(4 * kTrailer);
-    std::memcpy(buffer.data() + buffer.size() - kTrailer, trailer.data(), kTrailer);
+    // A buffer's file of the segment's size (a header page, then data): the trailer fits its end.
+    SharedBuffer buffer(kTrailer);
+    std::memcpy(buffer.data(), trailer.data(), kTrailer);
     (void)mproc::sweep_shared_memory();
     EXPECT_TRUE(mproc::testing::shm_exists(buffer.name())) << "the SharedMemory sweep removed a live buffer";
 }
