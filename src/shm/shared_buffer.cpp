@@ -104,7 +104,7 @@ bool abandoned(const BufferHeader& h, const ProcessIdentity* ending) {
 // keepers of a buffer it was taking over), so a half-made change at worst makes the buffer look
 // abandoned by the process that died, and the next sweep removes it, as it would have anyway.
 MutexStateGuard lock_header(BufferHeader& h, const std::string& what) {
-    const int rc = raw_mutex_acquire(h.lock, kForever);
+    const int rc = raw_mutex_acquire(h.lock, 0);
     if (rc != 0 && rc != EOWNERDEAD) throw OSError(what + " (locking its header)", rc);
     return MutexStateGuard(h.lock, std::adopt_lock);
 }
@@ -334,10 +334,15 @@ bool sweep_one(const std::string& name, const ProcessIdentity* ending) {
         return false;
     }
     auto& h = *reinterpret_cast<BufferHeader*>(m.bytes());
+    // Without waiting: a process stopped (SIGSTOP, a debugger) inside a header's critical section
+    // must not stall every creation on the machine. A busy buffer is somebody's now anyway; the
+    // next sweep looks again.
+    const int rc = raw_mutex_acquire(h.lock, 0);
+    if (rc != 0 && rc != EOWNERDEAD) return false;
     try {
-        const MutexStateGuard guard = lock_header(h, "sweeping shared buffer '" + name + "'");
+        const MutexStateGuard guard(h.lock, std::adopt_lock);
         if (!abandoned(h, ending)) return false;
-        h.state = BufferState::removed;
+        release_store_state(h, BufferState::removed);
     } catch (...) {
         return false;
     }

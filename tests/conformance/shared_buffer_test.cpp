@@ -3,6 +3,9 @@
 // holds one and a sender killed after putting one (nothing left in /dev/shm either way), and
 // messages that name no buffer, a gone one, one received already, or one of another size.
 #include <gtest/gtest.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -498,4 +501,42 @@ TEST_F(SharedBufferMessages, TheSharedMemorySweepLeavesBuffersAlone) {
     std::memcpy(buffer.data(), trailer.data(), kTrailer);
     (void)mproc::sweep_shared_memory();
     EXPECT_TRUE(mproc::testing::shm_exists(buffer.name())) << "the SharedMemory sweep removed a live buffer";
+}
+
+// A process that holds a buffer's header lock and never lets go (stopped, or stuck) does not stall
+// the sweeps: they skip that buffer. Once the holder dies, the next sweep removes the buffer.
+TEST_F(SharedBufferMessages, ASweepSkipsABufferWhoseHeaderIsLocked) {
+    constexpr std::size_t kHeaderLockOffset = 32;  // magic, version, header size, data size, segment id
+    mproc::Queue<std::string> names;
+    auto owner = mproc::fork_context.Process([names]() mutable {
+        SharedBuffer buffer(4096);
+        names.put(buffer.name());
+        for (;;) ::pause();
+    });
+    owner.start();
+    const std::string name = names.get(true, 20s);
+    mproc::Event locked;
+    auto holder = mproc::fork_context.Process([name, locked]() mutable {
+        const int fd = ::open(("/dev/shm/" + name).c_str(), O_RDWR);
+        void* header = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+        if (fd < 0 || header == MAP_FAILED) throw std::runtime_error("cannot map the buffer's header");
+        ::pthread_mutex_lock(reinterpret_cast<pthread_mutex_t*>(static_cast<char*>(header) + kHeaderLockOffset));
+        locked.set();
+        for (;;) ::pause();
+    });
+    holder.start();
+    ASSERT_TRUE(locked.wait(20s));
+    owner.kill();  // the buffer is abandoned now, its header locked by `holder`
+    owner.join();
+    auto sweeper = mproc::fork_context.Process([] { (void)mproc::sweep_shared_memory(); });
+    sweeper.start();
+    sweeper.join(20s);
+    EXPECT_FALSE(sweeper.is_alive()) << "a sweep waits for a header lock that its holder never releases";
+    if (sweeper.is_alive()) sweeper.kill();
+    sweeper.join();
+    EXPECT_TRUE(mproc::testing::shm_exists(name)) << "a sweep removed a buffer whose header was locked";
+    holder.kill();  // dies holding the robust lock: the next sweep takes it over (EOWNERDEAD)
+    holder.join();
+    (void)mproc::sweep_shared_memory();
+    EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left after its owner died";
 }
