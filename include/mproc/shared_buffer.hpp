@@ -11,12 +11,24 @@
 // Ownership moves. A buffer has one owner at a time, the process that holds it. Encoding it (a
 // Queue's put, a Connection's send, dumps, or as a member of any encodable value: a struct, a
 // tuple, a vector of buffers) hands it over: the message carries the buffer's name, not its bytes,
-// and the sending handle is emptied at once, although put() and send() take it by const
-// reference (as if it had been moved). Decoding the message takes it over: the receiver maps the
-// same memory, and becomes the owner. A message can be decoded once: decoding it a second time is
-// a DecodeError. Dropping the owner's handle (its destructor, release()) frees the memory. The
-// handle is move-only; within a process, move it where it is needed. It is not a Process
-// argument: put it in a Queue or send it on a Connection that the child gets.
+// and the sending handle is emptied once the message has left, although put() and send() take it
+// by const reference (as if it had been moved): when put() returns (or send(), or dumps()). A put
+// or send that raises (Full, EPIPE, a value whose later member fails to encode) gives nothing
+// away: the handle keeps the buffer, which can be sent again (detail/codec_handover.hpp). Decoding
+// the message takes it over: the receiver maps the same memory, and becomes the owner. A message
+// can be decoded once: decoding it a second time is a DecodeError. Dropping the owner's handle
+// (its destructor, release()) frees the memory. The handle is move-only; within a process, move it
+// where it is needed.
+//
+// One thread at a time: a handle that is being put or sent must not be put, sent, read or dropped
+// by another thread meanwhile (encoding changes it through a const reference; nothing locks it).
+//
+// Not a Process argument: put it in a Queue or send it on a Connection that the child gets.
+// Process(f, std::move(buffer)) compiles, and moves the handle into the Process, but what the
+// child gets depends on the start method: under spawn and forkserver start() encodes the
+// arguments, so the buffer is handed over to the child, which owns it; under fork the child runs
+// with an inherited copy of the handle (see below), which it may read and write but not hand
+// over, and the buffer stays with the parent's Process object until that is destroyed.
 //
 // How it works, and what it costs. The memory is a file in /dev/shm named psb_<16 hex digits>: a
 // header page (magic, size, state, owner, under a robust mutex) followed by the bytes, page
@@ -25,8 +37,8 @@
 // name in the message, a lock of the header, an unmap in the sender (its page tables go: about
 // 1 ms for 64 MiB it wrote) and an open + mmap in the receiver (about 25 µs, whatever the size):
 // the receiver's pages are mapped on first touch, so reading a few words costs a few page faults.
-// docs/shared_buffer.md has the figure (queue.handoff.64mib) against memcpy. Dropping a buffer removes the name; the memory goes once the
-// last mapping of it is gone.
+// docs/shared_buffer.md has the figure (queue.handoff.64mib) against memcpy. Dropping a buffer
+// removes the name; the memory goes once the last mapping of it is gone.
 //
 // Why by name, and not like the primitives' memory (an anonymous memfd sent as a descriptor,
 // detail/shared_block.hpp): a Queue is a ring in shared memory, and a descriptor cannot travel
@@ -52,14 +64,21 @@
 //    buffer, leave the receiver a DecodeError once a sweep has run.
 // A forked child inherits its parent's handles with the mapping; it can read and write the memory
 // but does not own it: handing over an inherited handle is a UsageError, and the parent dropping
-// it removes only the name (the child's mapping stays valid until it drops its copy).
+// it removes only the name (the child's mapping stays valid until it drops its copy). That stays
+// so when the child later receives the same buffer through a message: the received handle owns
+// it, the inherited one still does not (dropping it does not remove the name).
 //
 // Errors: UsageError for a size of 0, for span() or a handover of an empty handle, and for a
-// handover by a process that does not own the buffer; OSError for a size the system refuses
-// (ENOMEM above 2^46 bytes, ENOSPC for a full /dev/shm). Decoding a message that names a buffer
-// raises DecodeError naming the buffer and the cause: a name that is not a buffer's
-// ("malformed"), a buffer that no longer exists (dropped, received already, or swept), one
-// received already, one whose size is not the one in the message.
+// handover by a process that does not own the buffer (or that is in transit already); OSError for
+// a size the system refuses (ENOMEM above 2^46 bytes, ENOSPC for a full /dev/shm). Decoding a
+// message that names a buffer raises DecodeError naming the buffer and the cause: a name that is
+// not a buffer's ("malformed"), a buffer that no longer exists (dropped, received already, or
+// swept), one received already, one whose size is not the one in the message; a Connection's
+// recv() closes the connection on it, as on any DecodeError. It raises OSError when the receiver
+// itself runs short: out of descriptors (EMFILE, ENFILE) or memory (ENOMEM) to open the file, an
+// mmap that fails, a header lock that fails. The message is consumed either way; after an
+// OSError the buffer is still in transit, kept by its sender, and goes at a sweep once the sender
+// and its parent have ended.
 //
 // Limits: as for SharedMemory, liveness is checked through /proc in the checker's pid namespace;
 // /dev/shm must be shared by the processes involved (the same machine, the same mount namespace).

@@ -280,6 +280,10 @@ std::unique_ptr<BufferMapping> take_over_buffer(const BufferHandover& handover) 
         if (errno == ENOENT)
             decode_failure(name, "no longer exists (received already, dropped, or removed after its sender and the "
                                  "sender's parent ended)");
+        // This process's or the system's limits, not the message: the message is consumed, but the
+        // cause is the receiver's to fix, and the buffer stays in transit (kept by its sender).
+        if (errno == EMFILE || errno == ENFILE || errno == ENOMEM)
+            throw OSError("receiving shared buffer '" + name + "' (open)", errno);
         decode_failure(name, std::string("cannot be opened: ") + std::strerror(errno));
     }
     struct stat st {};

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -380,6 +381,7 @@ TEST_F(SharedBufferMessages, AForgedMessageOnAPipe) {
         sender.send_bytes(mproc::dumps(message));
         const std::string error = decode_error_of([&] { (void)receiver.recv<SharedBuffer>(); });
         EXPECT_NE(error.find(cause), std::string::npos) << error;
+        EXPECT_TRUE(receiver.closed()) << "a message that does not decode leaves the connection open";
     }
 }
 
@@ -539,4 +541,29 @@ TEST_F(SharedBufferMessages, ASweepSkipsABufferWhoseHeaderIsLocked) {
     holder.join();
     (void)mproc::sweep_shared_memory();
     EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left after its owner died";
+}
+
+// A receiver out of descriptors gets an OSError (its own limit, not a bad message), and the buffer
+// stays in transit: once descriptors are free again, the same message takes it over.
+TEST_F(SharedBufferMessages, AReceiverOutOfDescriptorsGetsOSErrorAndTheBufferWaits) {
+    SharedBuffer buffer(kOddSize);
+    fill(buffer, 56);
+    const auto message = mproc::dumps(buffer);
+    auto receiver = mproc::fork_context.Process([&message] {
+        const rlimit low{64, 64};
+        if (::setrlimit(RLIMIT_NOFILE, &low) != 0) throw std::runtime_error("setrlimit");
+        std::vector<int> taken;
+        for (int fd; (fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;) taken.push_back(fd);
+        try {
+            (void)mproc::loads<SharedBuffer>(message);
+            throw std::runtime_error("received a buffer with no descriptor free");
+        } catch (const mproc::OSError& e) {
+            if (e.code().value() != EMFILE) throw;
+        }
+        for (const int fd : taken) ::close(fd);
+        require_pattern(mproc::loads<SharedBuffer>(message), kOddSize, 56);
+    });
+    receiver.start();
+    receiver.join();
+    EXPECT_EQ(receiver.exitcode(), 0);
 }
