@@ -15,6 +15,8 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
+#include <limits>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -129,6 +131,23 @@ ProcessIdentity parent_identity() {
 }
 
 int sweep_buffers(const ProcessIdentity* ending);
+
+// A sweep reads every file of /dev/shm (about 6 µs each): run at every creation, it would make a
+// program that creates many buffers pay for every other program's files each time. So a creation
+// sweeps at most once per interval in a process; a creation that finds /dev/shm full sweeps again
+// at once (SharedBuffer's constructor).
+constexpr std::int64_t kCreationSweepIntervalNs = 100'000'000;
+
+void sweep_before_creating() {
+    static std::atomic<std::int64_t> last_sweep{std::numeric_limits<std::int64_t>::min() / 2};
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t last = last_sweep.load(std::memory_order_relaxed);
+    if (now - last < kCreationSweepIntervalNs) return;
+    if (!last_sweep.compare_exchange_strong(last, now, std::memory_order_relaxed)) return;  // another thread sweeps
+    sweep_shared_memory();
+}
 
 // Once per process: the sweep at the end of its exit sequence, which removes what it still owns.
 void prepare_process() {
@@ -397,8 +416,14 @@ SharedBuffer::SharedBuffer(std::size_t size) {
     if (size == 0) throw UsageError("a SharedBuffer needs a size of at least one byte");
     if (size > detail::kMaxSize) throw OSError("creating a shared buffer of " + std::to_string(size) + " bytes", ENOMEM);
     detail::prepare_process();
-    sweep_shared_memory();
-    mapping_ = detail::create_buffer(size);
+    detail::sweep_before_creating();
+    try {
+        mapping_ = detail::create_buffer(size);
+    } catch (const OSError& e) {
+        if (e.code().value() != ENOSPC) throw;
+        sweep_shared_memory();  // what dead programs left may be what fills /dev/shm
+        mapping_ = detail::create_buffer(size);
+    }
 }
 
 SharedBuffer::SharedBuffer(std::unique_ptr<detail::BufferMapping> mapping) noexcept : mapping_(std::move(mapping)) {}

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -206,8 +207,7 @@ TEST_P(SharedBufferHandover, SixtyFourMebibytes) {
     EXPECT_EQ(joined(child, 60s), 0) << "the receiver's checks failed";
 }
 
-// The receiver dies (SIGKILL) holding the buffer: its death frees it at the next sweep, which
-// any creation of a SharedBuffer or SharedMemory runs.
+// The receiver dies (SIGKILL) holding the buffer: its death frees it at the next sweep.
 TEST_P(SharedBufferHandover, ReceiverKilledWhileHoldingLeavesNothing) {
     mproc::Queue<SharedBuffer> q;
     mproc::Queue<std::string> names;
@@ -220,7 +220,7 @@ TEST_P(SharedBufferHandover, ReceiverKilledWhileHoldingLeavesNothing) {
     child.kill();
     child.join();
     EXPECT_TRUE(mproc::testing::shm_exists(name)) << "a SIGKILL runs no code: the next sweep removes it";
-    SharedBuffer other(8);  // creating one sweeps
+    (void)mproc::sweep_shared_memory();
     EXPECT_FALSE(mproc::testing::shm_exists(name)) << "left after its owner was killed";
 }
 
@@ -566,4 +566,20 @@ TEST_F(SharedBufferMessages, AReceiverOutOfDescriptorsGetsOSErrorAndTheBufferWai
     receiver.start();
     receiver.join();
     EXPECT_EQ(receiver.exitcode(), 0);
+}
+
+// More than /dev/shm can hold: OSError ENOSPC at creation (not a SIGBUS at the first write), and
+// no file left behind, under its name or a temporary one.
+TEST_F(SharedBufferMessages, MoreThanDevShmHoldsIsENOSPC) {
+    struct statvfs fs {};
+    ASSERT_EQ(::statvfs("/dev/shm", &fs), 0);
+    const std::size_t too_much = static_cast<std::size_t>(fs.f_blocks) * fs.f_frsize + (std::size_t{1} << 20);
+    const auto files_before = mproc::testing::shm_entries();
+    try {
+        SharedBuffer buffer(too_much);
+        ADD_FAILURE() << "created a buffer of " << too_much << " bytes";
+    } catch (const mproc::OSError& e) {
+        EXPECT_EQ(e.code().value(), ENOSPC) << e.what();
+    }
+    EXPECT_TRUE(mproc::testing::new_shm_entries(files_before).empty()) << "a failed creation left a file";
 }
