@@ -48,17 +48,20 @@
 // long-running sender would keep every segment it ever sent; a SharedBuffer has one owner, and
 // goes when its owner drops it or ends.
 //
-// Nothing is left in /dev/shm once the processes involved are gone, however they ended:
+// Nothing is left in /dev/shm once the processes involved are gone, however they ended (for a
+// killed process, once the next sweep has run):
 //  - held: the buffer belongs to its owner (pid and start time in the header). It goes when the
 //    owner drops it, at the owner's exit (the exit sweep of an mproc process), or, for an owner
-//    killed by SIGKILL, at the next sweep after its death (every creation of a SharedBuffer or a
-//    SharedMemory in any mproc program sweeps, and sweep_shared_memory() does on demand).
+//    killed by SIGKILL, at the next sweep after its death (every creation or attachment of a
+//    SharedMemory and, at most every 100 ms per process, a creation of a SharedBuffer sweeps, in
+//    any mproc program; sweep_shared_memory() does on demand). A sweep reads every mproc file of
+//    /dev/shm: about 1 ms per 200 files.
 //  - in transit (encoded, not yet decoded): the buffer is kept while its sender or the sender's
 //    parent (the process that started it; for a fork server's child, the process that asked for
 //    it) lives. So a child may put a buffer and be killed at once: its parent, or a sibling, still
-//    receives it intact. A buffer whose message is never decoded (a queue nobody reads, a put()
-//    that raised Full after encoding, a message still waiting for the feeder thread of a producer
-//    that was killed, dumps() whose bytes were dropped) is removed by the first sweep after both
+//    receives it intact. A buffer whose message is never decoded (a queue nobody reads, a
+//    message still waiting for the feeder thread of a producer that was killed, dumps() whose
+//    bytes were dropped, a receiver that raised OSError) is removed by the first sweep after both
 //    have ended. Only those two keep it: a main program killed after putting a buffer for its
 //    child, or a grandchild and its parent both gone before the main program got the grandchild's
 //    buffer, leave the receiver a DecodeError once a sweep has run.

@@ -262,7 +262,8 @@ std::unique_ptr<BufferMapping> create_buffer(std::size_t size) {
     std::snprintf(name, sizeof name, "%s%016llx", kBufferNamePrefix,
                   static_cast<unsigned long long>(random_u64("creating a shared buffer")));
     const std::size_t total = kHeaderSize + round_up(size, kPageSize);
-    FileInTheMaking file(total, std::string("creating shared buffer '") + name + "' of " + std::to_string(size) + " bytes");
+    FileInTheMaking file(total,
+                         std::string("creating shared buffer '") + name + "' of " + std::to_string(size) + " bytes");
     auto* h = new (file.bytes()) BufferHeader{};
     try {
         mutex_init(&h->lock, false);
@@ -290,8 +291,9 @@ std::unique_ptr<BufferMapping> create_buffer(std::size_t size) {
 std::unique_ptr<BufferMapping> take_over_buffer(const BufferHandover& handover) {
     const std::string& name = handover.name;
     if (!is_buffer_name(name))
-        throw DecodeError("mproc codec: malformed SharedBuffer: '" + name + "' is not a shared buffer's name (psb_ and " +
-                          std::to_string(kBufferNameDigits) + " hex digits)");
+        throw DecodeError("mproc codec: malformed SharedBuffer: '" + name +
+                          "' is not a shared buffer's name (psb_ and " + std::to_string(kBufferNameDigits) +
+                          " hex digits)");
     if (handover.size == 0 || handover.size > kMaxSize)
         decode_failure(name, "cannot hold the " + std::to_string(handover.size) + " bytes the message says");
     const UniqueFd fd(::open(path_of(name).c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK));
@@ -308,7 +310,8 @@ std::unique_ptr<BufferMapping> take_over_buffer(const BufferHandover& handover) 
     struct stat st {};
     if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode)) decode_failure(name, "is not a regular file");
     const auto file_size = static_cast<std::uint64_t>(st.st_size);
-    if (file_size < kHeaderSize) decode_failure(name, "is not a shared buffer (a file of " + std::to_string(file_size) + " bytes)");
+    if (file_size < kHeaderSize)
+        decode_failure(name, "is not a shared buffer (a file of " + std::to_string(file_size) + " bytes)");
     MappedRegion m = MappedRegion::map_shared(fd.get(), static_cast<std::size_t>(file_size),
                                               ("receiving shared buffer '" + name + "' (mmap)").c_str());
     auto& h = *reinterpret_cast<BufferHeader*>(m.bytes());
@@ -414,7 +417,8 @@ SharedBuffer::SharedBuffer() noexcept = default;
 
 SharedBuffer::SharedBuffer(std::size_t size) {
     if (size == 0) throw UsageError("a SharedBuffer needs a size of at least one byte");
-    if (size > detail::kMaxSize) throw OSError("creating a shared buffer of " + std::to_string(size) + " bytes", ENOMEM);
+    if (size > detail::kMaxSize)
+        throw OSError("creating a shared buffer of " + std::to_string(size) + " bytes", ENOMEM);
     detail::prepare_process();
     detail::sweep_before_creating();
     try {
