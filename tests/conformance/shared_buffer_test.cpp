@@ -1,7 +1,10 @@
 // SharedBuffer (shared_buffer.hpp): buffers handed over through a Queue and a Pipe once per start
-// method, the sender's handle after the handover, a 64 MiB buffer, a receiver killed while it
-// holds one and a sender killed after putting one (nothing left in /dev/shm either way), and
-// messages that name no buffer, a gone one, one received already, or one of another size.
+// method, alone and inside a vector and a struct, the sender's handle after the handover, a 64 MiB
+// buffer, a receiver killed while it holds one and a sender killed after putting one (nothing left
+// in /dev/shm either way), the keepers of a buffer in transit, sweeps during handovers; messages
+// that name no buffer, a gone one, one received already, or one of another size; a put or send
+// that fails (the buffer stays with its sender); inherited handles; a sweep that meets a locked
+// header or a buffer shaped like a segment; a receiver out of descriptors; a full /dev/shm.
 #include <gtest/gtest.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -607,28 +610,95 @@ struct Frame {
 
 }  // namespace
 
+namespace {
+
+void put_unread(mproc::Queue<SharedBuffer> unread, mproc::Queue<std::string> names) {
+    SharedBuffer buffer(4096);
+    names.put(buffer.name());
+    unread.put(buffer);
+}
+
+void start_a_sender(mproc::Queue<SharedBuffer> unread, mproc::Queue<std::string> names) {
+    mproc::Process sender(put_unread, unread, names);
+    sender.start();
+    sender.join();
+    if (sender.exitcode() != 0) throw std::runtime_error("the grandchild failed");
+}
+
+void check_vector_and_struct(mproc::Queue<std::vector<SharedBuffer>> vectors, mproc::Queue<Frame> frames) {
+    const std::vector<SharedBuffer> got = vectors.get(true, 20s);
+    if (got.size() != 3) throw std::runtime_error("received " + std::to_string(got.size()) + " buffers");
+    for (std::uint64_t i = 0; i < 3; ++i) require_pattern(got[i], kOddSize, 60 + i);
+    const Frame f = frames.get(true, 20s);
+    if (f.label != "frame" || f.number != 7) throw std::runtime_error("the struct's other members differ");
+    require_pattern(f.pixels, kOddSize, 63);
+}
+
+constexpr int kSweptHandovers = 1500;
+
+void sweep_until(mproc::Event stop) {
+    while (!stop.is_set()) (void)mproc::sweep_shared_memory();
+}
+
+void put_many(mproc::Queue<SharedBuffer> q) {
+    for (int i = 0; i < kSweptHandovers; ++i) {
+        SharedBuffer buffer(4096 + static_cast<std::size_t>(i));
+        fill(buffer, static_cast<std::uint64_t>(i));
+        q.put(buffer);
+    }
+}
+
+}  // namespace
+
 // A grandchild puts a buffer nobody reads; once it and its parent (the buffer's two keepers) have
 // ended, a sweep removes the buffer, and the message left in the queue is a DecodeError.
-TEST_F(SharedBufferMessages, InTransitGoesOnceItsSenderAndTheSendersParentEnded) {
+TEST_P(SharedBufferHandover, InTransitGoesOnceItsSenderAndTheSendersParentEnded) {
     mproc::Queue<SharedBuffer> unread;
     mproc::Queue<std::string> names;
-    auto parent = mproc::fork_context.Process([unread, names] {
-        auto sender = mproc::fork_context.Process([unread, names]() mutable {
-            SharedBuffer buffer(4096);
-            names.put(buffer.name());
-            unread.put(buffer);
-        });
-        sender.start();
-        sender.join();
-        if (sender.exitcode() != 0) throw std::runtime_error("the grandchild failed");
-    });
-    parent.start();
+    auto parent = started(start_a_sender, unread, names);
     const std::string name = names.get(true, 20s);
-    parent.join();
-    ASSERT_EQ(parent.exitcode(), 0);
+    ASSERT_EQ(joined(parent), 0);
     (void)mproc::sweep_shared_memory();
     EXPECT_FALSE(mproc::testing::shm_exists(name)) << "kept after both of its keepers ended";
     EXPECT_NE(decode_error_of([&] { (void)unread.get(true, 20s); }).find("no longer exists"), std::string::npos);
+}
+
+// Buffers inside other values: a vector of them, and a struct member, through a queue.
+TEST_P(SharedBufferHandover, BuffersInsideAVectorAndAStruct) {
+    mproc::Queue<std::vector<SharedBuffer>> vectors;
+    mproc::Queue<Frame> frames;
+    std::vector<SharedBuffer> buffers;
+    for (std::uint64_t seed = 60; seed < 63; ++seed) {
+        buffers.emplace_back(kOddSize);
+        fill(buffers.back(), seed);
+    }
+    Frame frame{"frame", SharedBuffer(kOddSize), 7};
+    fill(frame.pixels, 63);
+    auto child = started(check_vector_and_struct, vectors, frames);
+    vectors.put(buffers);
+    frames.put(frame);
+    for (const auto& b : buffers) EXPECT_FALSE(b) << "a buffer of the vector was not handed over";
+    EXPECT_FALSE(frame.pixels) << "the struct's buffer was not handed over";
+    EXPECT_EQ(joined(child), 0) << "the receiver's checks failed";
+}
+
+// Sweeps run all the time while buffers are handed over: none is removed in transit or held.
+TEST_P(SharedBufferHandover, ConcurrentSweepsDuringHandovers) {
+    mproc::Queue<SharedBuffer> q(4);
+    mproc::Event stop;
+    auto sweeper = started(sweep_until, stop);
+    auto producer = started(put_many, q);
+    int intact = 0;
+    for (int i = 0; i < kSweptHandovers; ++i) {
+        const SharedBuffer received = q.get(true, 60s);
+        if (received.size() == 4096 + static_cast<std::size_t>(i) &&
+            first_difference(received, static_cast<std::uint64_t>(i)) == received.size())
+            ++intact;
+    }
+    stop.set();
+    EXPECT_EQ(joined(producer), 0);
+    EXPECT_EQ(joined(sweeper), 0);
+    EXPECT_EQ(intact, kSweptHandovers);
 }
 
 // The parent drops its buffer while a forked child still uses its inherited copy: the name goes,
@@ -653,62 +723,3 @@ TEST_F(SharedBufferMessages, AnInheritedMappingOutlivesTheParentsDrop) {
     EXPECT_EQ(child.exitcode(), 0);
 }
 
-// Buffers inside other values: a vector of them, and a struct member, through a queue.
-TEST_F(SharedBufferMessages, BuffersInsideAVectorAndAStruct) {
-    mproc::Queue<std::vector<SharedBuffer>> vectors;
-    mproc::Queue<Frame> frames;
-    std::vector<SharedBuffer> buffers;
-    for (std::uint64_t seed = 60; seed < 63; ++seed) {
-        buffers.emplace_back(kOddSize);
-        fill(buffers.back(), seed);
-    }
-    Frame frame{"frame", SharedBuffer(kOddSize), 7};
-    fill(frame.pixels, 63);
-    auto child = mproc::fork_context.Process([vectors, frames]() mutable {
-        const std::vector<SharedBuffer> got = vectors.get(true, 20s);
-        if (got.size() != 3) throw std::runtime_error("received " + std::to_string(got.size()) + " buffers");
-        for (std::uint64_t i = 0; i < 3; ++i) require_pattern(got[i], kOddSize, 60 + i);
-        const Frame f = frames.get(true, 20s);
-        if (f.label != "frame" || f.number != 7) throw std::runtime_error("the struct's other members differ");
-        require_pattern(f.pixels, kOddSize, 63);
-    });
-    child.start();
-    vectors.put(buffers);
-    frames.put(frame);
-    for (const auto& b : buffers) EXPECT_FALSE(b) << "a buffer of the vector was not handed over";
-    EXPECT_FALSE(frame.pixels) << "the struct's buffer was not handed over";
-    child.join();
-    EXPECT_EQ(child.exitcode(), 0);
-}
-
-// Sweeps run all the time while buffers are handed over: none is removed in transit or held.
-TEST_F(SharedBufferMessages, ConcurrentSweepsDuringHandovers) {
-    constexpr int kBuffers = 1500;
-    mproc::Queue<SharedBuffer> q(4);
-    mproc::Event stop;
-    auto sweeper = mproc::fork_context.Process([stop] {
-        while (!stop.is_set()) (void)mproc::sweep_shared_memory();
-    });
-    auto producer = mproc::fork_context.Process([q]() mutable {
-        for (int i = 0; i < kBuffers; ++i) {
-            SharedBuffer buffer(4096 + static_cast<std::size_t>(i));
-            fill(buffer, static_cast<std::uint64_t>(i));
-            q.put(buffer);
-        }
-    });
-    sweeper.start();
-    producer.start();
-    int intact = 0;
-    for (int i = 0; i < kBuffers; ++i) {
-        const SharedBuffer received = q.get(true, 60s);
-        if (received.size() == 4096 + static_cast<std::size_t>(i) &&
-            first_difference(received, static_cast<std::uint64_t>(i)) == received.size())
-            ++intact;
-    }
-    stop.set();
-    producer.join();
-    sweeper.join();
-    EXPECT_EQ(intact, kBuffers);
-    EXPECT_EQ(producer.exitcode(), 0);
-    EXPECT_EQ(sweeper.exitcode(), 0);
-}
