@@ -185,7 +185,7 @@ public:
             {
                 const MutexStateGuard guard = lock_header(header(), "dropping shared buffer '" + name_ + "'");
                 if (owns(header())) {
-                    header().state = BufferState::removed;
+                    release_store_state(header(), BufferState::removed);
                     remove = true;
                 }
             }
