@@ -110,7 +110,8 @@ struct BufferHandover {
     std::uint64_t size = 0;
 };
 
-// The sender's step: marks the buffer in transit and empties the handle.
+// The sender's step: marks the buffer in transit; the handle is emptied when the message has left,
+// or keeps the buffer when it never does (detail/codec_handover.hpp).
 BufferHandover hand_over(const SharedBuffer& buffer);
 // The receiver's step: DecodeError unless `handover` names a buffer in transit under that ticket.
 SharedBuffer take_over(const BufferHandover& handover);
@@ -157,7 +158,7 @@ private:
     friend SharedBuffer detail::take_over(const detail::BufferHandover&);
     explicit SharedBuffer(std::unique_ptr<detail::BufferMapping> mapping) noexcept;
 
-    // Mutable: handing over (encoding, through a const reference) empties the handle.
+    // Mutable: a handover (encoding, through a const reference) empties the handle once it commits.
     mutable std::unique_ptr<detail::BufferMapping> mapping_;
 };
 
