@@ -42,7 +42,9 @@ std::uint64_t word_at(const std::byte* bytes, std::size_t offset) {
     return value;
 }
 
-void put_word(std::byte* bytes, std::size_t offset, std::uint64_t value) { std::memcpy(bytes + offset, &value, sizeof value); }
+void put_word(std::byte* bytes, std::size_t offset, std::uint64_t value) {
+    std::memcpy(bytes + offset, &value, sizeof value);
+}
 
 constexpr std::size_t kWordOffsets[] = {0, kBufferSize / 2, kBufferSize - 8};
 
@@ -103,7 +105,8 @@ bench::Seconds copy_raw(std::size_t n) {
 const bench::Register queue_handoff_64mib{{
     .name = "queue.handoff.64mib",
     .unit = bench::megabytes_per_second(double(kBufferSize)),
-    .description = "64 MiB SharedBuffers, filled, through a Queue to another process, which reads a few words of each; raw: memcpy",
+    .description = "64 MiB SharedBuffers, filled, through a Queue to another process, which reads a few words of "
+                   "each; raw: memcpy",
     .impls = {{"mproc", handoff_mproc}, {"raw", copy_raw}},
     .fixed_iterations = 8,
 }};

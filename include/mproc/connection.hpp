@@ -85,6 +85,7 @@
 
 #include "mproc/authkey.hpp"
 #include "mproc/codec.hpp"
+#include "mproc/detail/codec_handover.hpp"
 #include "mproc/detail/connection_wait.hpp"
 #include "mproc/detail/descriptors.hpp"
 #include "mproc/detail/timeout.hpp"
@@ -133,8 +134,10 @@ public:
         check_writable();
         // The value is encoded after room for the length, so that the frame leaves in one piece.
         send_scratch_.assign(kFrameLengthSize, std::byte{0});
+        detail::HandoverTransaction handover;  // what the value hands over stays here if the send fails
         encode_into(send_scratch_, value);
         send_framed_scratch();
+        handover.commit();
         trim_scratch(send_scratch_);
     }
 

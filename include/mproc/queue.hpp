@@ -74,6 +74,7 @@
 #include <vector>
 
 #include "mproc/codec.hpp"
+#include "mproc/detail/codec_handover.hpp"
 #include "mproc/detail/decoding_scope.hpp"
 #include "mproc/detail/queue_core.hpp"
 #include "mproc/detail/shared_block.hpp"
@@ -149,8 +150,10 @@ private:
     void put_encoded(const T& item, std::int64_t timeout) {
         std::vector<std::byte>& buffer = queue_encode_buffer();
         buffer.clear();
+        HandoverTransaction handover;  // what the item hands over stays here if the put fails
         Encoder(buffer).write(item);
         queue_put(core(), buffer, type_tag<T>(), timeout);
+        handover.commit();
     }
     T get_decoded(std::int64_t timeout) {
         TypedSink<T> sink;

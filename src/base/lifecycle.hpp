@@ -13,8 +13,8 @@
 // registered them: a child starts with none.
 //
 // The process floor answers three questions the floors below ask: the calling process's name (for
-// log records and messages), who started it (the shared buffers' keepers) and, when the first log record is made, making sure the exit
-// sequence that logs "process shutting down" is installed.
+// log records and messages), who started it (the shared buffers' keepers) and, when the first log
+// record is made, making sure the exit sequence that logs "process shutting down" is installed.
 #include <atomic>
 #include <cstdint>
 #include <functional>

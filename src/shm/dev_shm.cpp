@@ -23,6 +23,15 @@ std::uint64_t random_u64(const char* what) {
     return value;
 }
 
+bool is_buffer_name(std::string_view name) noexcept {
+    const std::string_view prefix = kBufferNamePrefix;
+    if (name.size() != prefix.size() + kBufferNameDigits || !name.starts_with(prefix)) return false;
+    for (const char c : name.substr(prefix.size())) {
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+    }
+    return true;
+}
+
 std::vector<std::string> dev_shm_names(bool (*wanted)(const char* name)) {
     std::vector<std::string> names;
     DIR* dir = ::opendir(kDevShmDirectory);

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "base/mapping.hpp"
@@ -19,6 +20,13 @@ inline constexpr const char* kDevShmDirectory = "/dev/shm/";
 inline constexpr const char* kTemporaryPrefix = ".mproc-new-";
 
 inline std::string dev_shm_path(const std::string& name) { return kDevShmDirectory + name; }
+
+// The shared buffers' names, "psb_<16 hex digits>" (shared_buffer.cpp). SharedMemory refuses them
+// and its sweep skips them, so that neither kind reads the other's files as its own: a trailer in
+// the last bytes of a buffer's data, a header in the first page of a segment's.
+inline constexpr const char* kBufferNamePrefix = "psb_";
+inline constexpr std::size_t kBufferNameDigits = 16;
+bool is_buffer_name(std::string_view name) noexcept;
 
 // Random bits, for a name or an identity. OSError "<what> (getrandom)" on failure.
 std::uint64_t random_u64(const char* what);

@@ -313,6 +313,7 @@ std::string checked_name(std::string name, const char* operation) {
     if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
         name.rfind(kTemporaryPrefix, 0) == 0)
         throw OSError(what + " (not a valid name)", EINVAL);
+    if (is_buffer_name(name)) throw OSError(what + " (a SharedBuffer's name: psb_ and 16 hex digits)", EINVAL);
     if (name.size() > 200) throw OSError(what, ENAMETOOLONG);
     return name;
 }
@@ -469,6 +470,7 @@ bool sweep_one(const char* entry, const ProcessIdentity* ending) {
 int sweep(const ProcessIdentity* ending) {
     // Hidden files are not SharedMemory's, except its creations in progress.
     const auto names = dev_shm_names([](const char* name) {
+        if (is_buffer_name(name)) return false;
         return name[0] != '.' || std::strncmp(name, kTemporaryPrefix, std::strlen(kTemporaryPrefix)) == 0;
     });
     int removed = 0;

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "mproc/codec.hpp"
+#include "mproc/detail/codec_handover.hpp"
 
 namespace mproc {
 namespace detail {
@@ -164,8 +165,10 @@ consteval void require_encodable() {
 template <class T>
 void Encoder::write(const T& value) {
     if constexpr (Encodable<T>) {
+        detail::HandoverTransaction handover;  // a value that fails half-way gives nothing away
         empty_elements_ = 0;
         put(value);
+        handover.commit();
     } else {
         detail::require_encodable<T>();
     }
