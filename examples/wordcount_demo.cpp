@@ -26,6 +26,8 @@
 //
 // Map: each task counts the words of a batch of files in a worker (the files travel as names) and
 // sends back one (word, count) table. Reduce: the parent adds the tables up as they arrive.
+#include <time.h>
+
 #include <algorithm>
 #include <array>
 #include <chrono>
@@ -36,6 +38,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <memory>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -45,8 +48,7 @@
 #include <utility>
 #include <vector>
 
-#include <memory>
-
+#include <mproc/cpu.hpp>
 #include <mproc/pool.hpp>
 #include <mproc/process.hpp>
 #include <mproc/progress.hpp>
@@ -112,13 +114,35 @@ void drop_stop_words(Counts& counts) {
     for (std::string_view stop : kStopWords) counts.erase(std::string(stop));
 }
 
-// The map task: one table for a whole batch of files, far less to send back than a table per file
-// (let alone a (word, 1) pair per word). With the number of files, for the progress bar.
-std::pair<std::size_t, WordTable> count_files(const std::vector<std::string>& batch) {
+// CPU time of the calling thread: set against the wall-clock time of a count, it says how many CPUs
+// the count had, which on a machine shared with other programs may be fewer than its workers.
+std::chrono::nanoseconds thread_cpu_time() {
+    timespec now{};
+    ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &now);
+    return std::chrono::seconds(now.tv_sec) + std::chrono::nanoseconds(now.tv_nsec);
+}
+
+// What a map task sends back: one table for a whole batch of files, far less than a table per file
+// (let alone a (word, 1) pair per word); the number of files, for the progress bar; and the CPU
+// time the worker spent counting.
+struct BatchCount {
+    std::size_t files = 0;
+    std::chrono::nanoseconds cpu{};
+    WordTable table;
+    template <class Archive>
+    void serialize(Archive& archive) {
+        archive(files, cpu, table);
+    }
+};
+
+BatchCount count_files(const std::vector<std::string>& batch) {
+    const auto cpu_start = thread_cpu_time();
     Counts counts;
     for (const auto& path : batch) count_file(path, counts);
     drop_stop_words(counts);
-    return {batch.size(), {std::make_move_iterator(counts.begin()), std::make_move_iterator(counts.end())}};
+    return {.files = batch.size(),
+            .cpu = thread_cpu_time() - cpu_start,
+            .table = {std::make_move_iterator(counts.begin()), std::make_move_iterator(counts.end())}};
 }
 
 // `parts` batches of about the same size: the largest file first, each into the lightest batch.
@@ -139,31 +163,39 @@ struct Run {
     Counts counts;
     Clock::duration time{};
     Clock::duration starting{};  // of `time`, starting the workers
+    std::chrono::nanoseconds cpu{};  // CPU time spent counting, in all processes together
     int workers = 1;
 };
+
+// How many CPUs a run kept busy counting, on average.
+double cpus_busy(const Run& run) {
+    return std::chrono::duration<double>(run.cpu).count() / std::chrono::duration<double>(run.time).count();
+}
 
 Run count_in_one_process(const std::vector<std::pair<std::uintmax_t, std::string>>& files) {
     Run run;
     const auto start = Clock::now();
+    const auto cpu_start = thread_cpu_time();
     for (const auto& [size, path] : files) count_file(path, run.counts);
     drop_stop_words(run.counts);
+    run.cpu = thread_cpu_time() - cpu_start;
     run.time = Clock::now() - start;
     return run;
 }
 
 // The map-reduce on any pool (a local Pool here; the same code runs on another mproc::BasicPool).
-// Adds to `counts`; the caller closes the pool.
+// Adds to the run's counts and CPU time; the caller closes the pool.
 void count_words(mproc::BasicPool& pool, const std::vector<std::pair<std::uintmax_t, std::string>>& files,
-                 Counts& counts, const mproc::ProgressCallback& progress) {
+                 Run& run, const mproc::ProgressCallback& progress) {
     // Four batches a worker: few messages, and a worker that finishes early takes another batch.
     const auto batches = balance(files, 4 * static_cast<std::size_t>(pool.processes()));
     std::size_t done = 0;
     // Unordered: the parent adds up each table while the workers are still counting.
     auto results = pool.imap_unordered(count_files, batches);
     while (auto result = results.next()) {
-        auto& [count, table] = *result;
-        for (auto& [word, n] : table) counts[std::move(word)] += n;
-        if (progress) progress(done += count, files.size());
+        for (auto& [word, n] : result->table) run.counts[std::move(word)] += n;
+        run.cpu += result->cpu;
+        if (progress) progress(done += result->files, files.size());
     }
 }
 
@@ -184,7 +216,7 @@ Run count_on_a_pool(const std::vector<std::pair<std::uintmax_t, std::string>>& f
     auto pool = make_pool(on_mpi, workers);
     run.starting = Clock::now() - start;
     run.workers = pool->processes();
-    count_words(*pool, files, run.counts, progress);
+    count_words(*pool, files, run, progress);
     run.time = Clock::now() - start;
     pool->close();
     pool->join();
@@ -356,7 +388,15 @@ int main(int argc, char** argv) {
     std::printf("one process:        %8.1f ms\n", milliseconds(single.time));
     std::printf("speedup:            %8.2fx  with %d workers (best of 3 runs each)\n",
                 milliseconds(single.time) / milliseconds(pooled.time), pooled.workers);
+    const int cpus = mproc::process_cpu_count();
+    double load = 0;
+    ::getloadavg(&load, 1);
+    std::printf("CPUs busy counting: %6.2f in the pool, %.2f in one process  (%d CPUs here, load average %.2f)\n",
+                cpus_busy(pooled), cpus_busy(single), cpus, load);
     if (single.time < std::chrono::milliseconds(50))
         std::printf("\nThat is little work: starting the workers and adding up their tables weigh in it. Give it\n"
                     "more text (wordcount_demo DIR...) and the speedup approaches the number of workers.\n");
+    else if (cpus_busy(pooled) < 0.8 * std::min(pooled.workers, cpus))
+        std::printf("\nThe workers had fewer CPUs than there are of them: other programs are using this machine's\n"
+                    "CPUs. On an idle machine the speedup approaches the number of workers.\n");
 }
