@@ -28,6 +28,7 @@ struct ChildOrigin {
     int parent_pid = 0;
     int os_parent_pid = 0;
     int parent_pidfd = -1;  // a pidfd of the logical parent, when one was handed over
+    int exit_status_fd = -1;  // where to write the exit code before exiting (forkserver children)
 };
 
 
@@ -54,6 +55,9 @@ public:
     // Python's util._exit_function: log, run exit tasks, terminate daemonic children, join the
     // others. Runs at most once per process.
     void run_exit_sequence();
+
+    // Where this process writes its exit code just before it exits, or -1 (ChildOrigin).
+    int exit_status_fd() const noexcept { return exit_status_fd_; }
 
     // The child bootstrap's thread, for mproc::exit (which unwinds only on that thread).
     bool in_child_bootstrap_thread() const;
@@ -83,6 +87,7 @@ private:
     std::string parent_name_;
     int parent_pid_ = 0;
     int parent_pidfd_ = -1;
+    int exit_status_fd_ = -1;  // ChildOrigin::exit_status_fd of this process
     std::vector<std::string> argv_;
     bool initialized_ = false;
     bool bootstrapping_ = false;
