@@ -108,7 +108,7 @@ private:
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
         UniqueFd ours(sv[0]);
         UniqueFd theirs(sv[1]);
-        const int pid = spawn_program(theirs.get(), kForkServerFdVariable);
+        const int pid = spawn_program(theirs.get(), kForkServerFdVariable, /*bind_now=*/true);
         theirs.reset();
         channel_ = std::move(ours);
         server_pid_ = pid;

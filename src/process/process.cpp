@@ -358,6 +358,10 @@ void init(int argc, char** argv) {
     if (const char* fd = std::getenv(detail::kForkServerFdVariable)) {
         const int channel = std::atoi(fd);
         ::unsetenv(detail::kForkServerFdVariable);
+        if (std::getenv(detail::kForkServerBindNowVariable) != nullptr) {
+            ::unsetenv(detail::kForkServerBindNowVariable);
+            ::unsetenv("LD_BIND_NOW");  // it has done its work: the server's symbols are resolved
+        }
         detail::run_forkserver(channel);
     }
 }
