@@ -12,7 +12,6 @@
 // the code: in the common case it is already there, and the parent is woken once, by the child's
 // end, not a second time by the server's report. A socket, not a pipe, so that both writers send
 // with MSG_NOSIGNAL: a parent that has read the first report may have closed its end already.
-#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -136,7 +135,9 @@ private:
 
     bool try_launch(const LaunchRequest& request, LaunchedChild& child) {
         int status[2];
-        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, status) < 0) throw OSError("socketpair", errno);
+        // Non-blocking: the parent reads its end only once the child has ended (poll()).
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, status) < 0)
+            throw OSError("socketpair", errno);
         UniqueFd status_read(status[0]);
         UniqueFd status_write(status[1]);
         RequestHeader header;
@@ -173,7 +174,6 @@ private:
             if (answered && pid <= 0) throw OSError("fork in the fork server", -pid);
             return false;
         }
-        ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
         child = {pid, UniqueFd(answer_fds[0]), std::move(status_read)};
         return true;
     }
