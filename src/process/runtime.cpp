@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -303,8 +304,14 @@ void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin
     parent_pidfd_ = origin.parent_pidfd;
     // A child forked from a forkserver child must not report into its parent's status socket, nor
     // hold it open.
-    if (exit_status_fd_ >= 0 && exit_status_fd_ != origin.exit_status_fd) close_fd(exit_status_fd_);
+    if (exit_status_fd_is_ours() && exit_status_fd_ != origin.exit_status_fd) close_fd(exit_status_fd_);
     exit_status_fd_ = origin.exit_status_fd;
+    struct stat file {};
+    if (exit_status_fd_ >= 0 && ::fstat(exit_status_fd_, &file) == 0) {
+        exit_status_file_ = {file.st_dev, file.st_ino};
+    } else {
+        exit_status_fd_ = -1;
+    }
     reset_launchers_after_fork();
     children_.clear();
     counter_ = 0;
@@ -381,6 +388,18 @@ void Runtime::run_exit_sequence() {
     run_tasks(after);
 }
 
+bool Runtime::exit_status_fd_is_ours() const noexcept {
+    struct stat file {};
+    return exit_status_fd_ >= 0 && ::fstat(exit_status_fd_, &file) == 0 &&
+           std::pair(file.st_dev, file.st_ino) == exit_status_file_;
+}
+
+void Runtime::report_exit_status(int code) noexcept {
+    if (!exit_status_fd_is_ours()) return;
+    const std::int32_t reported = code & 0xff;  // what waitpid would tell: the low 8 bits
+    (void)!::send(exit_status_fd_, &reported, sizeof reported, MSG_NOSIGNAL);
+}
+
 bool Runtime::in_child_bootstrap_thread() const { return is_child_bootstrap_thread; }
 void Runtime::mark_child_bootstrap_thread() { is_child_bootstrap_thread = true; }
 
@@ -427,12 +446,7 @@ void report_uncaught(const std::string& process_name, const std::exception_ptr& 
     if (failure) report_uncaught(rt.current_process().name(), failure);
     get_logger().info("process exiting with exitcode {}", code);
     flush_std_streams();
-    if (const int fd = rt.exit_status_fd(); fd >= 0) {
-        // The code is final here; the parent reads it once this process has ended (its pidfd).
-        // What waitpid would tell: the low 8 bits.
-        const std::int32_t reported = code & 0xff;
-        (void)!::send(fd, &reported, sizeof reported, MSG_NOSIGNAL);
-    }
+    rt.report_exit_status(code);  // final here: the parent reads it once this process has ended
     ::_exit(code);
 }
 
