@@ -77,7 +77,7 @@ std::vector<std::byte> encode_child_request(const Process& self, const ProcessSt
     return dumps(request);
 }
 
-void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int parent_pidfd,
+void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int parent_pidfd, int exit_status_fd,
                        std::vector<int> descriptors) {
     ChildRequest request;
     try {
@@ -109,7 +109,7 @@ void run_child_request(std::span<const std::byte> bytes, int os_parent_pid, int 
     if (request.log_to_stderr) log.add_stderr_handler();
 
     if (os_parent_pid == kCreatorIsParent) os_parent_pid = request.parent_pid;
-    ChildOrigin origin{request.parent_name, request.parent_pid, os_parent_pid, parent_pidfd};
+    ChildOrigin origin{request.parent_name, request.parent_pid, os_parent_pid, parent_pidfd, exit_status_fd};
     Runtime::get().become_child(state, origin);
 
     std::unique_ptr<Process> self;

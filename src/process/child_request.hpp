@@ -51,11 +51,13 @@ std::vector<std::byte> encode_child_request(const Process& self, const ProcessSt
 
 // In a spawn or forkserver child: become the child the request describes and run it.
 // `os_parent_pid` is the process that created this one (the parent, or the fork server);
-// `parent_pidfd`, when not -1, refers to the logical parent. Never returns.
+// `parent_pidfd`, when not -1, refers to the logical parent; `exit_status_fd`, when not -1, is
+// where the child writes its exit code before it exits (a fork server child's status socket). Never
+// returns.
 inline constexpr int kCreatorIsParent = 0;  // os_parent_pid: the logical parent created this process
 // `descriptors` are those that came with the request, in order.
 [[noreturn]] void run_child_request(std::span<const std::byte> request, int os_parent_pid, int parent_pidfd,
-                                    std::vector<int> descriptors);
+                                    int exit_status_fd, std::vector<int> descriptors);
 
 // The fork server's loop (forkserver.cpp), on the channel descriptor. Never returns.
 [[noreturn]] void run_forkserver(int channel);

@@ -2,12 +2,16 @@
 // and none of the parent's state), started on first use; it forks a child per request.
 //
 // Channel: a socketpair whose other end only the server holds, so no other process can send it
-// requests. Each request is an 8-byte length and the child's encoded start request, with two
-// descriptors attached: the write end of the child's status pipe and a pidfd of the parent (the
-// child's parent_process()). The server answers with the child's pid and a pidfd of the child.
-// When a child ends, the server reaps it and writes its exit code (int32) to its status pipe:
-// that pipe is the child's sentinel in the parent.
-#include <fcntl.h>
+// requests. Each request is a header and the child's encoded start request, sent in one message,
+// with two descriptors attached: one end of the child's status socket and a pidfd of the parent
+// (the child's parent_process()). The server answers with the child's pid and a pidfd of the child.
+//
+// The exit code (int32) reaches the status socket from the child itself, just before it exits, and
+// again from the server when it has reaped the child (the only report when a signal ended it).
+// The parent waits on the child's pidfd, which is readable once the child has ended, then reads
+// the code: in the common case it is already there, and the parent is woken once, by the child's
+// end, not a second time by the server's report. A socket, not a pipe, so that both writers send
+// with MSG_NOSIGNAL: a parent that has read the first report may have closed its end already.
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -40,7 +44,7 @@ namespace {
 
 constexpr auto kAnswerTimeout = std::chrono::seconds(30);
 
-// The header of a request; the descriptors attached to it are the status pipe's write end, the
+// The header of a request; the descriptors attached to it are the status socket's far end, the
 // parent's pidfd when has_parent_pidfd, then the request's own descriptors.
 struct RequestHeader {
     std::uint64_t length = 0;
@@ -103,7 +107,7 @@ private:
         if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0) throw OSError("socketpair", errno);
         UniqueFd ours(sv[0]);
         UniqueFd theirs(sv[1]);
-        const int pid = spawn_program(theirs.get(), kForkServerFdVariable);
+        const int pid = spawn_program(theirs.get(), kForkServerFdVariable, /*bind_now=*/true);
         theirs.reset();
         channel_ = std::move(ours);
         server_pid_ = pid;
@@ -131,7 +135,9 @@ private:
 
     bool try_launch(const LaunchRequest& request, LaunchedChild& child) {
         int status[2];
-        if (::pipe2(status, O_CLOEXEC) < 0) throw OSError("pipe2", errno);
+        // Non-blocking: the parent reads its end only once the child has ended (poll()).
+        if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, status) < 0)
+            throw OSError("socketpair", errno);
         UniqueFd status_read(status[0]);
         UniqueFd status_write(status[1]);
         RequestHeader header;
@@ -141,8 +147,11 @@ private:
         std::vector<int> fds = {status_write.get()};
         if (self_pidfd_) fds.push_back(self_pidfd_.get());
         fds.insert(fds.end(), request.descriptors.begin(), request.descriptors.end());
-        const bool sent = send_with_descriptors(channel_.get(), &header, sizeof header, fds) &&
-                          send_all(channel_.get(), request.encoded_child.data(), request.encoded_child.size());
+        // One message: a server woken by the header finds the body there too.
+        std::vector<std::byte> message(sizeof header + request.encoded_child.size());
+        std::memcpy(message.data(), &header, sizeof header);
+        std::memcpy(message.data() + sizeof header, request.encoded_child.data(), request.encoded_child.size());
+        const bool sent = send_with_descriptors(channel_.get(), message.data(), message.size(), fds);
         status_write.reset();  // the server holds its copy
         if (!sent) return false;
         pollfd p{channel_.get(), POLLIN, 0};
@@ -165,7 +174,6 @@ private:
             if (answered && pid <= 0) throw OSError("fork in the fork server", -pid);
             return false;
         }
-        ::fcntl(status_read.get(), F_SETFL, O_NONBLOCK);
         child = {pid, UniqueFd(answer_fds[0]), std::move(status_read)};
         return true;
     }
@@ -210,17 +218,17 @@ void run_forkserver(int channel) {
     int signals = ::signalfd(-1, &child_signal, SFD_CLOEXEC | SFD_NONBLOCK);
     if (signals < 0) ::_exit(70);
 
-    std::map<int, UniqueFd> status_pipes;  // child pid -> write end of its status pipe
-    auto report_ended_children = [&status_pipes] {
+    std::map<int, UniqueFd> status_sockets;  // child pid -> its status socket's far end
+    auto report_ended_children = [&status_sockets] {
         for (;;) {
             int status = 0;
             pid_t pid = ::waitpid(-1, &status, WNOHANG);
             if (pid <= 0) break;
-            auto it = status_pipes.find(pid);
-            if (it == status_pipes.end()) continue;
+            auto it = status_sockets.find(pid);
+            if (it == status_sockets.end()) continue;
             std::int32_t code = exitcode_from_wait_status(status);
-            (void)!::write(it->second.get(), &code, sizeof code);
-            status_pipes.erase(it);  // closes the pipe
+            (void)!::send(it->second.get(), &code, sizeof code, MSG_NOSIGNAL);
+            status_sockets.erase(it);  // closes the socket
         }
     };
 
@@ -267,9 +275,11 @@ void run_forkserver(int channel) {
         pid_t pid = ::fork();
         if (pid == 0) {
             ::sigprocmask(SIG_SETMASK, &previous_mask, nullptr);
-            // Keep stdio, the parent's pidfd and the request's descriptors; the channel and the
-            // siblings' status pipes are the server's.
+            // Keep stdio, the status socket (the child reports its own exit code), the parent's
+            // pidfd and the request's descriptors; the channel and the siblings' status sockets
+            // are the server's.
             std::vector<int> keep = request_fds;
+            keep.push_back(status_write);
             if (parent_pidfd >= 0) keep.push_back(parent_pidfd);
             std::sort(keep.begin(), keep.end());
             unsigned next = 3;
@@ -278,12 +288,12 @@ void run_forkserver(int channel) {
                 next = static_cast<unsigned>(fd) + 1;
             }
             ::syscall(SYS_close_range, next, ~0U, 0);
-            run_child_request(body, server_pid, parent_pidfd, std::move(request_fds));
+            run_child_request(body, server_pid, parent_pidfd, status_write, std::move(request_fds));
         }
         std::int32_t answer = pid > 0 ? pid : -errno;
         const UniqueFd child_pidfd(pid > 0 ? open_pidfd(pid) : -1);
         if (pid > 0) {
-            status_pipes[pid] = UniqueFd(status_write);
+            status_sockets[pid] = UniqueFd(status_write);
         } else {
             close_fd(status_write);
         }
@@ -301,7 +311,7 @@ void run_forkserver(int channel) {
         report_ended_children();
     }
     // Children still running keep running; their parents learn of the lost status from the
-    // closed status pipes.
+    // closed status sockets.
     ::_exit(0);
 }
 

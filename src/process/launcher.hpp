@@ -50,13 +50,19 @@ const char* program_path() noexcept;
 // Environment variables through which a re-executed program learns what it is.
 inline constexpr const char* kSpawnFdVariable = "MPROC_SPAWN_FD";
 inline constexpr const char* kForkServerFdVariable = "MPROC_FORKSERVER_FD";
+// Set for a fork server whose LD_BIND_NOW mproc added (spawn_program's bind_now): the server takes
+// both out of its environment again, so that its children do not pass them on.
+inline constexpr const char* kForkServerBindNowVariable = "MPROC_FORKSERVER_BIND_NOW";
 // The descriptor number the channel gets in a re-executed program.
 inline constexpr int kChannelFd = 3;
 
 // Starts `program` anew with the channel end `channel` as descriptor kChannelFd, the variable
 // `variable`=kChannelFd added to the environment, every other descriptor above 2 closed, default
-// signal dispositions and an empty signal mask. Returns the pid.
-int spawn_program(int channel, const char* variable);
+// signal dispositions and an empty signal mask. With `bind_now`, and no LD_BIND_NOW in the
+// environment already, the dynamic linker resolves every symbol as the program starts (the fork
+// server: each child it forks then inherits the resolved symbols instead of resolving those it
+// calls, and writing them into pages it shares with the server, one by one). Returns the pid.
+int spawn_program(int channel, const char* variable, bool bind_now = false);
 
 // Reads from `fd` until end of file.
 std::vector<std::byte> read_to_end(int fd);

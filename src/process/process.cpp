@@ -353,11 +353,15 @@ void init(int argc, char** argv) {
         detail::close_fd(channel);  // inherited by number (kChannelFd): the request is read
         // The creator is the parent itself; not getppid(), which is someone else if the parent
         // already died.
-        detail::run_child_request(request, detail::kCreatorIsParent, -1, std::move(descriptors));
+        detail::run_child_request(request, detail::kCreatorIsParent, -1, -1, std::move(descriptors));
     }
     if (const char* fd = std::getenv(detail::kForkServerFdVariable)) {
         const int channel = std::atoi(fd);
         ::unsetenv(detail::kForkServerFdVariable);
+        if (std::getenv(detail::kForkServerBindNowVariable) != nullptr) {
+            ::unsetenv(detail::kForkServerBindNowVariable);
+            ::unsetenv("LD_BIND_NOW");  // it has done its work: the server's symbols are resolved
+        }
         detail::run_forkserver(channel);
     }
 }

@@ -41,7 +41,7 @@ struct ProcessState {
     bool closed = false;
     int pid = 0;
     UniqueFd pidfd;      // readable once the process has ended; signals go through it
-    UniqueFd status_fd;  // forkserver children: the server writes the exit code here
+    UniqueFd status_fd;  // forkserver children: the exit code arrives here (forkserver.cpp)
     bool reaped_elsewhere = false;  // forkserver children: the server reaps, not this process
     std::optional<int> exitcode;
 
@@ -52,11 +52,12 @@ struct ProcessState {
     void send_signal(int signal_number);
     std::string display_name() const;
     // The descriptor that becomes readable when the process has ended (Process::sentinel()).
-    // A forkserver child whose server died falls back to its pidfd (see poll()).
-    int sentinel_fd() const noexcept { return reaped_elsewhere && status_fd ? status_fd.get() : pidfd.get(); }
+    int sentinel_fd() const noexcept { return pidfd.get(); }
 
 private:
     std::optional<int> poll_locked();
+    // A forkserver child's exit code, once the child has ended.
+    std::optional<int> collect_reported_exitcode();
 };
 
 // The exit code reported when it could not be learnt (a forkserver child whose server died).

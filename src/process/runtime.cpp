@@ -5,6 +5,8 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -44,25 +46,9 @@ std::optional<int> ProcessState::poll() {
 std::optional<int> ProcessState::poll_locked() {
     if (exitcode || role != ProcessRole::child || pid == 0) return exitcode;
     if (reaped_elsewhere) {
-        if (!status_fd) {
-            // The fork server died before reporting: the process's own end is all there is.
-            pollfd p{pidfd.get(), POLLIN, 0};
-            if (!pidfd || ::poll(&p, 1, 0) > 0) exitcode = kExitcodeUnknown;
-            return exitcode;
-        }
-        std::int32_t code = 0;
-        ssize_t n;
-        do {
-            n = ::read(status_fd.get(), &code, sizeof code);
-        } while (n < 0 && errno == EINTR);
-        if (n == static_cast<ssize_t>(sizeof code)) {
-            exitcode = code;
-        } else if (n == 0 || (n > 0 && n < static_cast<ssize_t>(sizeof code))) {
-            get_logger().warning("the exit code of process {} was lost: the fork server ended first", pid);
-            status_fd.reset();
-            return poll_locked();
-        }
-        return exitcode;
+        pollfd p{pidfd.get(), POLLIN, 0};
+        if (pidfd && ::poll(&p, 1, 0) == 0) return std::nullopt;  // still running
+        return collect_reported_exitcode();
     }
     int status = 0;
     pid_t r;
@@ -77,6 +63,32 @@ std::optional<int> ProcessState::poll_locked() {
                       errno);
     }
     return exitcode;
+}
+
+// A child that ran to its end wrote its exit code before ending; for one that a signal ended, the
+// fork server writes it as soon as it has reaped the child, which it does when woken by SIGCHLD.
+// A server that has not reported within kServerReportWaitMs is stuck (stopped, say): the child then
+// counts as running until the report comes. End of file means no report will come: the server
+// died first.
+std::optional<int> ProcessState::collect_reported_exitcode() {
+    constexpr int kServerReportWaitMs = 1000;
+    if (!status_fd) return exitcode = kExitcodeUnknown;
+    std::int32_t code = 0;
+    ssize_t n = 0;
+    for (bool waited = false;; waited = true) {
+        do {
+            n = ::read(status_fd.get(), &code, sizeof code);
+        } while (n < 0 && errno == EINTR);
+        if (n >= 0 || errno != EAGAIN || waited) break;
+        pollfd p{status_fd.get(), POLLIN, 0};
+        while (::poll(&p, 1, kServerReportWaitMs) < 0 && errno == EINTR) {
+        }
+    }
+    if (n == static_cast<ssize_t>(sizeof code)) return exitcode = code;
+    if (n < 0) return std::nullopt;
+    get_logger().warning("the exit code of process {} was lost: the fork server ended first", pid);
+    status_fd.reset();
+    return exitcode = kExitcodeUnknown;
 }
 
 namespace {
@@ -117,9 +129,14 @@ std::optional<int> ProcessState::wait(std::optional<std::chrono::nanoseconds> ti
         // sentinel is readable, poll() collects the exit code at once.
         if (!wait_readable(fd, deadline)) return poll();
         if (auto code = poll()) return code;
-        // A forkserver child whose server died: its sentinel changed; wait on the new one.
-        std::lock_guard lock(mutex);
-        if (sentinel_fd() == fd) return exitcode;
+        // A forkserver child that has ended, whose server is slow to report: wait for the report.
+        int report_fd;
+        {
+            std::lock_guard lock(mutex);
+            if (exitcode || !reaped_elsewhere || !status_fd) return exitcode;
+            report_fd = status_fd.get();
+        }
+        if (!wait_readable(report_fd, deadline)) return poll();
     }
 }
 
@@ -286,6 +303,16 @@ void Runtime::become_child(std::shared_ptr<ProcessState> self, const ChildOrigin
     parent_name_ = origin.parent_name;
     parent_pid_ = origin.parent_pid;
     parent_pidfd_ = origin.parent_pidfd;
+    // A child forked from a forkserver child must not report into its parent's status socket, nor
+    // hold it open.
+    if (exit_status_fd_is_ours() && exit_status_fd_ != origin.exit_status_fd) close_fd(exit_status_fd_);
+    exit_status_fd_ = origin.exit_status_fd;
+    struct stat file {};
+    if (exit_status_fd_ >= 0 && ::fstat(exit_status_fd_, &file) == 0) {
+        exit_status_file_ = {file.st_dev, file.st_ino};
+    } else {
+        exit_status_fd_ = -1;
+    }
     reset_launchers_after_fork();
     children_.clear();
     counter_ = 0;
@@ -367,6 +394,18 @@ void Runtime::run_exit_sequence() {
     run_tasks(after);
 }
 
+bool Runtime::exit_status_fd_is_ours() const noexcept {
+    struct stat file {};
+    return exit_status_fd_ >= 0 && ::fstat(exit_status_fd_, &file) == 0 &&
+           std::pair(file.st_dev, file.st_ino) == exit_status_file_;
+}
+
+void Runtime::report_exit_status(int code) noexcept {
+    if (!exit_status_fd_is_ours()) return;
+    const std::int32_t reported = code & 0xff;  // what waitpid would tell: the low 8 bits
+    (void)!::send(exit_status_fd_, &reported, sizeof reported, MSG_NOSIGNAL);
+}
+
 bool Runtime::in_child_bootstrap_thread() const { return is_child_bootstrap_thread; }
 void Runtime::mark_child_bootstrap_thread() { is_child_bootstrap_thread = true; }
 
@@ -413,6 +452,7 @@ void report_uncaught(const std::string& process_name, const std::exception_ptr& 
     if (failure) report_uncaught(rt.current_process().name(), failure);
     get_logger().info("process exiting with exitcode {}", code);
     flush_std_streams();
+    rt.report_exit_status(code);  // final here: the parent reads it once this process has ended
     ::_exit(code);
 }
 

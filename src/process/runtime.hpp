@@ -6,12 +6,15 @@
 // One Runtime exists per process, created on first use and never destroyed: static destructors
 // run in an order mproc does not control, and the exit handler must still find it afterwards.
 // After fork the child resets it (become_child) before running any user code.
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "mproc/process.hpp"
@@ -28,6 +31,7 @@ struct ChildOrigin {
     int parent_pid = 0;
     int os_parent_pid = 0;
     int parent_pidfd = -1;  // a pidfd of the logical parent, when one was handed over
+    int exit_status_fd = -1;  // where to write the exit code before exiting (forkserver children)
 };
 
 
@@ -57,6 +61,10 @@ public:
     // others. Runs at most once per process.
     void run_exit_sequence();
 
+    // Just before this process exits: writes `code` where its parent reads it (ChildOrigin's
+    // exit_status_fd), if it has such a place and the descriptor is still the one it was given.
+    void report_exit_status(int code) noexcept;
+
     // The child bootstrap's thread, for mproc::exit (which unwinds only on that thread).
     bool in_child_bootstrap_thread() const;
     void mark_child_bootstrap_thread();
@@ -85,6 +93,11 @@ private:
     std::string parent_name_;
     int parent_pid_ = 0;
     int parent_pidfd_ = -1;
+    // ChildOrigin::exit_status_fd of this process, and the file it was (a program may close
+    // descriptors it does not know of, and the number may then name another file).
+    int exit_status_fd_ = -1;
+    std::pair<dev_t, ino_t> exit_status_file_{};
+    bool exit_status_fd_is_ours() const noexcept;
     std::vector<std::string> argv_;
     bool initialized_ = false;
     bool bootstrapping_ = false;

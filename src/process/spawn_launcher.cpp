@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 
@@ -26,7 +27,7 @@ void reset_forkserver_after_fork() noexcept;
 
 const char* program_path() noexcept { return "/proc/self/exe"; }
 
-int spawn_program(int channel, const char* variable) {
+int spawn_program(int channel, const char* variable, bool bind_now) {
     // The channel must not already be descriptor 3, where dup2 would keep its close-on-exec flag.
     UniqueFd moved;
     if (channel == kChannelFd) {
@@ -55,8 +56,13 @@ int spawn_program(int channel, const char* variable) {
     for (char** e = environ; e && *e; ++e) {
         if (std::strncmp(*e, prefix.c_str(), prefix.size()) != 0) environment.push_back(*e);
     }
+    environment_storage.reserve(3);  // the pointers below point into it
     environment_storage.push_back(prefix + std::to_string(kChannelFd));
-    environment.push_back(environment_storage.back().data());
+    if (bind_now && std::getenv("LD_BIND_NOW") == nullptr) {
+        environment_storage.push_back("LD_BIND_NOW=1");
+        environment_storage.push_back(std::string(kForkServerBindNowVariable) + "=1");
+    }
+    for (auto& variable_setting : environment_storage) environment.push_back(variable_setting.data());
     environment.push_back(nullptr);
 
     std::vector<char*> argv = Runtime::get().argv_for_children();

@@ -622,7 +622,7 @@ TEST_P(CPythonProcess, WaitOnSentinelsAndConnections) {
     EXPECT_EQ(std::get<Connection*>(ready[0]), &b);
     p.terminate();
     p.join();
-    // Under forkserver the sentinel is the status pipe, at end of file once the server closed it.
+    // The sentinel (a pidfd under every start method) stays readable once the child has ended.
     EXPECT_EQ(mproc::connection::wait({sentinel}, kPatience), std::vector<int>{sentinel});
     b.send(0);  // a becomes ready too
     ready = mproc::connection::wait(items, kPatience);

@@ -3,6 +3,7 @@
 // hold mproc's locks (spec/faults.md rows 9, 28, 29).
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/prctl.h>
@@ -16,6 +17,7 @@
 #include <atomic>
 #include <fstream>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <sstream>
 #include <string>
@@ -228,6 +230,33 @@ TEST(StartMethodFaults, ForkServerKilledIsRestartedAndLostStatusIsReported) {
     sleeper.join(10s);
     EXPECT_FALSE(sleeper.is_alive());
     EXPECT_EQ(sleeper.exitcode(), mproc::detail::kExitcodeUnknown);
+}
+
+TEST(StartMethodFaults, ForkServerChildKilledHasItsExitcodeOnceItsSentinelIsReady) {
+    // Such a child cannot report its exit code itself: the server's report must be in by the time
+    // exitcode() is asked, without a join.
+    auto sleeper = mproc::forkserver_context.Process([] { std::this_thread::sleep_for(30s); });
+    sleeper.start();
+    sleeper.kill();
+    pollfd ended{sleeper.sentinel(), POLLIN, 0};
+    ASSERT_EQ(::poll(&ended, 1, 10'000), 1);
+    EXPECT_EQ(sleeper.exitcode(), -SIGKILL);
+    EXPECT_FALSE(sleeper.is_alive());
+    sleeper.join();
+}
+
+TEST(StartMethodFaults, ForkServerChildrenDoNotPassOnTheServersBindNow) {
+    if (std::getenv("LD_BIND_NOW") != nullptr) GTEST_SKIP() << "LD_BIND_NOW is set for the whole test";
+    // The server resolves its symbols at start (LD_BIND_NOW, which mproc adds); its children, and
+    // the programs they execute, must see the environment the parent had.
+    auto child = mproc::forkserver_context.Process([] {
+        const bool clean = std::getenv("LD_BIND_NOW") == nullptr &&
+                           std::getenv(mproc::detail::kForkServerBindNowVariable) == nullptr;
+        mproc::exit(clean ? 0 : 1);
+    });
+    child.start();
+    child.join();
+    EXPECT_EQ(child.exitcode(), 0);
 }
 
 TEST(StartMethodFaults, GarbageStartRequestEndsTheChildWithAMessage) {

@@ -43,7 +43,8 @@ def expected_lines(directory: str) -> list[str]:
     files, bytes_, counts = reference(directory)
     top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:20]
     width = max((len(word) + 1 for word, _ in top), default=0)
-    return ([f"Counting the words of {files} files ({bytes_:,} bytes)", "", f"TOP {len(top)} WORDS BY FREQUENCY", ""]
+    return ([f"Counting the words of {files} files ({bytes_:,} bytes)", f"  from {directory}: {files:,} files, {bytes_:,} bytes",
+             "", f"TOP {len(top)} WORDS BY FREQUENCY", ""]
             + [f"{word:<{width}}: {count:>7,}" for word, count in top]
             + ["", f"files: {files}  bytes: {bytes_:,}  words: {sum(counts.values()):,}  distinct words: {len(counts):,}"])
 
@@ -51,13 +52,21 @@ def expected_lines(directory: str) -> list[str]:
 TIMINGS = [
     re.compile(r"pool of \d+ workers: +\d+\.\d ms  \(\d+\.\d ms of it starting the workers\)\Z"),
     re.compile(r"one process: +\d+\.\d ms\Z"),
-    re.compile(r"speedup: +\d+\.\d\dx  \(best of 3 runs each\)\Z"),
+    re.compile(r"speedup: +\d+\.\d\dx  with \d+ workers \(best of 3 runs each\)\Z"),
+    re.compile(r"CPUs busy counting: +\d+\.\d\d in the pool, \d+\.\d\d in one process  "
+               r"\(\d+ CPUs here, load average \d+\.\d\d\)\Z"),
 ]
 # Printed after the timings when the work took under 50 ms in one process.
 LITTLE_WORK_NOTE = [
     "",
     "That is little work: starting the workers and adding up their tables weigh in it. Give it",
     "more text (wordcount_demo DIR...) and the speedup approaches the number of workers.",
+]
+# Printed after the timings instead when the workers had fewer CPUs than there are of them.
+BUSY_MACHINE_NOTE = [
+    "",
+    "The workers had fewer CPUs than there are of them: other programs are using this machine's",
+    "CPUs. On an idle machine the speedup approaches the number of workers.",
 ]
 
 
@@ -85,7 +94,7 @@ def check(out: str, err: str, rc: int, directory: str, mpi: bool = False) -> lis
     timings, note = timings[:len(TIMINGS)], timings[len(TIMINGS):]
     if len(timings) != len(TIMINGS) or not all(r.match(t) for r, t in zip(TIMINGS, timings)):
         errors.append(f"the timing lines are not as expected: {timings}")
-    if note not in ([], LITTLE_WORK_NOTE):
+    if note not in ([], LITTLE_WORK_NOTE, BUSY_MACHINE_NOTE):
         errors.append(f"unexpected lines after the timings: {note}")
     return errors
 
@@ -95,7 +104,8 @@ def self_test() -> int:
     good = "\n".join(expected_lines(fixtures) + [
         "pool of 2 workers:      9.6 ms  (0.6 ms of it starting the workers)",
         "one process:            11.0 ms",
-        "speedup:                1.15x  (best of 3 runs each)",
+        "speedup:                1.15x  with 2 workers (best of 3 runs each)",
+        "CPUs busy counting:   1.71 in the pool, 0.98 in one process  (2 CPUs here, load average 0.31)",
     ] + LITTLE_WORK_NOTE) + "\n"
     problems = []
     if check(good, "", 0, fixtures):
@@ -110,6 +120,9 @@ def self_test() -> int:
         "a word lost": (good.replace(rows[3] + "\n", ""), "", 0),
         "totals wrong": (re.sub(r"words: ([\d,]+)", "words: 1", good, count=1), "", 0),
         "no speedup line": (good[:good.rindex("speedup")], "", 0),
+        "no worker count with the speedup": (good.replace("x  with 2 workers", "x"), "", 0),
+        "no CPU line": (re.sub(r"CPUs busy.*\n", "", good), "", 0),
+        "no source line": (re.sub(r"  from .*\n", "", good), "", 0),
         "a stray line at the end": (good + "done\n", "", 0),
     }
     mpi_good = good.replace("pool of 2 workers", "MPI pool: 4 workers on 2 serving ranks (the counts equal the single "
