@@ -106,7 +106,7 @@ bool abandoned(const BufferHeader& h, const ProcessIdentity* ending) {
 // keepers of a buffer it was taking over), so a half-made change at worst makes the buffer look
 // abandoned by the process that died, and the next sweep removes it, as it would have anyway.
 MutexStateGuard lock_header(BufferHeader& h, const std::string& what) {
-    const int rc = raw_mutex_acquire(h.lock, 0);
+    const int rc = raw_mutex_acquire(h.lock, kForever);
     if (rc != 0 && rc != EOWNERDEAD) throw OSError(what + " (locking its header)", rc);
     return MutexStateGuard(h.lock, std::adopt_lock);
 }

@@ -689,11 +689,16 @@ TEST_P(SharedBufferHandover, ConcurrentSweepsDuringHandovers) {
     auto sweeper = started(sweep_until, stop);
     auto producer = started(put_many, q);
     int intact = 0;
-    for (int i = 0; i < kSweptHandovers; ++i) {
-        const SharedBuffer received = q.get(true, 60s);
-        if (received.size() == 4096 + static_cast<std::size_t>(i) &&
-            first_difference(received, static_cast<std::uint64_t>(i)) == received.size())
-            ++intact;
+    try {
+        for (int i = 0; i < kSweptHandovers; ++i) {
+            const SharedBuffer received = q.get(true, 60s);
+            if (received.size() == 4096 + static_cast<std::size_t>(i) &&
+                first_difference(received, static_cast<std::uint64_t>(i)) == received.size())
+                ++intact;
+        }
+    } catch (const std::exception& e) {
+        ADD_FAILURE() << "receiving: " << e.what();
+        producer.kill();  // it may wait for room that will never come
     }
     stop.set();
     EXPECT_EQ(joined(producer), 0);
