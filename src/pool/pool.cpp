@@ -257,7 +257,7 @@ void fail_task(ChunkTask& task, const std::exception_ptr& error) {
 }
 }  // namespace
 
-bool pool_spin_pays() noexcept { return ::sysconf(_SC_NPROCESSORS_ONLN) > 1 && !machine_oversubscribed(); }
+bool pool_spin_pays() noexcept { return spinning_pays(); }
 
 void log_callback_failure(const char* what) { get_logger().error("a pool callback raised: {}", what); }
 
@@ -615,7 +615,6 @@ std::uint32_t PoolCore::site_id(const CallSite& site) {
         last_site_.emplace(site, it->second);
         return it->second;
     }
-    if (it != site_ids_.end()) return it->second;
     SiteInfo info;
     info.entry = code_ref_of(site.entry);
     if (site.function != nullptr) info.function = code_ref_of(site.function);
@@ -856,10 +855,7 @@ void PoolCore::lock_core(std::unique_lock<std::mutex>& core) {
     // A waiter collecting answers holds it, perhaps asleep: wake it, it gives the core back.
     dispatcher_wants_core_.store(true, std::memory_order_relaxed);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the flag before the waiter's
-    if (waiter_->asleep.load(std::memory_order_relaxed) != 0 && waiter_->asleep.exchange(0, std::memory_order_relaxed) != 0) {
-        waiter_->seq.fetch_add(1, std::memory_order_relaxed);
-        futex_wake(&waiter_->seq, 1);
-    }
+    waiter_->wake_if_asleep();
     core.lock();
     dispatcher_wants_core_.store(false, std::memory_order_relaxed);
 }
@@ -1035,10 +1031,9 @@ void PoolCore::run() {
             std::atomic_thread_fence(std::memory_order_seq_cst);  // the flags before the words they guard
             // A waiter collecting answers (collect_until) does this thread's watching meanwhile:
             // it is not to be raced for them, and it hands back what it leaves.
-            const auto woken = [this] { return !waiter_active_.load(std::memory_order_relaxed) && work_arrived(); };
-            if ((expecting && spin_until(spin_, 1, [&] { return waiter_active_.load(std::memory_order_relaxed) || work_arrived(); }) &&
-                 woken()) ||
-                woken()) {
+            const auto waiter_active = [this] { return waiter_active_.load(std::memory_order_relaxed); };
+            if (expecting) spin_until(spin_, 1, [&] { return waiter_active() || work_arrived(); });
+            if (!waiter_active() && work_arrived()) {
                 disarm();
                 continue;
             }

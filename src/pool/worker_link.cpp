@@ -92,14 +92,8 @@ bool WorkerLink::flush() {
         writes_->tail.store(tail + n, std::memory_order_release);
         sent_ += n;
         std::atomic_thread_fence(std::memory_order_seq_cst);  // the tail before the reader's flag
-        if (writes_->reader_asleep.load(std::memory_order_relaxed) != 0 &&
-            writes_->reader_asleep.exchange(0, std::memory_order_relaxed) != 0)
-            ring_doorbell();
-        if (waiter_ != nullptr && waiter_->asleep.load(std::memory_order_relaxed) != 0 &&
-            waiter_->asleep.exchange(0, std::memory_order_relaxed) != 0) {
-            waiter_->seq.fetch_add(1, std::memory_order_relaxed);
-            futex_wake(&waiter_->seq, 1);
-        }
+        if (claim_sleeper(writes_->reader_asleep)) ring_doorbell();
+        if (waiter_ != nullptr) waiter_->wake_if_asleep();
     }
     if (sent_ < out_.size()) return false;
     out_.clear();
@@ -128,29 +122,34 @@ bool WorkerLink::take_incoming() {
     end_ += n;
     reads_->head.store(tail, std::memory_order_release);
     std::atomic_thread_fence(std::memory_order_seq_cst);  // the head before the writer's flag
-    if (reads_->writer_asleep.load(std::memory_order_relaxed) != 0 &&
-        reads_->writer_asleep.exchange(0, std::memory_order_relaxed) != 0)
-        ring_doorbell();
+    if (claim_sleeper(reads_->writer_asleep)) ring_doorbell();
     return true;
 }
 
-std::optional<std::span<const std::byte>> WorkerLink::next_frame() {
+std::optional<std::uint64_t> WorkerLink::ready_frame_length() const noexcept {
     if (end_ - begin_ < kHeaderBytes) return std::nullopt;
     std::uint64_t length;
     std::memcpy(&length, in_.data() + begin_, sizeof length);
     if (end_ - begin_ - kHeaderBytes < length) return std::nullopt;
-    const std::span<const std::byte> frame(in_.data() + begin_ + kHeaderBytes, length);
-    begin_ += kHeaderBytes + length;
+    return length;
+}
+
+std::optional<std::span<const std::byte>> WorkerLink::next_frame() {
+    const auto length = ready_frame_length();
+    if (!length) return std::nullopt;
+    const std::span<const std::byte> frame(in_.data() + begin_ + kHeaderBytes, *length);
+    begin_ += kHeaderBytes + *length;
     return frame;
 }
 
 void WorkerLink::unread_frame(std::span<const std::byte> frame) noexcept { begin_ -= kHeaderBytes + frame.size(); }
 
-bool WorkerLink::frame_ready() const noexcept {
-    if (end_ - begin_ < kHeaderBytes) return false;
-    std::uint64_t length;
-    std::memcpy(&length, in_.data() + begin_, sizeof length);
-    return end_ - begin_ - kHeaderBytes >= length;
+bool WorkerLink::frame_ready() const noexcept { return ready_frame_length().has_value(); }
+
+void WaiterWord::wake_if_asleep() noexcept {
+    if (!claim_sleeper(asleep)) return;
+    seq.fetch_add(1, std::memory_order_relaxed);
+    futex_wake(&seq, 1);
 }
 
 void WorkerLink::lower_reader_flag() noexcept { reads_->reader_asleep.store(0, std::memory_order_relaxed); }

@@ -73,7 +73,16 @@ static_assert(std::atomic<std::uint64_t>::is_always_lock_free && std::atomic<std
 struct WaiterWord {
     alignas(64) std::atomic<std::uint32_t> seq{0};
     std::atomic<std::uint32_t> asleep{0};
+
+    // For a side that has just published (and fenced): wakes the waiter if it said it sleeps.
+    void wake_if_asleep() noexcept;
 };
+
+// For a side that has just published (and fenced): true when the other side had raised `flag`
+// (it sleeps, or is about to) and this call lowered it, so that this side, and only it, wakes it.
+inline bool claim_sleeper(std::atomic<std::uint32_t>& flag) noexcept {
+    return flag.load(std::memory_order_relaxed) != 0 && flag.exchange(0, std::memory_order_relaxed) != 0;
+}
 
 // Bytes of each ring: room for a few hundred batched tasks or results.
 inline constexpr std::size_t kLinkRingBytes = std::size_t{256} << 10;
@@ -138,6 +147,8 @@ public:
 
 private:
     void ring_doorbell() const noexcept;
+    // The length of the complete frame at the front of the input buffer, or nullopt.
+    std::optional<std::uint64_t> ready_frame_length() const noexcept;
     bool ready(bool for_input, bool for_room) const noexcept {
         return (for_input && has_incoming()) || (for_room && has_room());
     }
