@@ -59,6 +59,12 @@ bool machine_oversubscribed() noexcept;
 // What a spinner says when its yield came back late: oversubscribed until the next sample.
 void note_contended_yield() noexcept;
 
+// Whether a waiter should spin at all now: not on a single CPU, not on an oversubscribed machine.
+inline bool spinning_pays() noexcept {
+    static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
+    return several_cpus && !machine_oversubscribed();
+}
+
 // A spin budget (one per queue and process, one per manager connection).
 class SpinBudget {
 public:
@@ -91,8 +97,7 @@ private:
 // for shares this CPU, that is what lets it answer.
 template <class Ready>
 bool spin_until(SpinBudget& budget, unsigned first_pauses, Ready ready) {
-    static const bool several_cpus = ::sysconf(_SC_NPROCESSORS_ONLN) > 1;
-    if (!several_cpus || machine_oversubscribed()) return false;
+    if (!spinning_pays()) return false;
     const std::int32_t nanos = budget.next();
     if (nanos == 0) return false;
     const Deadline spent = Deadline::after(std::chrono::nanoseconds(nanos));
