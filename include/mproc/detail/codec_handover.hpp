@@ -21,7 +21,9 @@ public:
     // Ends a provisional step: sent = true once the message has left, false to undo it.
     using Finish = void (*)(const void* subject, bool sent) noexcept;
 
-    HandoverTransaction() noexcept : mark_(pending().size()) { ++depth(); }
+    // Every encoded value opens one, so opening and committing one with nothing enlisted touch
+    // only plain thread-local counters; the list of steps is reached only when there are steps.
+    HandoverTransaction() noexcept : mark_(enlisted()) { ++depth(); }
     ~HandoverTransaction() {
         --depth();
         if (!committed_) finish_from(mark_, false);
@@ -42,6 +44,7 @@ public:
             return;
         }
         pending().push_back(Step{subject, finish});
+        ++enlisted();
     }
 
 private:
@@ -52,16 +55,23 @@ private:
 
     // Last enlisted first, so that an undo sees the state its step left.
     static void finish_from(std::size_t mark, bool sent) noexcept {
+        if (enlisted() <= mark) return;
         std::vector<Step>& steps = pending();
         while (steps.size() > mark) {
             const Step step = steps.back();
             steps.pop_back();
+            --enlisted();
             step.finish(step.subject, sent);
         }
     }
     static std::vector<Step>& pending() noexcept {
         thread_local std::vector<Step> steps;
         return steps;
+    }
+    // pending().size(), kept where reading it costs no thread-local initialization check.
+    static std::size_t& enlisted() noexcept {
+        thread_local std::size_t count = 0;
+        return count;
     }
     static int& depth() noexcept {
         thread_local int value = 0;
